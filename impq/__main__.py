@@ -1,0 +1,3 @@
+from impq.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,96 @@
+"""Versioned artifacts written atomically: JSON documents and safetensors files.
+
+Every writer goes through a temporary file in the target folder and an ``os.replace``,
+so a crash leaves either the old artifact or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "atomic_path",
+    "fingerprint",
+    "read_json",
+    "read_tensors",
+    "write_json",
+    "write_tensors",
+]
+
+SCHEMA_VERSION = 1
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json(path: str | Path, document: dict[str, Any], *, versioned: bool = True) -> Path:
+    """Write ``document`` as JSON (with ``schema_version`` unless ``versioned`` is False)."""
+    body = {"schema_version": SCHEMA_VERSION, **document} if versioned else document
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(body, indent=2, sort_keys=True, allow_nan=True) + "\n")
+    return Path(path)
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    """Read a JSON artifact, failing clearly when it is missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: artifact missing; run the stage that writes it first")
+    return json.loads(path.read_text())
+
+
+def write_tensors(
+    path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]
+) -> Path:
+    """Write tensors as safetensors with string metadata (schema version included)."""
+    meta = {"schema_version": str(SCHEMA_VERSION), **metadata}
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
+    return Path(path)
+
+
+def read_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a safetensors artifact and its metadata."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: artifact missing; run the stage that writes it first")
+    with safe_open(str(path), framework="pt") as f:
+        metadata = dict(f.metadata() or {})
+    return load_file(str(path)), metadata
+
+
+def fingerprint(*parts: bytes | str | torch.Tensor) -> str:
+    """A short stable hash of strings, bytes and tensors (by their raw contents)."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, torch.Tensor):
+            part = part.detach().cpu().contiguous().numpy().tobytes()
+        elif isinstance(part, str):
+            part = part.encode()
+        h.update(part)
+    return h.hexdigest()[:16]

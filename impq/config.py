@@ -1,0 +1,207 @@
+"""Typed configuration: one pydantic model per section of ``params.yaml``.
+
+Every model forbids unknown keys, so a typo in ``params.yaml`` fails at load time with
+the key's path instead of silently falling back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+__all__ = [
+    "BackendsConfig",
+    "CalibrationConfig",
+    "ConfigError",
+    "DataConfig",
+    "EvalConfig",
+    "ModelConfig",
+    "Params",
+    "PathsConfig",
+    "SolverConfig",
+    "SpqeConfig",
+    "TrackingConfig",
+    "load_params",
+]
+
+DATA_DIR_ENV = "IMPQ_DATA_DIR"
+
+
+class ConfigError(ValueError):
+    """``params.yaml`` is missing, malformed or holds a value that cannot work."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(_Section):
+    """Which checkpoint to quantize and where to run it."""
+
+    source: str = Field(description="Local directory or Hugging Face hub id.")
+    gguf_file: str | None = Field(None, description="GGUF file inside `source`, if any.")
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class CalibrationConfig(_Section):
+    """Calibration sequences drawn from a text source disjoint from the evaluation text."""
+
+    source: str = Field(
+        "heldout",
+        description=(
+            "'heldout' (data root's reference-corpus/heldout.txt), 'wikitext2-valid' "
+            "(data root's tokenized valid split), 'wikitext2-train' or 'c4' (hub), "
+            "or a path to a UTF-8 text file."
+        ),
+    )
+    n_samples: int = Field(32, gt=0)
+    seqlen: int = Field(256, gt=1)
+    seed: int = 0
+
+
+class DataConfig(_Section):
+    """Where text comes from: a local folder laid out like ``shared/data`` or the hub."""
+
+    root: str | None = Field(
+        None,
+        description=f"Local data folder; null reads ${DATA_DIR_ENV}, unset means the hub.",
+    )
+    calibration: CalibrationConfig = CalibrationConfig()
+
+    def resolved_root(self) -> Path | None:
+        """The local data folder in force, or None when text comes from the hub."""
+        root = self.root or os.environ.get(DATA_DIR_ENV) or None
+        if root is None:
+            return None
+        path = Path(root).expanduser()
+        if not path.is_dir():
+            raise ConfigError(
+                f"data.root: {path} is not a directory. Point data.root (or ${DATA_DIR_ENV}) "
+                "at a folder laid out like shared/data (wikitext-2-raw/wiki.test.raw, ...), "
+                "or leave both unset to download WikiText-2 from the hub."
+            )
+        return path
+
+
+class SpqeConfig(_Section):
+    """Shapley-based progressive quantization estimation."""
+
+    permutations: int = Field(48, gt=1, description="Permutations M; keep M well above L.")
+    alpha: float = Field(0.5, ge=0.0, le=1.0, description="Shrinkage of K toward diag(C).")
+    backend: str = Field("quanto", description="Quantizer used inside the game.")
+    high_bits: int = 4
+    low_bits: int = 2
+    group_size: int = Field(64, gt=0)
+    seed: int = 0
+    tolerance: float | None = Field(
+        None, gt=0, description="Stop once every Shapley standard error is below this."
+    )
+    interactions: Literal["covariance", "shapley-interaction"] = "covariance"
+
+
+class SolverConfig(_Section):
+    """Bit assignment: the binary quadratic program and its solver."""
+
+    name: str = "anneal"
+    precisions: list[int] = [2, 4]
+    num_reads: int = Field(100, gt=0)
+    num_sweeps: int = Field(1000, gt=0)
+    seed: int = 0
+    exact_check: bool = True
+
+
+class BackendsConfig(_Section):
+    """Backends that store the final mixed-precision model."""
+
+    names: list[str] = ["quanto", "hqq"]
+    group_size: int = Field(64, gt=0)
+
+
+class EvalConfig(_Section):
+    """WikiText-2 perplexity protocol and the methods compared in the sweep."""
+
+    seqlen: int = Field(256, gt=1)
+    batch_size: int = Field(8, gt=0)
+    max_windows: int | None = Field(None, gt=0, description="null = the whole test split")
+    methods: list[str] = ["impq", "shapley", "lim", "zd", "uniform", "random"]
+
+
+class TrackingConfig(_Section):
+    """Experiment tracking (MLflow)."""
+
+    enabled: bool = True
+    uri: str | None = Field(None, description="null reads $MLFLOW_TRACKING_URI, else sqlite")
+    experiment: str = "impq"
+
+
+class PathsConfig(_Section):
+    """Where stages write their artifacts, metrics and plots (relative to the repo)."""
+
+    artifacts: str = "artifacts"
+    metrics: str = "metrics"
+    plots: str = "plots"
+
+
+class Params(_Section):
+    """The whole of ``params.yaml``."""
+
+    model: ModelConfig
+    data: DataConfig = DataConfig()
+    spqe: SpqeConfig = SpqeConfig()
+    solver: SolverConfig = SolverConfig()
+    backends: BackendsConfig = BackendsConfig()
+    budgets: list[float] = [2.5, 3.0, 3.5]
+    eval: EvalConfig = EvalConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    paths: PathsConfig = PathsConfig()
+
+    @field_validator("budgets")
+    @classmethod
+    def _budgets_in_range(cls, budgets: list[float]) -> list[float]:
+        for b in budgets:
+            if not 2.0 <= b <= 8.0:
+                raise ValueError(f"budget {b} is outside [2, 8] average bits")
+        return budgets
+
+
+def _format_errors(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "<top level>"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {where}: unknown key (check its spelling against impq/config.py)")
+        else:
+            lines.append(f"  {where}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def parse_params(raw: object, origin: str = "params") -> Params:
+    """Validate an already-loaded mapping, raising ConfigError with key paths."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{origin}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(f"{origin} is invalid:\n{_format_errors(err)}") from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate ``params.yaml``.
+
+    Raises:
+        ConfigError: the file is missing, is not YAML, or fails validation; the message
+            names each offending key and what was expected.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such params file; pass --params PATH to an existing one")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    return parse_params(raw, origin=str(path))

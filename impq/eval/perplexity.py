@@ -1,0 +1,76 @@
+"""Perplexity by the GPTQ / llama.cpp protocol.
+
+The evaluation text is tokenized once and cut into non-overlapping windows of
+``seqlen`` tokens (the short tail is dropped); each window predicts its last
+``seqlen - 1`` tokens from the ones before, and PPL = exp(mean NLL over every predicted
+token). Non-finite losses are kept, not hidden: a model that produces NaN or inf logits
+gets a NaN or inf perplexity.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+__all__ = ["PerplexityResult", "batch_nll", "perplexity", "windows"]
+
+
+@dataclass(frozen=True)
+class PerplexityResult:
+    """Perplexity and what it was computed over."""
+
+    ppl: float
+    mean_nll: float
+    n_tokens: int
+    n_windows: int
+    seqlen: int
+
+    def as_metrics(self) -> dict[str, float | int]:
+        """Flat metrics for a JSON file or a tracking server."""
+        return asdict(self)
+
+
+def windows(ids: torch.Tensor, seqlen: int, max_windows: int | None = None) -> torch.Tensor:
+    """Non-overlapping windows ``(n, seqlen)`` of 1-D ``ids``, the tail dropped."""
+    n = ids.numel() // seqlen
+    if max_windows is not None:
+        n = min(n, max_windows)
+    if n == 0:
+        raise ValueError(f"{ids.numel()} tokens do not fill one window of {seqlen}")
+    return ids[: n * seqlen].view(n, seqlen)
+
+
+@torch.inference_mode()
+def batch_nll(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    """Summed next-token NLL of each row of ``batch`` (n, T), as float64 of shape (n,)."""
+    logits = model(batch).logits[:, :-1].float()
+    targets = batch[:, 1:]
+    nll = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+    return nll.double().sum(dim=1)
+
+
+def perplexity(
+    model: nn.Module,
+    ids: torch.Tensor,
+    seqlen: int,
+    batch_size: int = 8,
+    max_windows: int | None = None,
+    progress: bool = True,
+) -> PerplexityResult:
+    """Perplexity of ``model`` on 1-D token ids ``ids`` (see the module docstring)."""
+    device = next(model.parameters()).device
+    chunks = windows(ids, seqlen, max_windows)
+    total = torch.zeros((), dtype=torch.float64)
+    bar = tqdm(range(0, len(chunks), batch_size), desc="perplexity", disable=not progress)
+    for start in bar:
+        batch = chunks[start : start + batch_size].to(device)
+        total += batch_nll(model, batch).sum().cpu()
+    n_tokens = len(chunks) * (seqlen - 1)
+    mean = total.item() / n_tokens
+    ppl = math.exp(mean) if mean < 700 else math.inf
+    return PerplexityResult(ppl, mean, n_tokens, len(chunks), seqlen)

@@ -1,0 +1,59 @@
+"""Load a causal LM and its tokenizer from a local directory, a GGUF file or the hub."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+
+from impq.config import ModelConfig
+
+__all__ = ["load_model", "load_tokenizer", "resolve_device"]
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` is CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("model.device is 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
+    return torch.device(device)
+
+
+def _source_kwargs(cfg: ModelConfig) -> dict[str, Any]:
+    path = Path(cfg.source).expanduser()
+    looks_local = path.is_absolute() or cfg.source.startswith((".", "~")) or path.exists()
+    if looks_local and not path.is_dir():
+        raise FileNotFoundError(
+            f"model.source: {cfg.source} is not a directory; give a local checkpoint folder "
+            "(with config.json) or a hub id such as 'HuggingFaceTB/SmolLM2-135M'"
+        )
+    kwargs: dict[str, Any] = {}
+    if cfg.gguf_file:
+        kwargs["gguf_file"] = cfg.gguf_file
+    return kwargs
+
+
+def load_tokenizer(cfg: ModelConfig) -> Any:
+    """The tokenizer that belongs to ``cfg.source``."""
+    return AutoTokenizer.from_pretrained(cfg.source, **_source_kwargs(cfg))
+
+
+def load_model(cfg: ModelConfig) -> PreTrainedModel:
+    """Load ``cfg.source`` in eval mode, in ``cfg.dtype``, on ``cfg.device``."""
+    device = resolve_device(cfg.device)
+    model = AutoModelForCausalLM.from_pretrained(
+        cfg.source, dtype=_DTYPES[cfg.dtype], **_source_kwargs(cfg)
+    )
+    if cfg.gguf_file:  # the weights were dequantized to float on load
+        model.config.quantization_config = None
+        model.hf_quantizer = None
+    log.info("loaded %s (%s) on %s", cfg.source, cfg.dtype, device)
+    return model.to(device).eval()

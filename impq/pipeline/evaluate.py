@@ -1,0 +1,32 @@
+"""Stage ``evaluate``: WikiText-2 perplexity of the unquantized model."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from impq.artifacts import read_tensors, write_json
+from impq.config import Params
+from impq.eval import PerplexityResult, perplexity
+from impq.models import load_model
+from impq.pipeline.prepare import eval_tokens_path
+
+__all__ = ["float_metrics_path", "run"]
+
+log = logging.getLogger(__name__)
+
+
+def float_metrics_path(params: Params) -> Path:
+    """Where the float model's perplexity is written."""
+    return Path(params.paths.metrics) / "float.json"
+
+
+def run(params: Params) -> PerplexityResult:
+    """Evaluate the float model and write ``metrics/float.json``."""
+    tensors, _ = read_tensors(eval_tokens_path(params))
+    model = load_model(params.model)
+    ev = params.eval
+    result = perplexity(model, tensors["input_ids"], ev.seqlen, ev.batch_size, ev.max_windows)
+    write_json(float_metrics_path(params), result.as_metrics(), versioned=False)
+    log.info("float perplexity %.3f over %d windows", result.ppl, result.n_windows)
+    return result
