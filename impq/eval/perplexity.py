@@ -72,5 +72,5 @@ def perplexity(
         total += batch_nll(model, batch).sum().cpu()
     n_tokens = len(chunks) * (seqlen - 1)
     mean = total.item() / n_tokens
-    ppl = math.exp(mean) if mean < 700 else math.inf
+    ppl = math.inf if mean > 709.0 else math.exp(mean)  # NaN stays NaN
     return PerplexityResult(ppl, mean, n_tokens, len(chunks), seqlen)
