@@ -105,6 +105,6 @@ def block_linears(model: nn.Module, index: int) -> dict[str, nn.Module]:
 def block_param_counts(model: nn.Module) -> list[int]:
     """Quantizable parameters (linear weights) of each decoder block."""
     return [
-        sum(m.weight.numel() for m in block_linears(model, i).values())
+        sum(m.get_parameter("weight").numel() for m in block_linears(model, i).values())
         for i in range(len(decoder_blocks(model)))
     ]

@@ -54,6 +54,7 @@ def load_model(cfg: ModelConfig) -> PreTrainedModel:
     )
     if cfg.gguf_file:  # the weights were dequantized to float on load
         model.config.quantization_config = None
-        model.hf_quantizer = None
+        model.hf_quantizer = None  # type: ignore[assignment]
     log.info("loaded %s (%s) on %s", cfg.source, cfg.dtype, device)
-    return model.to(device).eval()
+    model.to(device)  # type: ignore[arg-type]
+    return model.eval()

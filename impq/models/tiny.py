@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from transformers import (
     AutoModelForCausalLM,
@@ -16,7 +18,7 @@ __all__ = ["TINY_ARCHITECTURES", "tiny_config", "tiny_model"]
 
 TINY_ARCHITECTURES = ("llama", "gemma2", "qwen3")
 
-_COMMON = dict(
+_COMMON: dict[str, Any] = dict(
     vocab_size=256,
     hidden_size=64,
     intermediate_size=128,

@@ -1,0 +1,40 @@
+# Two entry points for a fresh machine (see README.md):
+#   make repro   set up .venv and run the whole pipeline on the embedded default
+#   make test    set up .venv and run lint, type checks and the tests
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+EXTRAS ?= dev
+
+# Text comes from ../shared/data when it sits beside the checkout; otherwise from the hub.
+SHARED_DATA := $(abspath $(wildcard ../shared/data))
+ifneq ($(SHARED_DATA),)
+export IMPQ_DATA_DIR ?= $(SHARED_DATA)
+export HF_HUB_OFFLINE ?= 1
+endif
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export MLFLOW_DISABLE_TELEMETRY ?= true
+export DO_NOT_TRACK ?= 1
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: setup repro test lint
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[$(EXTRAS)]'
+	touch $@
+
+repro: setup
+	dvc repro
+
+lint: setup
+	ruff check .
+	ruff format --check .
+	mypy
+
+test: lint
+	pytest || { rc=$$?; [ $$rc -eq 5 ] && echo 'pytest collected no tests: failing' >&2; exit $$rc; }
