@@ -14,11 +14,40 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
-__all__ = ["BACKENDS", "Backend", "UnsupportedError", "get_backend"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "UnsupportedError",
+    "check_bits",
+    "check_group_size",
+    "get_backend",
+]
 
 
 class UnsupportedError(ValueError):
     """A backend was asked for a bit width, architecture or device it cannot handle."""
+
+
+def check_bits(backend: str, bits: int, supported: frozenset[int]) -> None:
+    """Raise :class:`UnsupportedError` unless ``bits`` is one of ``supported``."""
+    if bits not in supported:
+        raise UnsupportedError(
+            f"backend {backend!r} stores weights at {sorted(supported)} bits, not {bits}"
+        )
+
+
+def check_group_size(backend: str, weight: torch.Tensor, group_size: int) -> None:
+    """Raise :class:`UnsupportedError` unless ``group_size`` divides every weight row."""
+    if weight.ndim != 2:
+        raise UnsupportedError(
+            f"backend {backend!r} quantizes 2-D linear weights, got shape {tuple(weight.shape)}"
+        )
+    in_features = weight.shape[1]
+    if group_size <= 0 or in_features % group_size:
+        raise UnsupportedError(
+            f"backend {backend!r} needs a group size dividing the input width {in_features}, "
+            f"got {group_size}; choose a divisor of every linear's in_features"
+        )
 
 
 @runtime_checkable
