@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from impq.backends.base import check_bits, check_group_size
@@ -9,7 +11,7 @@ from impq.backends.base import check_bits, check_group_size
 __all__ = ["QuantoBackend"]
 
 
-def _qtype(bits: int):  # type: ignore[no-untyped-def]
+def _qtype(bits: int) -> Any:
     from optimum.quanto import qint2, qint4
 
     return {2: qint2, 4: qint4}[bits]
