@@ -3,43 +3,66 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 from impq.config import ConfigError, Params, load_params
 
-__all__ = ["main"]
+__all__ = ["STAGES", "Stage", "main", "run_flow"]
+
+
+def run_flow(ref: str, params: Params, args: argparse.Namespace, **kwargs: Any) -> Any:
+    """Run the Prefect flow ``ref`` (``"flows.<module>:<flow>"``) for one stage.
+
+    Every stage runs through its flow, with the task runner chosen by
+    ``$IMPQ_TASK_RUNNER``; flows are imported here, so ``impq`` itself never imports
+    Prefect. Returns what the flow returns.
+    """
+    from flows.common import task_runner
+
+    module, name = ref.split(":")
+    flow = getattr(importlib.import_module(module), name)
+    return flow.with_options(task_runner=task_runner())(params, args.params, **kwargs)
 
 
 def _prepare(params: Params, args: argparse.Namespace) -> None:
-    from impq.pipeline import prepare
-
-    for path in prepare.run(params):
+    for path in run_flow("flows.prepare:prepare_flow", params, args):
         print(f"wrote {path}")
 
 
 def _evaluate(params: Params, args: argparse.Namespace) -> None:
-    from impq.pipeline import evaluate
-
-    result = evaluate.run(params)
-    print(f"float perplexity: {result.ppl:.3f} ({result.n_windows} windows of {result.seqlen})")
-    print(f"wrote {evaluate.float_metrics_path(params)}")
+    m = run_flow("flows.evaluate:evaluate_flow", params, args)
+    print(f"float perplexity: {m['ppl']:.3f} ({m['n_windows']} windows of {m['seqlen']})")
 
 
-STAGES: dict[str, tuple[str, Callable[[Params, argparse.Namespace], None]]] = {
-    "prepare": ("tokenize the evaluation split and draw the calibration set", _prepare),
-    "evaluate": ("perplexity of the unquantized model", _evaluate),
+class Stage(NamedTuple):
+    """One subcommand: its help, its handler, and (optionally) its extra arguments."""
+
+    help: str
+    run: Callable[[Params, argparse.Namespace], None]
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None
+
+
+STAGES: dict[str, Stage] = {
+    "prepare": Stage("tokenize the evaluation split and draw the calibration set", _prepare),
+    "evaluate": Stage("perplexity of the unquantized model", _evaluate),
 }
+"""Stage name -> Stage; a handler runs the stage's flow (see :func:`run_flow`) and prints."""
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="impq", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
-    for name, (help_text, _) in STAGES.items():
-        stage = sub.add_parser(name, help=help_text)
+    for name, value in STAGES.items():
+        entry = Stage(*value)
+        stage = sub.add_parser(name, help=entry.help)
         stage.add_argument("--params", default="params.yaml", help="params file (params.yaml)")
+        if entry.arguments is not None:
+            entry.arguments(stage)
     return parser
 
 
@@ -50,9 +73,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for noisy in ("httpx", "httpcore", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         params = load_params(args.params)
-        STAGES[args.stage][1](params, args)
+        Stage(*STAGES[args.stage]).run(params, args)
     except (ConfigError, FileNotFoundError, ValueError) as err:
         print(f"impq {args.stage}: error: {err}", file=sys.stderr)
         return 2
