@@ -38,6 +38,22 @@ def _evaluate(params: Params, args: argparse.Namespace) -> None:
     print(f"float perplexity: {m['ppl']:.3f} ({m['n_windows']} windows of {m['seqlen']})")
 
 
+def _report(params: Params, args: argparse.Namespace) -> None:
+    for path in run_flow("flows.report:report_flow", params, args):
+        print(f"wrote {path}")
+
+
+def _serve(params: Params, args: argparse.Namespace) -> None:
+    from flows.deploy import serve
+
+    serve(params, cron=args.cron, name=args.name)
+
+
+def _serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cron", default=None, help="cron schedule (default: tracking.cron)")
+    parser.add_argument("--name", default="impq", help="deployment name (impq)")
+
+
 class Stage(NamedTuple):
     """One subcommand: its help, its handler, and (optionally) its extra arguments."""
 
@@ -49,6 +65,8 @@ class Stage(NamedTuple):
 STAGES: dict[str, Stage] = {
     "prepare": Stage("tokenize the evaluation split and draw the calibration set", _prepare),
     "evaluate": Stage("perplexity of the unquantized model", _evaluate),
+    "report": Stage("plot Shapley values and the interaction heatmap", _report),
+    "serve": Stage("serve the whole pipeline as a Prefect deployment", _serve, _serve_arguments),
 }
 """Stage name -> Stage; a handler runs the stage's flow (see :func:`run_flow`) and prints."""
 

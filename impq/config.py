@@ -132,11 +132,16 @@ class EvalConfig(_Section):
 
 
 class TrackingConfig(_Section):
-    """Experiment tracking (MLflow)."""
+    """Experiment tracking (MLflow) and the schedule of the served pipeline."""
 
     enabled: bool = True
-    uri: str | None = Field(None, description="null reads $MLFLOW_TRACKING_URI, else sqlite")
+    uri: str | None = Field(
+        None, description="null reads $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db"
+    )
     experiment: str = "impq"
+    cron: str | None = Field(
+        None, description="Cron schedule of `impq serve` (e.g. '0 3 * * *'); null: on demand."
+    )
 
 
 class PathsConfig(_Section):
