@@ -17,6 +17,8 @@ import math
 import os
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -180,14 +182,31 @@ def _parent_run(client: Any, experiment_id: str, key: str) -> str:
     return str(run.info.run_id)
 
 
+def _unreachable(uri: str) -> str | None:
+    """Why an HTTP tracking server does not answer, or None (MLflow would retry for minutes)."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5):
+            return None
+    except urllib.error.HTTPError:
+        return None  # it answers; a proxy may not expose /health
+    except OSError as err:
+        return str(err)
+
+
 def _open(params: Params, params_path: str | Path) -> Tracker:
     cfg = params.tracking
     if not cfg.enabled:
         return Tracker()
+    uri = resolve_uri(cfg)
+    down = _unreachable(uri)
+    if down:
+        log.warning("MLflow server %s unreachable (%s); continuing without tracking", uri, down)
+        return Tracker()
     try:
         from mlflow import MlflowClient
 
-        uri = resolve_uri(cfg)
         client = MlflowClient(tracking_uri=uri)
         exp = client.get_experiment_by_name(cfg.experiment)
         if exp is not None:

@@ -1,0 +1,47 @@
+"""Stage flows against a real Prefect server: a failing task is retried; a rerun is cached."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from harness import run
+
+pytestmark = pytest.mark.slow
+
+
+def task_runs(api: str, name: str) -> list[dict]:
+    """Task runs whose name starts with ``name``, newest first."""
+    return httpx.post(
+        f"{api}/task_runs/filter",
+        json={"task_runs": {"name": {"like_": name}}, "sort": "EXPECTED_START_TIME_DESC"},
+    ).json()
+
+
+def test_failing_task_is_retried_and_flow_completes(
+    project: Path, server_env: dict[str, str], prefect_server: str, tmp_path: Path
+) -> None:
+    marker = tmp_path / "fault-marker"
+    env = {**server_env, "IMPQ_FAULT_ONCE": f"calibration-prep:{marker}"}
+    out = run([sys.executable, "-m", "impq", "prepare"], project, env)
+    assert marker.is_file(), "the injected fault did not fire"
+    assert "injected fault" in out.stderr
+    assert (project / "artifacts" / "data" / "calibration.safetensors").is_file()
+    retried = [t for t in task_runs(prefect_server, "calibration-prep") if t["run_count"] == 2]
+    assert len(retried) == 1
+    assert retried[0]["state_type"] == "COMPLETED"
+
+
+def test_rerun_hits_the_task_cache(
+    project: Path, server_env: dict[str, str], prefect_server: str
+) -> None:
+    artifact = project / "artifacts" / "data" / "calibration.safetensors"
+    before = artifact.read_bytes()
+    artifact.unlink()  # as DVC does before it runs a stage
+    out = run([sys.executable, "-m", "impq", "prepare"], project, server_env)
+    assert "Cached" in out.stderr
+    latest = task_runs(prefect_server, "calibration-prep")[0]
+    assert latest["state_name"] == "Cached"
+    assert artifact.read_bytes() == before
