@@ -1,4 +1,4 @@
-"""The backend protocol and its registry.
+"""The backend protocol, its registry and what every backend shares.
 
 A backend turns a float model into a mixed-precision one under a per-block assignment
 ``{block index: bits}``. Heavy libraries are imported lazily inside each backend module,
@@ -14,13 +14,19 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from impq.footprint import quantized_bytes
+from impq.models import block_linears, decoder_blocks, get_layout
+
 __all__ = [
     "BACKENDS",
     "Backend",
     "UnsupportedError",
+    "assigned_linears",
     "check_bits",
     "check_group_size",
+    "expected_bytes",
     "get_backend",
+    "set_submodule",
 ]
 
 
@@ -28,31 +34,14 @@ class UnsupportedError(ValueError):
     """A backend was asked for a bit width, architecture or device it cannot handle."""
 
 
-def check_bits(backend: str, bits: int, supported: frozenset[int]) -> None:
-    """Raise :class:`UnsupportedError` unless ``bits`` is one of ``supported``."""
-    if bits not in supported:
-        raise UnsupportedError(
-            f"backend {backend!r} stores weights at {sorted(supported)} bits, not {bits}"
-        )
-
-
-def check_group_size(backend: str, weight: torch.Tensor, group_size: int) -> None:
-    """Raise :class:`UnsupportedError` unless ``group_size`` divides every weight row."""
-    if weight.ndim != 2:
-        raise UnsupportedError(
-            f"backend {backend!r} quantizes 2-D linear weights, got shape {tuple(weight.shape)}"
-        )
-    in_features = weight.shape[1]
-    if group_size <= 0 or in_features % group_size:
-        raise UnsupportedError(
-            f"backend {backend!r} needs a group size dividing the input width {in_features}, "
-            f"got {group_size}; choose a divisor of every linear's in_features"
-        )
-
-
 @runtime_checkable
 class Backend(Protocol):
-    """What every quantization backend offers."""
+    """What every quantization backend offers.
+
+    Lifecycle: :meth:`quantize` a float model (in place) → :meth:`stored_bytes` →
+    :meth:`save` → :meth:`load` in another process. Blocks missing from an assignment
+    stay in float and are not counted by :meth:`stored_bytes`.
+    """
 
     name: str
     supported_bits: frozenset[int]
@@ -72,7 +61,11 @@ class Backend(Protocol):
         group_size: int,
         calibration: torch.Tensor | None = None,
     ) -> nn.Module:
-        """Quantize ``model``'s decoder blocks in place under ``assignment``; return it."""
+        """Quantize ``model``'s decoder blocks under ``assignment``; return the model.
+
+        Quanto and HQQ change ``model`` in place and return it; a backend that has to
+        rebuild the model (GPTQ) returns the new one, so always use the return value.
+        """
         ...
 
     def stored_bytes(self, model: nn.Module) -> int:
@@ -105,4 +98,82 @@ def get_backend(name: str) -> Backend:
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose from {sorted(BACKENDS)}")
     module, cls = BACKENDS[name].split(":")
-    return getattr(importlib.import_module(module), cls)()
+    backend: Backend = getattr(importlib.import_module(module), cls)()
+    return backend
+
+
+def check_bits(backend: str, bits: int, supported: frozenset[int]) -> None:
+    """Raise :class:`UnsupportedError` unless ``bits`` is one of ``supported``."""
+    if bits not in supported:
+        raise UnsupportedError(
+            f"backend {backend!r} stores weights at {sorted(supported)} bits, not {bits}"
+        )
+
+
+def check_group_size(backend: str, weight: torch.Tensor, group_size: int) -> None:
+    """Raise :class:`UnsupportedError` unless ``group_size`` divides every weight row."""
+    if weight.ndim != 2:
+        raise UnsupportedError(
+            f"backend {backend!r} quantizes 2-D linear weights, got shape {tuple(weight.shape)}"
+        )
+    in_features = weight.shape[1]
+    if group_size <= 0 or in_features % group_size:
+        raise UnsupportedError(
+            f"backend {backend!r} needs a group size dividing the input width {in_features}, "
+            f"got {group_size}; choose a divisor of every linear's in_features"
+        )
+
+
+def assigned_linears(
+    backend: str,
+    model: nn.Module,
+    assignment: dict[int, int],
+    group_size: int,
+    supported: frozenset[int],
+) -> dict[str, tuple[nn.Linear, int]]:
+    """Full module name -> (float linear, bits) of every linear the assignment quantizes.
+
+    Checks everything before anything is changed, so a bad request leaves the model as
+    it was.
+
+    Raises:
+        UnsupportedError: unknown architecture, a block index out of range, unsupported
+            bits, a group size that does not divide a linear's input width, or a linear
+            that is already quantized.
+    """
+    try:
+        layout = get_layout(model)
+        n_blocks = len(decoder_blocks(model))
+    except ValueError as err:
+        raise UnsupportedError(f"backend {backend!r}: {err}") from None
+    out: dict[str, tuple[nn.Linear, int]] = {}
+    for block, bits in sorted(assignment.items()):
+        if not 0 <= block < n_blocks:
+            raise UnsupportedError(
+                f"assignment names block {block}, but the model has blocks 0..{n_blocks - 1}"
+            )
+        check_bits(backend, bits, supported)
+        for rel, module in block_linears(model, block).items():
+            if type(module) is not nn.Linear:
+                raise UnsupportedError(
+                    f"backend {backend!r} quantizes float nn.Linear modules; block {block} "
+                    f"{rel} is a {type(module).__name__} (already quantized?)"
+                )
+            check_group_size(backend, module.weight, group_size)
+            out[f"{layout.blocks}.{block}.{rel}"] = (module, bits)
+    return out
+
+
+def expected_bytes(model: nn.Module, assignment: dict[int, int], group_size: int) -> int:
+    """Stored bytes of ``assignment`` by the budget's footprint model, linear by linear."""
+    return sum(
+        quantized_bytes(m.get_parameter("weight").numel(), bits, group_size)
+        for block, bits in assignment.items()
+        for m in block_linears(model, block).values()
+    )
+
+
+def set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    """Replace the submodule at dotted path ``name`` by ``module``."""
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, module)

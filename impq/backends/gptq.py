@@ -1,0 +1,219 @@
+"""GPTQ backend through GPTQModel: per-block bits with its ``dynamic`` module overrides.
+
+AutoGPTQ is unmaintained and does not import beside transformers 5, so GPTQ goes through
+GPTQModel (``pip install -c constraints.txt --no-build-isolation 'impq[gptq]'``).
+GPTQModel quantizes from a checkpoint folder, so :meth:`GptqBackend.quantize` writes the
+float model to a temporary folder, quantizes it there with the calibration set (default
+4 bits; ``dynamic`` regexes override the bits of 2-bit blocks and skip unassigned ones),
+saves GPTQModel's mixed-precision checkpoint and loads it back. The model it returns is
+therefore exactly what :meth:`GptqBackend.load` gives for the saved checkpoint.
+
+GPTQModel's ``TorchLinear`` kernel (the one that runs on CPU and CUDA alike) computes in
+float16 or bfloat16 only, so a quantized model runs in bfloat16 (``dtype``). Its stored
+tensors per linear are ``qweight`` (codes packed in int32), ``qzeros`` (packed at the
+same bits), ``scales`` (16-bit) and ``g_idx`` (one int32 per input column).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+import weakref
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from impq.artifacts import read_json, write_json
+from impq.backends.base import UnsupportedError, assigned_linears, check_bits, check_group_size
+from impq.models import decoder_blocks, get_layout
+
+__all__ = ["GPTQ_INSTALL", "GptqBackend"]
+
+log = logging.getLogger(__name__)
+
+GPTQ_INSTALL = "pip install -c constraints.txt --no-build-isolation 'gptqmodel==7.6.0'"
+"""How to install GPTQModel without pip fetching a CUDA build of torch."""
+
+_STORED = ("qweight", "qzeros", "scales", "g_idx")
+_CHECKPOINT_ATTR = "_impq_gptq_checkpoint"
+_IMPQ_FILE = "impq_quantization.json"
+
+
+def _gptqmodel() -> Any:
+    try:
+        import gptqmodel
+    except ImportError as err:
+        raise UnsupportedError(
+            f"backend 'gptq' needs GPTQModel, which is not installed ({err}); install it "
+            f"with: {GPTQ_INSTALL}  (AutoGPTQ is unmaintained and does not work with "
+            "transformers 5)"
+        ) from None
+    return gptqmodel
+
+
+def _dynamic(model: nn.Module, assignment: dict[int, int], default_bits: int) -> dict[str, Any]:
+    """GPTQModel ``dynamic`` overrides: other bits per block, unassigned blocks skipped."""
+    prefix = re.escape(get_layout(model).blocks)
+    out: dict[str, Any] = {}
+    for bits in sorted(set(assignment.values()) - {default_bits}):
+        blocks = "|".join(str(i) for i, b in sorted(assignment.items()) if b == bits)
+        out[rf"+:^{prefix}\.({blocks})\."] = {"bits": bits}
+    skipped = [str(i) for i in range(len(decoder_blocks(model))) if i not in assignment]
+    if skipped:
+        out[rf"-:^{prefix}\.({'|'.join(skipped)})\."] = {}
+    return out
+
+
+def _calibration_rows(calibration: torch.Tensor) -> list[dict[str, list[int]]]:
+    ids = calibration.detach().cpu().long()
+    if ids.ndim != 2 or ids.shape[1] < 2:
+        raise ValueError(f"calibration must be (n, seqlen) token ids, got {tuple(ids.shape)}")
+    return [{"input_ids": row.tolist(), "attention_mask": [1] * len(row)} for row in ids]
+
+
+def _write_stand_in_tokenizer(folder: Path, vocab_size: int) -> None:
+    """GPTQModel insists on loading a tokenizer; calibration is already token ids."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {f"<t{i}>": i for i in range(vocab_size)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<t0>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<t0>", pad_token="<t0>"
+    ).save_pretrained(str(folder))
+
+
+def _eager(model: nn.Module) -> nn.Module:
+    """Undo GPTQModel's lazy ``torch.compile`` of dequantization (minutes on CPU)."""
+    for m in model.modules():
+        if "dequantize_weight" in vars(m):
+            del m.dequantize_weight
+    return model
+
+
+def _quant_modules(model: nn.Module) -> dict[str, Any]:
+    prefix = get_layout(model).blocks + "."
+    return {
+        n: m
+        for n, m in model.named_modules()
+        if n.startswith(prefix) and all(hasattr(m, k) for k in ("qweight", "qzeros", "scales"))
+    }
+
+
+class GptqBackend:
+    """GPTQ with per-block bits via GPTQModel's ``dynamic`` overrides (needs calibration).
+
+    Attributes:
+        dtype: compute dtype of the quantized model (GPTQModel's torch kernel needs a
+            16-bit float).
+    """
+
+    name = "gptq"
+    supported_bits = frozenset({2, 4})
+
+    def __init__(self, dtype: torch.dtype = torch.bfloat16) -> None:
+        self.dtype = dtype
+
+    @torch.no_grad()
+    def dequantize_weight(self, weight: torch.Tensor, bits: int, group_size: int) -> torch.Tensor:
+        """Not offered: GPTQ's result depends on calibration activations, not the weight alone.
+
+        Raises:
+            UnsupportedError: always; use the 'quanto' or 'hqq' backend inside SPQE.
+        """
+        check_bits(self.name, bits, self.supported_bits)
+        check_group_size(self.name, weight, group_size)
+        raise UnsupportedError(
+            "backend 'gptq' cannot dequantize a weight on its own (GPTQ needs calibration "
+            "activations); SPQE supports spqe.backend in ['hqq', 'quanto']"
+        )
+
+    def quantize(
+        self,
+        model: nn.Module,
+        assignment: dict[int, int],
+        group_size: int,
+        calibration: torch.Tensor | None = None,
+    ) -> nn.Module:
+        """A new GPTQ-quantized model of ``model`` under ``assignment`` (``model`` untouched).
+
+        Raises:
+            UnsupportedError: GPTQModel missing, or bits/group size/architecture unsupported.
+            ValueError: no calibration data.
+        """
+        gm = _gptqmodel()
+        assigned_linears(self.name, model, assignment, group_size, self.supported_bits)
+        if not assignment:
+            raise ValueError("gptq needs at least one assigned block")
+        if calibration is None:
+            raise ValueError("gptq needs calibration token ids (n, seqlen); got None")
+        os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(1, min(2, os.cpu_count() or 1))))
+        default = max(set(assignment.values()), key=list(assignment.values()).count)
+        qconfig = gm.QuantizeConfig(
+            bits=default,
+            group_size=group_size,
+            desc_act=False,
+            dynamic=_dynamic(model, assignment, default) or None,
+        )
+        device = next(model.parameters()).device
+        out = Path(tempfile.mkdtemp(prefix="impq-gptq-"))
+        with tempfile.TemporaryDirectory(prefix="impq-gptq-float-") as tmp:
+            float_dir = Path(tmp)
+            hf: Any = model
+            hf.save_pretrained(str(float_dir))
+            _write_stand_in_tokenizer(float_dir, int(hf.config.vocab_size))
+            g = gm.GPTQModel.load(str(float_dir), qconfig, device=str(device), dtype=self.dtype)
+            g.quantize(_calibration_rows(calibration), batch_size=1)
+            g.save(str(out))
+            del g
+        write_json(
+            out / _IMPQ_FILE,
+            {"backend": self.name, "group_size": group_size, "bits": _str_keys(assignment)},
+        )
+        quantized = self.load(out, device)
+        setattr(quantized, _CHECKPOINT_ATTR, str(out))
+        weakref.finalize(quantized, shutil.rmtree, str(out), ignore_errors=True)
+        log.info("gptq: quantized %d blocks (default %d bits)", len(assignment), default)
+        return quantized
+
+    def stored_bytes(self, model: nn.Module) -> int:
+        """Bytes of qweight, qzeros, scales and g_idx of every GPTQ linear in the blocks."""
+        return sum(
+            t.numel() * t.element_size()
+            for m in _quant_modules(model).values()
+            for key, t in m.state_dict().items()
+            if key in _STORED
+        )
+
+    def save(self, model: nn.Module, path: Path) -> None:
+        """Copy the GPTQModel checkpoint the model was loaded from to ``path``."""
+        source = getattr(model, _CHECKPOINT_ATTR, None)
+        if source is None or not Path(source).is_dir():
+            raise ValueError("this model was not produced by GptqBackend.quantize/load")
+        if Path(source).resolve() != Path(path).resolve():
+            shutil.copytree(source, path, dirs_exist_ok=True)
+
+    def load(self, path: Path, device: torch.device | str = "cpu") -> nn.Module:
+        """Load a GPTQModel mixed-precision checkpoint as a transformers model."""
+        gm = _gptqmodel()
+        path = Path(path)
+        read_json(path / _IMPQ_FILE)
+        device = torch.device(device)
+        if device.type not in ("cpu", "cuda"):
+            raise UnsupportedError(f"backend 'gptq' runs on ['cpu', 'cuda'], not {device.type!r}")
+        g = gm.GPTQModel.load(
+            str(path), device=str(device), backend=gm.BACKEND.TORCH, dtype=self.dtype
+        )
+        model: nn.Module = _eager(g.model).eval()
+        setattr(model, _CHECKPOINT_ATTR, str(path))
+        return model
+
+
+def _str_keys(assignment: dict[int, int]) -> dict[str, int]:
+    return {str(k): int(v) for k, v in sorted(assignment.items())}

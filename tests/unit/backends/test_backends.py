@@ -1,0 +1,137 @@
+"""Each backend on tiny Llama-3, Gemma-2 and Qwen-3 models: real sizes, forward, save/load."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from impq.backends import BACKENDS, UnsupportedError, get_backend
+from impq.backends.base import expected_bytes
+from impq.models import block_linears
+from impq.models.tiny import TINY_ARCHITECTURES, tiny_model
+
+GROUP = 32
+MIXED = {0: 2, 1: 4, 2: 2}  # block 3 stays in float
+HAS_GPTQ = importlib.util.find_spec("gptqmodel") is not None
+needs_gptq = pytest.mark.skipif(not HAS_GPTQ, reason="gptqmodel is not installed (impq[gptq])")
+
+BACKEND_PARAMS = [
+    "quanto",
+    "hqq",
+    pytest.param("gptq", marks=[needs_gptq, pytest.mark.slow]),
+]
+
+
+def _linear_meta(model: nn.Module, assignment: dict[int, int]) -> tuple[int, int, int]:
+    """(quantized linears, their groups, their input columns) under ``assignment``."""
+    linears = [m for b in assignment for m in block_linears(model, b).values()]
+    groups = sum(m.weight.numel() // GROUP for m in linears)
+    return len(linears), groups, sum(m.in_features for m in linears)
+
+
+def _slack(name: str, groups: int, columns: int) -> tuple[int, int]:
+    """Allowed (below, above) the footprint model, from each backend's metadata layout.
+
+    quanto and hqq keep scale and zero in float32 (8 bytes per group, not 4); gptq keeps
+    a 16-bit scale and a packed zero per group (fewer than 4 bytes) plus one int32 g_idx
+    per input column.
+    """
+    if name in ("quanto", "hqq"):
+        return 0, 4 * groups
+    return 2 * groups, 4 * columns
+
+
+def _quantize(name: str, model: nn.Module, assignment: dict[int, int]) -> nn.Module:
+    calibration = torch.randint(0, model.config.vocab_size, (4, 32), generator=_gen())
+    return get_backend(name).quantize(model, assignment, GROUP, calibration)
+
+
+def _gen() -> torch.Generator:
+    return torch.Generator().manual_seed(0)
+
+
+@pytest.mark.parametrize("arch", TINY_ARCHITECTURES)
+@pytest.mark.parametrize("name", BACKEND_PARAMS)
+def test_mixed_assignment_size_forward_and_round_trip(name: str, arch: str, tmp_path: Path) -> None:
+    backend = get_backend(name)
+    model = tiny_model(arch, num_layers=4)
+    expected = expected_bytes(model, MIXED, GROUP)
+    _, groups, columns = _linear_meta(model, MIXED)
+    ids = torch.randint(0, model.config.vocab_size, (2, 24), generator=_gen())
+
+    q = _quantize(name, model, MIXED)
+    stored = backend.stored_bytes(q)
+    below, above = _slack(name, groups, columns)
+    assert expected - below <= stored <= expected + above
+    assert type(block_linears(q, 3)["mlp.down_proj"]) is nn.Linear  # unassigned: float
+
+    logits = q(ids).logits
+    assert logits.shape == (2, 24, model.config.vocab_size)
+    assert torch.isfinite(logits).all()
+
+    backend.save(q, tmp_path / "ckpt")
+    loaded = backend.load(tmp_path / "ckpt")
+    assert backend.stored_bytes(loaded) == stored
+    assert torch.equal(loaded(ids).logits, logits)
+
+
+@pytest.mark.parametrize("name", BACKEND_PARAMS)
+def test_two_bit_blocks_store_half_the_code_bytes_of_four_bit(name: str) -> None:
+    backend = get_backend(name)
+    model = tiny_model("llama", num_layers=2)
+    n_weights = sum(m.weight.numel() for m in block_linears(model, 0).values())
+    at = {
+        bits: backend.stored_bytes(_quantize(name, tiny_model("llama", 2), {0: bits}))
+        for bits in (2, 4)
+    }
+    code_diff = n_weights * (4 - 2) // 8
+    zero_diff = 0 if name != "gptq" else _linear_meta(model, {0: 2})[1] * (4 - 2) // 8
+    assert at[4] - at[2] == code_diff + zero_diff
+
+
+@pytest.mark.parametrize("name", ["quanto", "hqq"])
+def test_in_place_quantization_returns_the_same_model(name: str) -> None:
+    model = tiny_model("qwen3", num_layers=2)
+    assert _quantize(name, model, {1: 2}) is model
+
+
+@pytest.mark.parametrize("name", ["quanto", "hqq"])
+def test_bad_requests_raise_and_leave_the_model_alone(name: str) -> None:
+    backend = get_backend(name)
+    model = tiny_model("llama", num_layers=2)
+    with pytest.raises(UnsupportedError, match=r"\[2, 4\] bits, not 3"):
+        backend.quantize(model, {0: 4, 1: 3}, GROUP)
+    with pytest.raises(UnsupportedError, match=r"blocks 0\.\.1"):
+        backend.quantize(model, {5: 4}, GROUP)
+    with pytest.raises(UnsupportedError, match="group size"):
+        backend.quantize(model, {0: 4}, 48)
+    assert all(type(m) is nn.Linear for b in (0, 1) for m in block_linears(model, b).values())
+
+
+@pytest.mark.parametrize("name", ["quanto", "hqq"])
+def test_unknown_architecture_is_unsupported(name: str) -> None:
+    model = tiny_model("llama", num_layers=2)
+    model.config.model_type = "no-such-arch"
+    with pytest.raises(UnsupportedError, match="no layer layout"):
+        get_backend(name).quantize(model, {0: 4}, GROUP)
+
+
+def test_registry_lists_valid_names_on_error() -> None:
+    with pytest.raises(ValueError, match=r"\['gptq', 'hqq', 'quanto'\]"):
+        get_backend("awq")
+    assert set(BACKENDS) == {"quanto", "hqq", "gptq"}
+
+
+@needs_gptq
+def test_gptq_needs_calibration() -> None:
+    with pytest.raises(ValueError, match="calibration"):
+        get_backend("gptq").quantize(tiny_model("llama", 2), {0: 4}, GROUP, None)
+
+
+def test_gptq_cannot_serve_spqe() -> None:
+    with pytest.raises(UnsupportedError, match="hqq"):
+        get_backend("gptq").dequantize_weight(torch.randn(8, 64), 2, GROUP)
