@@ -43,6 +43,26 @@ def _report(params: Params, args: argparse.Namespace) -> None:
         print(f"wrote {path}")
 
 
+def _assign(params: Params, args: argparse.Namespace) -> None:
+    from impq.assignment import Assignment
+    from impq.pipeline import assign
+
+    for path in assign.run(params, budget=args.budget):
+        a = Assignment.load(path)
+        gap = a.extra.get("gap_to_exact")
+        gap_text = "n/a" if gap is None else f"{100 * gap:.4f}%"
+        print(
+            f"wrote {path}: {a.avg_bits:.3f} avg bits, {a.stored_bytes} bytes, "
+            f"objective {a.extra['objective']:.6g} ({a.extra['solver']}), gap to exact {gap_text}"
+        )
+
+
+def _assign_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--budget", type=float, default=None, help="average bits (default: every budget)"
+    )
+
+
 def _serve(params: Params, args: argparse.Namespace) -> None:
     from flows.deploy import serve
 
@@ -66,6 +86,7 @@ STAGES: dict[str, Stage] = {
     "prepare": Stage("tokenize the evaluation split and draw the calibration set", _prepare),
     "evaluate": Stage("perplexity of the unquantized model", _evaluate),
     "report": Stage("plot Shapley values and the interaction heatmap", _report),
+    "assign": Stage("bit assignment per budget (IMPQ program)", _assign, _assign_arguments),
     "serve": Stage("serve the whole pipeline as a Prefect deployment", _serve, _serve_arguments),
 }
 """Stage name -> Stage; a handler runs the stage's flow (see :func:`run_flow`) and prints."""

@@ -107,12 +107,16 @@ class SpqeConfig(_Section):
 class SolverConfig(_Section):
     """Bit assignment: the binary quadratic program and its solver."""
 
-    name: str = "anneal"
-    precisions: list[int] = [2, 4]
-    num_reads: int = Field(100, gt=0)
-    num_sweeps: int = Field(1000, gt=0)
+    name: str = Field("anneal", description="'anneal', 'exact' or 'greedy'.")
+    precisions: list[int] = Field([2, 4], min_length=2, description="Allowed bits per block.")
+    num_reads: int = Field(32, gt=0, description="Annealing reads (independent runs).")
+    num_sweeps: int = Field(500, gt=0, description="Sweeps per annealing read.")
     seed: int = 0
-    exact_check: bool = True
+    exact_check: bool = Field(True, description="Also solve exactly; store the gap.")
+    exact_time_limit: float = Field(60.0, gt=0, description="Seconds for the exact MILP.")
+    interaction_z: float = Field(
+        2.0, ge=0, description="Keep K_ij only where |K_ij| >= z * se_ij; 0 keeps all."
+    )
 
 
 class BackendsConfig(_Section):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,9 +13,20 @@ import numpy as np
 
 from impq.artifacts import SCHEMA_VERSION, atomic_path
 
-__all__ = ["ShapleyResult"]
+__all__ = ["ShapleyResult", "write_npz"]
 
 _ARRAYS = ("values", "values_se", "interactions", "interactions_se", "block_params")
+
+
+def write_npz(f: io.BufferedWriter, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez`` without its wall-clock timestamps: same arrays, same bytes."""
+    with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED) as zf:
+        for name, arr in arrays.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.asanyarray(arr), allow_pickle=False)
+            zf.writestr(
+                zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), buf.getvalue()
+            )
 
 
 @dataclass
@@ -51,10 +64,14 @@ class ShapleyResult:
         return len(self.values)
 
     def save(self, path: str | Path) -> Path:
-        """Write arrays and metadata to one ``.npz`` file, atomically."""
+        """Write arrays and metadata to one ``.npz`` file, atomically.
+
+        The bytes depend only on the contents (no timestamps), so the same result
+        always gives the same file.
+        """
         meta = json.dumps({"schema_version": SCHEMA_VERSION, **self.meta}, sort_keys=True)
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, meta=np.array(meta), **{k: getattr(self, k) for k in _ARRAYS})
+            write_npz(f, {"meta": np.array(meta), **{k: getattr(self, k) for k in _ARRAYS}})
         return Path(path)
 
     @classmethod

@@ -1,0 +1,17 @@
+"""Games over decoder blocks: value functions of boolean coalition matrices."""
+
+from impq.game.base import Game, check_coalitions
+from impq.game.model import ModelGame, WeightQuantizer, model_fingerprint, weight_quantizer
+from impq.game.synthetic import AdditiveGame, QuadraticGame, RandomGame
+
+__all__ = [
+    "AdditiveGame",
+    "Game",
+    "ModelGame",
+    "QuadraticGame",
+    "RandomGame",
+    "WeightQuantizer",
+    "check_coalitions",
+    "model_fingerprint",
+    "weight_quantizer",
+]

@@ -1,0 +1,344 @@
+"""Permutation sampling: SPQE (Shapley values + covariance interactions) and permutation SII.
+
+Both walk random permutations of the players, adding one player at a time to the
+coalition (for the model game: lowering one more block to low precision); the change in
+value at each step is that player's marginal contribution. The empty and the full
+coalition are the same in every permutation, so they are evaluated once: a permutation
+costs ``n - 1`` evaluations (SPQE) or ``2(n - 1)`` (SII), plus 2 for the whole run.
+
+Non-finite values (an NLL that overflowed) are replaced, before marginals are taken,
+by the largest finite value seen in the run: the configuration counts as the worst one
+observed. Every permutation's marginals then still sum to ``v(N) - v(∅)`` and the
+Shapley vector stays finite; the count is reported as ``n_nonfinite``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from impq.estimate.base import Estimate
+from impq.estimate.checkpoint import Checkpoint
+from impq.game.base import Game
+
+__all__ = [
+    "PermutationSampling",
+    "PermutationSamplingSII",
+    "PermutationWalk",
+    "cap_nonfinite",
+    "covariance_interactions",
+]
+
+log = logging.getLogger(__name__)
+
+
+def cap_nonfinite(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """``values`` with NaN/inf replaced by the largest finite entry; and how many were.
+
+    Raises:
+        RuntimeError: no entry is finite.
+    """
+    bad = ~np.isfinite(values)
+    n_bad = int(bad.sum())
+    if not n_bad:
+        return values, 0
+    if n_bad == values.size:
+        raise RuntimeError("every value of the game is NaN or inf; nothing can be estimated")
+    out = values.copy()
+    out[bad] = values[~bad].max()
+    return out, n_bad
+
+
+def covariance_interactions(marginals: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """The paper's interaction matrix ``K = (1 - α)·C + α·diag(C)`` and its standard errors.
+
+    ``C`` is the covariance (ddof 1) of the per-permutation marginals. The standard error
+    of each entry comes from the delta method: ``C_ij`` is (M/(M-1) times) the mean of
+    ``z_k = (x_ki - x̄_i)(x_kj - x̄_j)`` over permutations ``k``, so its SE is
+    ``std(z) / sqrt(M) · M/(M-1)``; off-diagonal SEs are scaled by ``1 - α`` like ``K``.
+
+    Args:
+        marginals: (M, L) marginal contributions, M ≥ 2.
+        alpha: shrinkage toward the diagonal, in [0, 1].
+    """
+    m = len(marginals)
+    centred = marginals - marginals.mean(axis=0)
+    z = centred[:, :, None] * centred[:, None, :]
+    cov = z.sum(axis=0) / (m - 1)
+    cov_se = z.std(axis=0, ddof=1) / np.sqrt(m) * m / (m - 1)
+    off = ~np.eye(marginals.shape[1], dtype=bool)
+    k, k_se = cov.copy(), cov_se.copy()
+    k[off] *= 1 - alpha
+    k_se[off] *= 1 - alpha
+    return k, k_se
+
+
+class PermutationWalk:
+    """Base of the permutation estimators: budget, seeded permutations, checkpoints,
+    progress and the stopping rule (every Shapley SE below ``tolerance``, checked from
+    ``min_permutations`` on)."""
+
+    name = ""
+    steps_per_permutation_factor = 1
+
+    def __init__(
+        self,
+        tolerance: float | None = None,
+        min_permutations: int = 10,
+        checkpoint: Checkpoint | None = None,
+        progress: bool = False,
+    ) -> None:
+        if tolerance is not None and tolerance <= 0:
+            raise ValueError(f"tolerance must be positive, got {tolerance}")
+        self.tolerance = tolerance
+        self.min_permutations = max(2, min_permutations)
+        self.checkpoint = checkpoint
+        self.progress = progress
+
+    def evaluations_per_permutation(self, n_players: int) -> int:
+        """Evaluations one permutation costs, beyond the two shared endpoints."""
+        return self.steps_per_permutation_factor * (n_players - 1)
+
+    def budget_for(self, n_players: int, permutations: int) -> int:
+        """The evaluation budget that buys exactly ``permutations`` permutations."""
+        return 2 + permutations * self.evaluations_per_permutation(n_players)
+
+    def _walk(self, perm: np.ndarray) -> np.ndarray:
+        """Coalitions one permutation evaluates, in order, endpoints excluded."""
+        raise NotImplementedError
+
+    def _prefix_values(self, walks: np.ndarray) -> np.ndarray:
+        """(M, n-1) values of the inner prefixes of each walk."""
+        raise NotImplementedError
+
+    def _interactions(
+        self, perms: np.ndarray, walks: np.ndarray, prefix: np.ndarray, marginals: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """(interactions, their SEs, meta) from capped walks, prefix values and marginals."""
+        raise NotImplementedError
+
+    def _marginals(
+        self, perms: np.ndarray, walks: np.ndarray, endpoints: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(M, L) marginals and (M, L+1) prefix values along each permutation."""
+        m = len(perms)
+        prefix = np.column_stack(
+            [np.full(m, endpoints[0]), self._prefix_values(walks), np.full(m, endpoints[1])]
+        )
+        marginals = np.empty(perms.shape)
+        np.put_along_axis(marginals, perms, np.diff(prefix, axis=1), axis=1)
+        return marginals, prefix
+
+    def estimate(self, game: Game, budget: int, rng: np.random.Generator) -> Estimate:
+        """Sample permutations until the budget (or the tolerance) is reached.
+
+        Permutations are all drawn from ``rng`` up front, so a run resumed from a
+        checkpoint uses the same ones and ends with exactly the same numbers.
+
+        Raises:
+            ValueError: the budget does not buy two permutations.
+        """
+        n = game.n_players
+        if n < 2:
+            raise ValueError("permutation sampling needs at least 2 players")
+        per_perm = self.evaluations_per_permutation(n)
+        max_perms = (budget - 2) // per_perm
+        if max_perms < 2:
+            raise ValueError(
+                f"budget {budget} buys {max(max_perms, 0)} permutations of {n} players; "
+                f"need at least {self.budget_for(n, 2)} evaluations for two"
+            )
+        if max_perms < 2 * n:
+            log.warning(
+                "%d permutations for %d players (< 2L): the covariance of the marginals has "
+                "rank ≤ %d and is mostly noise",
+                max_perms,
+                n,
+                max_perms - 1,
+            )
+        all_perms = np.stack([rng.permutation(n) for _ in range(max_perms)])
+
+        start_evals = game.n_evaluations
+        state = self._resume(all_perms, n)
+        endpoints: np.ndarray
+        walks: np.ndarray
+        if state is None:
+            endpoints = game(np.array([np.zeros(n, bool), np.ones(n, bool)]))
+            walks = np.empty((0, per_perm))
+        else:
+            endpoints, walks = state
+        done = len(walks)
+
+        bar = tqdm(
+            total=max_perms, initial=done, desc=self.name, unit="perm", disable=not self.progress
+        )
+        t0 = time.perf_counter()
+        max_se = self._max_se(all_perms[:done], walks, endpoints) if done >= 2 else np.inf
+        while done < max_perms and not (
+            self.tolerance is not None and done >= self.min_permutations and max_se < self.tolerance
+        ):
+            walk = game(self._walk(all_perms[done]))
+            walks = np.concatenate([walks, walk[None, :]])
+            done += 1
+            if self.checkpoint is not None:
+                self.checkpoint.save(
+                    {"permutations": all_perms[:done], "walks": walks, "endpoints": endpoints}
+                )
+            if done >= 2 and (self.progress or self.tolerance is not None):
+                max_se = self._max_se(all_perms[:done], walks, endpoints)
+            evals = game.n_evaluations - start_evals
+            bar.set_postfix(
+                evals_per_s=f"{evals / max(time.perf_counter() - t0, 1e-9):.1f}",
+                max_se=f"{max_se:.3g}",
+            )
+            bar.update(1)
+        bar.close()
+
+        perms = all_perms[:done]
+        raw = np.concatenate([endpoints, walks.ravel()])
+        capped, n_bad = cap_nonfinite(raw)
+        if n_bad:
+            log.warning(
+                "%d of %d values were NaN/inf; replaced by the largest finite value %.4g",
+                n_bad,
+                raw.size,
+                raw[np.isfinite(raw)].max(),
+            )
+        endpoints_c, walks_c = capped[:2], capped[2:].reshape(walks.shape)
+        marginals, prefix = self._marginals(perms, walks_c, endpoints_c)
+        interactions, interactions_se, meta = self._interactions(perms, walks_c, prefix, marginals)
+        return Estimate(
+            values=marginals.mean(axis=0),
+            values_se=marginals.std(axis=0, ddof=1) / np.sqrt(done),
+            interactions=interactions,
+            interactions_se=interactions_se,
+            n_evaluations=self.budget_for(n, done),
+            marginals=marginals,
+            meta={
+                "estimator": self.name,
+                "permutations": done,
+                "max_permutations": max_perms,
+                "n_nonfinite": n_bad,
+                "value_empty": float(endpoints_c[0]),
+                "value_full": float(endpoints_c[1]),
+                **meta,
+            },
+        )
+
+    def _resume(self, all_perms: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+        if self.checkpoint is None:
+            return None
+        saved = self.checkpoint.load()
+        if saved is None:
+            return None
+        perms, walks = saved["permutations"], saved["walks"]
+        if (
+            len(perms) > len(all_perms)
+            or not np.array_equal(perms, all_perms[: len(perms)])
+            or walks.shape != (len(perms), self.evaluations_per_permutation(n))
+        ):
+            log.warning(
+                "checkpoint %s does not match this run; starting over", self.checkpoint.path
+            )
+            return None
+        log.info("resuming from %s: %d permutations done", self.checkpoint.path, len(perms))
+        return saved["endpoints"], walks
+
+    def _max_se(self, perms: np.ndarray, walks: np.ndarray, endpoints: np.ndarray) -> float:
+        raw, _ = cap_nonfinite(np.concatenate([endpoints, walks.ravel()]))
+        marginals, _ = self._marginals(perms, raw[2:].reshape(walks.shape), raw[:2])
+        return float((marginals.std(axis=0, ddof=1) / np.sqrt(len(perms))).max())
+
+
+class PermutationSampling(PermutationWalk):
+    """SPQE: Shapley values from permutation walks; interactions from the covariance of
+    the marginals, shrunk toward its diagonal by ``alpha`` (see
+    :func:`covariance_interactions`)."""
+
+    name = "permutation"
+    steps_per_permutation_factor = 1
+
+    def __init__(self, alpha: float = 0.5, **options: Any) -> None:
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        super().__init__(**options)
+        self.alpha = alpha
+
+    def _walk(self, perm: np.ndarray) -> np.ndarray:
+        n = len(perm)
+        steps = np.zeros((n - 1, n), dtype=bool)
+        for t in range(n - 1):
+            steps[t:, perm[t]] = True
+        return steps
+
+    def _prefix_values(self, walks: np.ndarray) -> np.ndarray:
+        return walks
+
+    def _interactions(
+        self, perms: np.ndarray, walks: np.ndarray, prefix: np.ndarray, marginals: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        k, k_se = covariance_interactions(marginals, self.alpha)
+        return k, k_se, {"interaction_source": "covariance", "alpha": self.alpha}
+
+
+class PermutationSamplingSII(PermutationWalk):
+    """Shapley values and the pairwise Shapley interaction index from permutation walks.
+
+    In a random permutation, a pair ``{i, j}`` sits next to each other with probability
+    ``2/n``, and the set ``S`` of players before it is then distributed exactly as the
+    SII weights ``|S|!(n-|S|-2)!/(n-1)!``. Each walk therefore also evaluates, for every
+    adjacent pair ``(a, b)`` after prefix ``S``, the coalition ``S ∪ {b}``; the average of
+    ``v(S∪ab) - v(S∪a) - v(S∪b) + v(S)`` over the walks where the pair was adjacent is
+    an unbiased SII estimate (as shapiq's permutation SII approximator). The diagonal
+    is zero; pairs seen fewer than twice have a NaN standard error (value 0 if unseen).
+    """
+
+    name = "permutation-sii"
+    steps_per_permutation_factor = 2
+
+    def _walk(self, perm: np.ndarray) -> np.ndarray:
+        n = len(perm)
+        rows = []
+        prefix = np.zeros(n, dtype=bool)
+        for t in range(n - 1):
+            extra = prefix.copy()
+            extra[perm[t + 1]] = True
+            rows.append(extra)  # S ∪ {b}
+            prefix = prefix.copy()
+            prefix[perm[t]] = True
+            rows.append(prefix)  # S ∪ {a}
+        return np.array(rows)
+
+    def _prefix_values(self, walks: np.ndarray) -> np.ndarray:
+        return walks[:, 1::2]
+
+    def _interactions(
+        self, perms: np.ndarray, walks: np.ndarray, prefix: np.ndarray, marginals: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        n = perms.shape[1]
+        extras = walks[:, 0::2]
+        # delta[k, t] for the pair (perm[k, t], perm[k, t + 1]) after prefix perm[k, :t]
+        delta = prefix[:, 2:] - prefix[:, 1:-1] - extras + prefix[:, :-2]
+        i, j = perms[:, :-1].ravel(), perms[:, 1:].ravel()
+        count, total, total_sq = np.zeros((n, n)), np.zeros((n, n)), np.zeros((n, n))
+        for a, b in ((i, j), (j, i)):
+            np.add.at(count, (a, b), 1)
+            np.add.at(total, (a, b), delta.ravel())
+            np.add.at(total_sq, (a, b), delta.ravel() ** 2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(count > 0, total / np.maximum(count, 1), 0.0)
+            var = (total_sq - count * mean**2) / (count - 1)
+            se = np.where(count >= 2, np.sqrt(np.clip(var, 0, None) / count), np.nan)
+        np.fill_diagonal(se, 0.0)
+        return (
+            mean,
+            se,
+            {
+                "interaction_source": "shapley-interaction",
+                "min_pair_samples": int(count[~np.eye(n, dtype=bool)].min()),
+            },
+        )

@@ -1,0 +1,261 @@
+"""The model game: mean calibration NLL of a model whose blocks are at high or low bits.
+
+Every block's linear weights are quantized once at both precisions and kept; a
+configuration installs them by reference. The hidden state entering each block is
+cached for the last configuration evaluated, so the next one restarts at the first
+block whose precision changed (along a permutation walk, about half the blocks).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from impq.artifacts import fingerprint
+from impq.backends import UnsupportedError, get_backend
+from impq.game.base import Game
+from impq.models import block_linears, decoder_blocks
+
+__all__ = ["ModelGame", "WeightQuantizer", "model_fingerprint", "weight_quantizer"]
+
+log = logging.getLogger(__name__)
+
+WeightQuantizer = Callable[[torch.Tensor, int], torch.Tensor]
+"""``(weight, bits) -> dequantized weight`` of the same shape and dtype."""
+
+
+def weight_quantizer(backend: str, group_size: int) -> WeightQuantizer:
+    """The weight quantizer of a registered backend, for use inside the game.
+
+    Raises:
+        UnsupportedError: the backend cannot quantize a weight on its own (GPTQ needs
+            Hessians from calibration data, so it cannot run inside SPQE).
+        ValueError: ``backend`` is not registered.
+    """
+    if backend == "gptq":
+        raise UnsupportedError(
+            "spqe.backend 'gptq' cannot run inside SPQE: GPTQ needs per-layer Hessians, "
+            "not a weight alone. Estimate with 'quanto' or 'hqq' (the paper uses quanto) "
+            "and apply the assignment with gptq afterwards."
+        )
+    impl = get_backend(backend)
+
+    def quantize(weight: torch.Tensor, bits: int) -> torch.Tensor:
+        return impl.dequantize_weight(weight, bits, group_size)
+
+    return quantize
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """A short hash of the model's architecture and every parameter's contents."""
+    config = getattr(model, "config", None)
+    parts: list[str | torch.Tensor] = [config.to_json_string() if config is not None else ""]
+    for name, p in sorted(model.state_dict().items()):
+        parts += [name, p]
+    return fingerprint(*parts)
+
+
+class ModelGame(Game):
+    """Players are decoder blocks; ``v(S)`` is the mean per-token calibration NLL with the
+    blocks in ``S`` at ``low_bits`` and every other block at ``high_bits``.
+
+    The model's weights are swapped while the game lives; :meth:`restore` (or leaving a
+    ``with`` block) puts the original weights back.
+
+    Attributes:
+        n_block_evaluations: decoder-block forward passes over the calibration set, to
+            measure what prefix reuse saves (a full forward costs ``n_players``).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        input_ids: torch.Tensor,
+        quantize: WeightQuantizer,
+        high_bits: int = 4,
+        low_bits: int = 2,
+        batch_size: int | None = None,
+        progress: bool = True,
+    ) -> None:
+        blocks = decoder_blocks(model)
+        super().__init__(len(blocks))
+        if input_ids.ndim != 2 or input_ids.shape[1] < 2:
+            raise ValueError(f"input_ids must be (n, T>=2) token ids, got {tuple(input_ids.shape)}")
+        self.model, self.blocks = model, blocks
+        self.high_bits, self.low_bits = high_bits, low_bits
+        self.device = next(model.parameters()).device
+        ids = input_ids.to(self.device)
+        step = batch_size or len(ids)
+        self._chunks = [ids[s : s + step] for s in range(0, len(ids), step)]
+        self._n_tokens = ids.shape[0] * (ids.shape[1] - 1)
+        self._calibration_fingerprint = fingerprint(input_ids)
+        self._model_fingerprint = model_fingerprint(model)
+
+        self._linears = [list(block_linears(model, i).values()) for i in range(self.n_players)]
+        self._original = [[m.get_parameter("weight") for m in ms] for ms in self._linears]
+        self._weights = self._quantize_all(quantize, progress)
+
+        self._block_kwargs, inputs = self._capture()
+        # _inputs[i][c]: hidden state entering block i for chunk c under the installed
+        # configuration (block 0's input, the embeddings, never changes).
+        self._inputs: list[list[torch.Tensor]] = [inputs] + [[] for _ in range(self.n_players - 1)]
+        self._installed: np.ndarray | None = None
+        self._last: tuple[np.ndarray, float] | None = None
+        self.n_block_evaluations = 0
+        self._check_against_full_forward()
+
+    def _quantize_all(
+        self, quantize: WeightQuantizer, progress: bool
+    ) -> list[dict[bool, list[nn.Parameter]]]:
+        weights = []
+        with torch.no_grad():
+            for modules in tqdm(self._linears, desc="quantize blocks", disable=not progress):
+                weights.append(
+                    {
+                        low: [
+                            nn.Parameter(quantize(m.weight.data, bits), requires_grad=False)
+                            for m in modules
+                        ]
+                        for low, bits in ((False, self.high_bits), (True, self.low_bits))
+                    }
+                )
+        return weights
+
+    @torch.inference_mode()
+    def _capture(self) -> tuple[list[list[dict[str, Any]]], list[torch.Tensor]]:
+        """Per chunk: the hidden state entering block 0 and every block's call kwargs."""
+        kwargs: list[list[dict[str, Any]]] = [[] for _ in range(self.n_players)]
+        inputs: list[torch.Tensor] = []
+
+        def hook(index: int) -> Callable[..., None]:
+            def record(module: nn.Module, args: tuple, kw: dict[str, Any]) -> None:
+                if len(args) > 1:
+                    raise UnsupportedError(
+                        f"decoder block {index} is called with {len(args)} positional "
+                        "arguments; the model game supports block(hidden, **kwargs) only"
+                    )
+                hidden = args[0] if args else kw["hidden_states"]
+                kwargs[index].append({k: v for k, v in kw.items() if k != "hidden_states"})
+                if index == 0:
+                    inputs.append(hidden)
+
+            return record
+
+        handles = [
+            block.register_forward_pre_hook(hook(i), with_kwargs=True)
+            for i, block in enumerate(self.blocks)
+        ]
+        try:
+            for chunk in self._chunks:
+                self.model(input_ids=chunk, use_cache=False)
+        finally:
+            for h in handles:
+                h.remove()
+        return kwargs, inputs
+
+    def _head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        model: Any = self.model
+        logits = model.get_output_embeddings()(model.get_decoder().norm(hidden))
+        cap = getattr(model.config, "final_logit_softcapping", None)
+        if cap is not None:
+            logits = torch.tanh(logits / cap) * cap
+        return logits
+
+    @torch.inference_mode()
+    def _check_against_full_forward(self) -> None:
+        """The block-by-block path must reproduce the model's own forward (float weights)."""
+        from impq.eval import batch_nll
+
+        full = sum(batch_nll(self.model, c).sum().item() for c in self._chunks) / self._n_tokens
+        ours = self._run_blocks(0) / self._n_tokens
+        if not np.isclose(ours, full, rtol=1e-4, atol=1e-6) and np.isfinite(full):
+            raise UnsupportedError(
+                f"block-by-block NLL {ours:.6g} differs from the model's forward {full:.6g}: "
+                f"{type(self.model).__name__} does something between its blocks or in its "
+                "head that the model game does not reproduce"
+            )
+
+    def _run_blocks(self, first: int) -> float:
+        """Summed NLL with the installed weights, recomputing blocks ``first`` onwards."""
+        total = 0.0
+        for c, chunk in enumerate(self._chunks):
+            hidden = self._inputs[first][c]
+            for i in range(first, self.n_players):
+                if i > first:
+                    if len(self._inputs[i]) <= c:
+                        self._inputs[i].append(hidden)
+                    else:
+                        self._inputs[i][c] = hidden
+                out = self.blocks[i](hidden, **self._block_kwargs[i][c])
+                hidden = out[0] if isinstance(out, tuple) else out
+            logits = self._head_logits(hidden[:, :-1]).flatten(0, 1).float()
+            nll = F.cross_entropy(logits, chunk[:, 1:].flatten(), reduction="none")
+            total += nll.double().sum().item()
+        self.n_block_evaluations += self.n_players - first
+        return total
+
+    def _install(self, config: np.ndarray) -> int:
+        """Install ``config``'s weights; return the first block whose precision changed."""
+        changed = (
+            np.arange(self.n_players)
+            if self._installed is None
+            else np.flatnonzero(config != self._installed)
+        )
+        for i in changed:
+            for module, weight in zip(
+                self._linears[i], self._weights[i][bool(config[i])], strict=True
+            ):
+                module._parameters["weight"] = weight
+        self._installed = config.copy()
+        return int(changed[0]) if len(changed) else self.n_players
+
+    @torch.inference_mode()
+    def value_function(self, coalitions: np.ndarray) -> np.ndarray:
+        out = np.empty(len(coalitions))
+        for row, config in enumerate(coalitions):
+            if self._last is not None and np.array_equal(self._last[0], config):
+                out[row] = self._last[1]
+                continue
+            first = self._install(config)
+            value = self._run_blocks(first) / self._n_tokens
+            self._last = (config.copy(), value)
+            out[row] = value
+        return out
+
+    def restore(self) -> None:
+        """Put the model's original weights back."""
+        for modules, weights in zip(self._linears, self._original, strict=True):
+            for module, weight in zip(modules, weights, strict=True):
+                module._parameters["weight"] = weight
+        self._installed, self._last = None, None
+
+    def __enter__(self) -> ModelGame:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.restore()
+
+    def fingerprint(self) -> str:
+        return fingerprint(
+            type(self).__name__,
+            self._model_fingerprint,
+            self._calibration_fingerprint,
+            f"{self.high_bits}/{self.low_bits}",
+        )
+
+    @property
+    def model_fingerprint(self) -> str:
+        """Hash of the float model this game quantizes."""
+        return self._model_fingerprint
+
+    @property
+    def calibration_fingerprint(self) -> str:
+        """Hash of the calibration token ids."""
+        return self._calibration_fingerprint

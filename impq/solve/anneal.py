@@ -1,0 +1,161 @@
+"""Simulated annealing (dwave-samplers) on the program as a penalised BQM, then repair."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import dimod
+import numpy as np
+
+from impq.config import SolverConfig
+from impq.solve.base import Solution, make_solution
+from impq.solve.local import polish, repair
+from impq.solve.problem import BitProblem
+
+__all__ = ["AnnealSolver", "Encoding", "problem_bqm"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How BQM variables map to blocks' precisions: a unary (thermometer) code.
+
+    Block ``i`` has ``P - 1`` variables ``t_{i,k}`` at index ``i * (P - 1) + k - 1``;
+    it sits at ``precisions[m]`` when its first ``m`` variables are 1 and the rest 0, so
+    one flip moves a block one precision up or down. With two precisions this is one
+    binary per block, ``t_i = 1 - q_i`` (1 = the higher precision). A code that is not
+    of that form is read as its leading ones (and penalised in the BQM).
+
+    Attributes:
+        n_steps: P - 1 variables per block.
+        base: (L,) level of every block when all its variables are 0.
+        level_map: (L, V) level added by each variable.
+        byte_map: (V,) bytes added by each variable.
+        base_bytes: bytes when all variables are 0 (every block at the lowest precision).
+    """
+
+    n_steps: int
+    base: np.ndarray
+    level_map: np.ndarray
+    byte_map: np.ndarray
+    base_bytes: int
+
+    @classmethod
+    def of(cls, problem: BitProblem) -> Encoding:
+        """The encoding used for ``problem``."""
+        n, p = problem.sizes.shape
+        steps = p - 1
+        level_map = np.zeros((n, n * steps))
+        for i in range(n):
+            level_map[i, i * steps : (i + 1) * steps] = np.diff(problem.levels)
+        return cls(
+            n_steps=steps,
+            base=np.full(n, problem.levels[0]),
+            level_map=level_map,
+            byte_map=np.diff(problem.sizes, axis=1).ravel().astype(np.int64),
+            base_bytes=problem.min_bytes,
+        )
+
+    def decode(self, samples: np.ndarray) -> np.ndarray:
+        """Choice vectors (n, L) of samples (n, V): each block's count of leading ones."""
+        t = np.asarray(samples).reshape(len(samples), -1, self.n_steps).astype(np.int64)
+        return np.cumprod(t, axis=2).sum(axis=2)
+
+
+def problem_bqm(
+    problem: BitProblem, penalty: float | None = None
+) -> tuple[dimod.BinaryQuadraticModel, Encoding, float]:
+    """The program as a BQM: objective + penalty * (budget slack)^2 (+ code-order penalties).
+
+    The budget enters as ``penalty * ((bytes - B) / u)^2`` with ``u`` the mean byte cost
+    of a block's smallest precision step, so it pulls samples toward using the whole
+    budget; samples that end over it are repaired afterwards. When ``penalty`` is None it is the median change of
+    the objective from setting one variable alone: one block's worth of budget then
+    weighs like a typical block, strong enough to keep samples near the budget and weak
+    enough not to freeze the annealer (a larger weight makes samples feasible but worse).
+    Out-of-order unary codes (more than two precisions) are penalised by twice the
+    largest change one variable can cause, so breaking the code never pays.
+
+    Returns:
+        The BQM, the variable encoding and the penalty weight used.
+    """
+    enc = Encoding.of(problem)
+    m = enc.level_map
+    k = problem.interactions
+    quad = m.T @ k @ m
+    lin = m.T @ (problem.linear + 2 * k @ enc.base)
+    offset = float(problem.linear @ enc.base + enc.base @ k @ enc.base)
+    single = np.abs(lin + np.diag(quad))
+    if penalty is None:
+        penalty = float(np.median(single)) or 1.0
+    pairs = np.abs(quad + quad.T - 2 * np.diag(np.diag(quad))).sum(axis=1)
+    order = 2 * float(np.max(single + pairs)) or 1.0
+    c = enc.byte_map.astype(np.float64)
+    unit = float(np.mean(np.diff(problem.sizes, axis=1).min(axis=1))) or 1.0
+    c /= unit
+    r = (problem.budget_bytes - enc.base_bytes) / unit
+    quad = quad + penalty * np.outer(c, c)
+    lin = lin - 2 * penalty * r * c
+    offset += penalty * r * r
+    steps = enc.n_steps
+    for i in range(problem.n_blocks):
+        for v in range(i * steps, (i + 1) * steps - 1):
+            # order * t_{v+1} (1 - t_v): a step may only be on when the one below it is
+            lin[v + 1] += order
+            quad[v, v + 1] -= order
+    lin = lin + np.diag(quad)
+    upper = np.triu(quad + quad.T, 1)
+    return dimod.BinaryQuadraticModel(lin, upper, offset, "BINARY"), enc, penalty
+
+
+@dataclass(frozen=True)
+class AnnealSolver:
+    """Simulated annealing with repair to the budget and a local-search polish.
+
+    Every sample is decoded, repaired to the budget (precisions lowered where it costs
+    least per byte), and the best few distinct ones are polished by single and pair moves;
+    the best feasible result is returned.
+    """
+
+    num_reads: int = 32
+    num_sweeps: int = 500
+    seed: int = 0
+    polish_top: int = 4
+    name: str = "anneal"
+
+    @classmethod
+    def from_config(cls, config: SolverConfig) -> AnnealSolver:
+        """The solver with reads, sweeps and seed from ``config``."""
+        return cls(num_reads=config.num_reads, num_sweeps=config.num_sweeps, seed=config.seed)
+
+    def solve(self, problem: BitProblem) -> Solution:
+        """Anneal, repair, polish; the best feasible assignment found."""
+        from dwave.samplers import SimulatedAnnealingSampler
+
+        start = time.perf_counter()
+        bqm, enc, penalty = problem_bqm(problem)
+        sampleset = SimulatedAnnealingSampler().sample(
+            bqm, num_reads=self.num_reads, num_sweeps=self.num_sweeps, seed=self.seed
+        )
+        samples = sampleset.record.sample[:, np.argsort(np.asarray(sampleset.variables))]
+        choices = np.unique(enc.decode(samples), axis=0)
+        n_feasible = int(np.sum(problem.stored_bytes(choices) <= problem.budget_bytes))
+        repaired = np.unique(np.array([repair(problem, c) for c in choices]), axis=0)
+        order = np.argsort(problem.objective(repaired), kind="stable")
+        polished = [polish(problem, repaired[i]) for i in order[: self.polish_top]]
+        values = [float(problem.objective(c)) for c in polished]
+        best = polished[int(np.argmin(values))]
+        info = {
+            "num_reads": self.num_reads,
+            "num_sweeps": self.num_sweeps,
+            "seed": self.seed,
+            "penalty": penalty,
+            "distinct_samples": len(choices),
+            "feasible_samples": n_feasible,
+            "best_before_polish": float(problem.objective(repaired[order[0]])),
+        }
+        log.debug("anneal: %s", info)
+        return make_solution(problem, best, self.name, time.perf_counter() - start, info=info)

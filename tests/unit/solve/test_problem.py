@@ -1,0 +1,87 @@
+"""The program: budgets in exact integers, levels, objective, input errors, the K filter."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from impq.footprint import quantized_bytes
+from impq.solve import BitProblem, degradation_level, problem_from_shapley, significant_interactions
+from impq.solve.synthetic import synthetic_shapley
+
+
+def test_budget_ends_are_exact() -> None:
+    params = [1000, 3000, 7777]
+    low = sum(quantized_bytes(n, 2, 64) for n in params)
+    high = sum(quantized_bytes(n, 4, 64) for n in params)
+    p2 = BitProblem.build(np.ones(3), np.zeros((3, 3)), params, 2.0)
+    p4 = BitProblem.build(np.ones(3), np.zeros((3, 3)), params, 4.0)
+    assert (p2.budget_bytes, p4.budget_bytes) == (low, high)
+    assert (p2.min_bytes, p2.max_bytes) == (low, high)
+    # 3.1 is not exact in binary floating point; the budget is floor of the decimal value
+    p31 = BitProblem.build(np.ones(3), np.zeros((3, 3)), params, 3.1)
+    assert p31.budget_bytes == low + (high - low) * 11 // 20
+
+
+def test_budget_outside_range_says_the_range() -> None:
+    for bad in (1.99, 4.01, float("nan")):
+        with pytest.raises(ValueError, match=r"feasible range is \[2, 4\]"):
+            BitProblem.build(np.ones(2), np.zeros((2, 2)), [64, 64], bad)
+    with pytest.raises(ValueError, match=r"choose a budget in \[\d+, \d+\] bytes"):
+        BitProblem(np.ones(2), np.zeros((2, 2)), np.array([64, 64]), (2, 4), 64, 10)
+    p = BitProblem.build(np.ones(2), np.zeros((2, 2)), [64, 64], 8.0, precisions=[2, 4, 8])
+    assert p.budget_bytes == p.max_bytes
+
+
+def test_shape_and_nan_errors_name_the_problem() -> None:
+    with pytest.raises(ValueError, match=r"K has shape \(2, 3\), expected \(3, 3\)"):
+        BitProblem.build(np.ones(3), np.zeros((2, 3)), [64] * 3, 3.0)
+    with pytest.raises(ValueError, match=r"block_params has shape \(2,\), expected \(3,\)"):
+        BitProblem.build(np.ones(3), np.zeros((3, 3)), [64] * 2, 3.0)
+    phi = np.ones(4)
+    phi[2] = np.nan
+    with pytest.raises(ValueError, match=r"phi .* blocks \[2\]"):
+        BitProblem.build(phi, np.zeros((4, 4)), [64] * 4, 3.0)
+    k = np.zeros((4, 4))
+    k[1, 3] = np.inf
+    with pytest.raises(ValueError, match=r"K hold NaN or infinite entries for blocks \[1, 3\]"):
+        BitProblem.build(np.ones(4), k, [64] * 4, 3.0)
+
+
+def test_levels_and_objective() -> None:
+    assert degradation_level(2) == 1.0 and degradation_level(4) == 0.0
+    assert 0 < degradation_level(3) < 1 and -1 < degradation_level(8) < 0
+    rng = np.random.default_rng(0)
+    phi = rng.random(5)
+    k = rng.normal(size=(5, 5))
+    p = BitProblem.build(phi, k, [640] * 5, 3.0)
+    ks = (k + k.T) / 2
+    a = phi - (ks.sum(axis=1) - np.diag(ks))
+    for z in rng.integers(0, 2, (10, 5)):
+        q = 1.0 - z  # choice 0 = 2 bits = q 1
+        assert p.objective(z) == pytest.approx(a @ q + q @ ks @ q)
+    assert p.objective(np.ones(5, dtype=int)) == 0.0
+
+
+def test_interaction_filter_keeps_significant_entries() -> None:
+    k = np.array([[5.0, 1.0, 0.1], [1.0, 5.0, np.nan], [0.1, np.nan, 5.0]])
+    k[1, 2] = k[2, 1] = -3.0
+    se = np.array([[9.0, 0.4, 0.4], [0.4, 9.0, np.nan], [0.4, np.nan, 9.0]])
+    out, kept, total = significant_interactions(k, se, 2.0)
+    assert (kept, total) == (4, 6)
+    assert out[0, 2] == 0.0 and out[0, 1] == 1.0 and out[1, 2] == -3.0
+    assert np.all(np.diag(out) == 5.0)
+    assert significant_interactions(k, se, 0.0)[1] == 6
+
+
+def test_few_permutations_warn(caplog: pytest.LogCaptureFixture) -> None:
+    r = synthetic_shapley(8, permutations=5, seed=1)
+    with caplog.at_level(logging.WARNING):
+        problem_from_shapley(r, 3.0)
+    assert "5 permutations for 8 blocks" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        problem_from_shapley(synthetic_shapley(8, permutations=20, seed=1), 3.0)
+    assert "permutations" not in caplog.text
