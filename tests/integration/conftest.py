@@ -20,7 +20,11 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Prefect server on 127.0.0.1; yields its API URL (``.../api``)."""
     home = tmp_path_factory.mktemp("prefect-home")
     port = free_port()
-    env = {**base_env(), "PREFECT_HOME": str(home)}
+    env = {
+        **base_env(),
+        "PREFECT_HOME": str(home),
+        "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",
+    }
     server = start_server(
         [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
         f"http://127.0.0.1:{port}/api/health",
