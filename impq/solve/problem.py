@@ -81,7 +81,8 @@ def significant_interactions(
     """Zero the off-diagonal entries of ``K`` that are not ``z`` standard errors from 0.
 
     An entry ``K_ij`` (``i != j``) survives when ``|K_ij| >= z * se_ij``; entries whose
-    standard error is unknown (NaN) are kept. The diagonal is never filtered. ``z = 0``
+    standard error is unknown (NaN) are kept, and so are non-finite entries (for the
+    problem's checks to report). The diagonal is never filtered. ``z = 0``
     keeps everything.
 
     Returns:
@@ -94,7 +95,7 @@ def significant_interactions(
     if z <= 0:
         return k, int(np.count_nonzero(k[off])), total
     se = np.asarray(se, dtype=np.float64)
-    keep = np.isnan(se) | (np.abs(k) >= z * se)
+    keep = np.isnan(se) | ~np.isfinite(k) | (np.abs(k) >= z * se)
     k[off & ~keep] = 0.0
     return k, int(np.count_nonzero(k[off])), total
 

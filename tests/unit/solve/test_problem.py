@@ -76,6 +76,13 @@ def test_interaction_filter_keeps_significant_entries() -> None:
     assert significant_interactions(k, se, 0.0)[1] == 6
 
 
+def test_nan_in_k_is_reported_not_filtered_away() -> None:
+    r = synthetic_shapley(5, seed=0)
+    r.interactions[1, 4] = r.interactions[4, 1] = np.nan
+    with pytest.raises(ValueError, match=r"blocks \[1, 4\]"):
+        problem_from_shapley(r, 3.0, interaction_z=2.0)
+
+
 def test_few_permutations_warn(caplog: pytest.LogCaptureFixture) -> None:
     r = synthetic_shapley(8, permutations=5, seed=1)
     with caplog.at_level(logging.WARNING):
