@@ -45,9 +45,8 @@ def _report(params: Params, args: argparse.Namespace) -> None:
 
 def _assign(params: Params, args: argparse.Namespace) -> None:
     from impq.assignment import Assignment
-    from impq.pipeline import assign
 
-    for path in assign.run(params, budget=args.budget):
+    for path in run_flow("flows.assign:assign_flow", params, args, budget=args.budget):
         a = Assignment.load(path)
         gap = a.extra.get("gap_to_exact")
         gap_text = "n/a" if gap is None else f"{100 * gap:.4f}%"

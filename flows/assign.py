@@ -1,0 +1,71 @@
+"""Flow ``assign``: the IMPQ bit assignment for each budget, solved by annealing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, task
+
+from flows.common import (
+    STAGE_TASK,
+    Files,
+    code_version,
+    fault_point,
+    fingerprint_path,
+    params_subset,
+    restore,
+    snapshot,
+)
+from impq import tracking
+from impq.assignment import Assignment
+from impq.config import Params
+from impq.pipeline import assign
+
+__all__ = ["assign_flow"]
+
+PARAM_KEYS = (
+    "solver",
+    "backends.group_size",
+    "spqe.low_bits",
+    "spqe.high_bits",
+    "paths.artifacts",
+)
+
+
+@task(name="annealing-solve", **STAGE_TASK)
+def solve(params: Params, key: dict, budget: float) -> Files:
+    """Solve the program for one budget (and check it against the exact solver)."""
+    fault_point("annealing-solve")
+    return snapshot(assign.run(params, budget=budget))
+
+
+@flow(name="assign")
+def assign_flow(
+    params: Params, params_path: str = "params.yaml", budget: float | None = None
+) -> list[Path]:
+    """Write ``artifacts/assign/impq/<budget>.json`` for ``budget`` (default: every one)."""
+    key = {
+        "params": params_subset(params, *PARAM_KEYS),
+        "shapley": fingerprint_path(assign.shapley_input_path(params)),
+        "code": code_version(),
+    }
+    budgets = params.budgets if budget is None else [budget]
+    written: list[Path] = []
+    with tracking.stage_run(params, "assign", params_path) as run:
+        run.log_params(params_subset(params, *PARAM_KEYS))
+        for b in budgets:
+            paths = restore(solve(params, {**key, "budget": float(b)}, float(b)))
+            with run.child(f"impq/{float(b)}", tags={"method": "impq", "budget": b}) as child:
+                a = Assignment.load(paths[0])
+                child.log_metrics(
+                    {
+                        "avg_bits": a.avg_bits,
+                        "stored_bytes": a.stored_bytes,
+                        "objective": a.extra.get("objective"),
+                        "gap_to_exact": a.extra.get("gap_to_exact"),
+                        "solve_seconds": a.extra.get("solve_seconds"),
+                    }
+                )
+                child.log_artifact(paths[0], "assign/impq")
+            written += paths
+    return written
