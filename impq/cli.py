@@ -38,6 +38,13 @@ def _evaluate(params: Params, args: argparse.Namespace) -> None:
     print(f"float perplexity: {m['ppl']:.3f} ({m['n_windows']} windows of {m['seqlen']})")
 
 
+def _spqe(params: Params, args: argparse.Namespace) -> None:
+    from impq.pipeline import spqe
+
+    for path in spqe.run(params):
+        print(f"wrote {path}")
+
+
 def _report(params: Params, args: argparse.Namespace) -> None:
     for path in run_flow("flows.report:report_flow", params, args):
         print(f"wrote {path}")
@@ -84,6 +91,7 @@ class Stage(NamedTuple):
 STAGES: dict[str, Stage] = {
     "prepare": Stage("tokenize the evaluation split and draw the calibration set", _prepare),
     "evaluate": Stage("perplexity of the unquantized model", _evaluate),
+    "spqe": Stage("Shapley values and interactions of the blocks (resumable)", _spqe),
     "report": Stage("plot Shapley values and the interaction heatmap", _report),
     "assign": Stage("bit assignment per budget (IMPQ program)", _assign, _assign_arguments),
     "serve": Stage("serve the whole pipeline as a Prefect deployment", _serve, _serve_arguments),

@@ -102,6 +102,12 @@ class SpqeConfig(_Section):
         None, gt=0, description="Stop once every Shapley standard error is below this."
     )
     interactions: Literal["covariance", "shapley-interaction"] = "covariance"
+    batch_size: int | None = Field(
+        None, gt=0, description="Calibration sequences per forward; null = all at once."
+    )
+    n_samples: int | None = Field(
+        None, gt=0, description="Use the first n calibration sequences; null = all."
+    )
 
 
 class SolverConfig(_Section):
