@@ -18,7 +18,7 @@ from flows.common import (
 )
 from impq import tracking
 from impq.config import Params
-from impq.pipeline import report
+from impq.pipeline import report, spqe
 
 __all__ = ["report_flow"]
 
@@ -35,7 +35,7 @@ def make_plots(params: Params, key: dict) -> Files:
 @flow(name="report")
 def report_flow(params: Params, params_path: str = "params.yaml") -> list[Path]:
     """Write the SPQE plots under ``plots/``; return their paths."""
-    shapley = report.shapley_path(params)
+    shapley = spqe.shapley_path(params)
     key = {
         "params": params_subset(params, *PARAM_KEYS),
         "shapley": fingerprint_path(shapley),

@@ -39,9 +39,7 @@ def _evaluate(params: Params, args: argparse.Namespace) -> None:
 
 
 def _spqe(params: Params, args: argparse.Namespace) -> None:
-    from impq.pipeline import spqe
-
-    for path in spqe.run(params):
+    for path in run_flow("flows.spqe:spqe_flow", params, args):
         print(f"wrote {path}")
 
 

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from impq.artifacts import atomic_path
 from impq.config import Params
 from impq.estimate import ShapleyResult
+from impq.pipeline.spqe import shapley_path
 
 __all__ = [
     "interaction_heatmap",
@@ -25,15 +26,9 @@ __all__ = [
     "run",
     "shapley_bars",
     "shapley_csv",
-    "shapley_path",
 ]
 
 log = logging.getLogger(__name__)
-
-
-def shapley_path(params: Params) -> Path:
-    """Where the SPQE stage writes its result."""
-    return Path(params.paths.artifacts) / "spqe" / "shapley.npz"
 
 
 def plot_paths(params: Params) -> dict[str, Path]:

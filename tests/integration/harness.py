@@ -11,28 +11,40 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
-TINY_PARAMS = """\
-model:
-  source: models/ref-llama-12l
-  device: cpu
-data:
-  calibration:
-    n_samples: 2
-    seqlen: 64
-eval:
-  seqlen: 64
-  batch_size: 4
-  max_windows: 2
-budgets: [3.0]
-tracking:
-  experiment: impq-it
-"""
+TINY_OVERRIDES: dict[str, Any] = {
+    "model": {"source": "models/ref-llama-12l", "device": "cpu"},
+    "data": {"calibration": {"n_samples": 2, "seqlen": 64}},
+    "spqe": {"permutations": 2, "n_samples": 2, "batch_size": None},
+    "solver": {"num_reads": 4, "num_sweeps": 50},
+    "backends": {"names": ["quanto"]},
+    "budgets": [3.0],
+    "eval": {"seqlen": 64, "batch_size": 4, "max_windows": 2, "methods": ["impq", "uniform"]},
+    "tracking": {"experiment": "impq-it", "uri": None},
+}
+"""What the integration projects change in the repository's params.yaml (a tiny run)."""
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` merged in, recursively."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def tiny_params() -> str:
+    """The repository's params.yaml with :data:`TINY_OVERRIDES` (every key DVC tracks)."""
+    base = yaml.safe_load((REPO / "params.yaml").read_text())
+    return yaml.safe_dump(merge(base, TINY_OVERRIDES), sort_keys=False)
+
 
 PROJECT_FILES = (
     "impq",
@@ -120,7 +132,7 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str], check: bool = True):
     return proc
 
 
-def make_project(dest: Path, env: dict[str, str], params: str = TINY_PARAMS) -> Path:
+def make_project(dest: Path, env: dict[str, str], params: str | None = None) -> Path:
     """A git+DVC repository at ``dest``: the project files, tiny params, one commit."""
     dest.mkdir(parents=True)
     for name in PROJECT_FILES:
@@ -130,7 +142,7 @@ def make_project(dest: Path, env: dict[str, str], params: str = TINY_PARAMS) -> 
         elif src.exists():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
-    (dest / "params.yaml").write_text(params)
+    (dest / "params.yaml").write_text(params or tiny_params())
     run(["git", "init", "-q", "-b", "main"], dest, env)
     run(["git", "config", "user.email", "it@impq.test"], dest, env)
     run(["git", "config", "user.name", "impq integration test"], dest, env)

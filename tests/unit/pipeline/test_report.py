@@ -12,6 +12,7 @@ from matplotlib.image import imread
 from impq.config import parse_params
 from impq.estimate import ShapleyResult
 from impq.pipeline import report
+from impq.pipeline.spqe import shapley_path
 
 
 def result(n: int = 5, k_scale: float = 1.0) -> ShapleyResult:
@@ -44,7 +45,7 @@ def assert_not_blank(path: Path) -> None:
 
 def test_run_writes_plots_and_csv(params) -> None:
     res = result()
-    res.save(report.shapley_path(params))
+    res.save(shapley_path(params))
     written = report.run(params)
     paths = report.plot_paths(params)
     assert sorted(written) == sorted(paths.values())
