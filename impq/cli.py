@@ -78,6 +78,22 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="impq", help="deployment name (impq)")
 
 
+def _baselines(params: Params, args: argparse.Namespace) -> None:
+    from impq.pipeline import baselines
+
+    for path in baselines.run(params):
+        print(f"wrote {path}")
+
+
+def _sweep(params: Params, args: argparse.Namespace) -> None:
+    from impq.pipeline import sweep
+
+    rows, reference, written = sweep.run(params)
+    print(sweep.format_table(rows, reference))
+    for path in written:
+        print(f"wrote {path}")
+
+
 class Stage(NamedTuple):
     """One subcommand: its help, its handler, and (optionally) its extra arguments."""
 
@@ -92,6 +108,8 @@ STAGES: dict[str, Stage] = {
     "spqe": Stage("Shapley values and interactions of the blocks (resumable)", _spqe),
     "report": Stage("plot Shapley values and the interaction heatmap", _report),
     "assign": Stage("bit assignment per budget (IMPQ program)", _assign, _assign_arguments),
+    "baselines": Stage("isolated-metric baseline assignments (LIM, ZD, ...)", _baselines),
+    "sweep": Stage("quantize and evaluate every backend x method x budget", _sweep),
     "serve": Stage("serve the whole pipeline as a Prefect deployment", _serve, _serve_arguments),
 }
 """Stage name -> Stage; a handler runs the stage's flow (see :func:`run_flow`) and prints."""

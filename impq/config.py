@@ -138,7 +138,11 @@ class EvalConfig(_Section):
     seqlen: int = Field(256, gt=1)
     batch_size: int = Field(8, gt=0)
     max_windows: int | None = Field(None, gt=0, description="null = the whole test split")
-    methods: list[str] = ["impq", "shapley", "lim", "zd", "uniform", "random"]
+    methods: list[str] = Field(
+        ["impq", "shapley", "lim", "zd", "uniform", "random"],
+        description="impq (assign stage) and baselines: shapley, lim, zd, uniform, random.",
+    )
+    seed: int = Field(0, description="Seed of the random baseline's block order.")
 
 
 class TrackingConfig(_Section):

@@ -45,6 +45,9 @@ class Backend(Protocol):
 
     name: str
     supported_bits: frozenset[int]
+    data_free: bool
+    """True when each linear is quantized from its own weight alone (no calibration), so
+    quantizing blocks one at a time gives the same model as quantizing them together."""
 
     def dequantize_weight(self, weight: torch.Tensor, bits: int, group_size: int) -> torch.Tensor:
         """``weight`` quantized at ``bits`` and dequantized back (same shape and dtype).

@@ -116,6 +116,7 @@ class GptqBackend:
 
     name = "gptq"
     supported_bits = frozenset({2, 4})
+    data_free = False
 
     def __init__(self, dtype: torch.dtype = torch.bfloat16) -> None:
         self.dtype = dtype

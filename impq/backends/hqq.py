@@ -70,6 +70,7 @@ class HqqBackend:
 
     name = "hqq"
     supported_bits = frozenset({2, 4})
+    data_free = True
 
     @torch.no_grad()
     def dequantize_weight(self, weight: torch.Tensor, bits: int, group_size: int) -> torch.Tensor:

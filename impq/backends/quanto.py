@@ -9,7 +9,9 @@ footprint model counts 4 (fp16 scale + zero).
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,25 @@ def _quantize_modules(model: nn.Module, bits_of: dict[str, int], group_size: int
     for name in bits_of:
         module: Any = model.get_submodule(name)
         module.weight_group_size = group_size
+        module.forward = _inference_mode_safe(module.forward)
+
+
+def _inference_mode_safe(forward: Callable[..., Any]) -> Callable[..., Any]:
+    """``forward`` run outside inference mode (under no_grad) when called inside it.
+
+    A view of a quanto weight (``t()``) inside ``torch.inference_mode`` fails with
+    "Cannot set version_counter for inference tensor" when the weight was made outside
+    it (pytorch/pytorch#170419, optimum-quanto#304); perplexity runs in inference mode.
+    """
+
+    @functools.wraps(forward)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if not torch.is_inference_mode_enabled():
+            return forward(*args, **kwargs)
+        with torch.inference_mode(False), torch.no_grad():
+            return forward(*args, **kwargs)
+
+    return wrapped
 
 
 def _quantized_modules(model: nn.Module) -> dict[str, Any]:
@@ -63,6 +84,7 @@ class QuantoBackend:
 
     name = "quanto"
     supported_bits = frozenset({2, 4})
+    data_free = True
 
     @torch.no_grad()
     def dequantize_weight(self, weight: torch.Tensor, bits: int, group_size: int) -> torch.Tensor:

@@ -11,6 +11,7 @@ from torch import nn
 
 from impq.backends import BACKENDS, UnsupportedError, get_backend
 from impq.backends.base import expected_bytes
+from impq.eval import batch_nll
 from impq.models import block_linears
 from impq.models.tiny import TINY_ARCHITECTURES, tiny_model
 
@@ -72,6 +73,7 @@ def test_mixed_assignment_size_forward_and_round_trip(name: str, arch: str, tmp_
     logits = q(ids).logits
     assert logits.shape == (2, 24, model.config.vocab_size)
     assert torch.isfinite(logits).all()
+    assert torch.isfinite(batch_nll(q, ids)).all()  # runs under torch.inference_mode
 
     backend.save(q, tmp_path / "ckpt")
     loaded = backend.load(tmp_path / "ckpt")

@@ -1,0 +1,127 @@
+"""Stage ``baselines``: isolated-metric assignments, one artifact per method and budget.
+
+For every method of ``eval.methods`` that is a registered baseline (every one but
+``impq``, which the ``assign`` stage writes), score the blocks once and write
+``artifacts/assign/<method>/<budget>.json`` for every budget, under the same byte budget
+as IMPQ (:class:`~impq.solve.problem.BitProblem` with ``solver.precisions`` and
+``backends.group_size``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from impq.artifacts import read_tensors
+from impq.assignment import Assignment
+from impq.baselines import BASELINES, BaselineInputs, get_baseline
+from impq.config import Params
+from impq.estimate.result import ShapleyResult
+from impq.models import block_param_counts, load_model
+from impq.pipeline.assign import assignment_path, shapley_input_path
+from impq.pipeline.prepare import calibration_path
+from impq.solve.problem import BitProblem
+
+__all__ = ["baseline_methods", "budget_problem", "load_inputs", "run", "run_method"]
+
+log = logging.getLogger(__name__)
+
+
+def baseline_methods(params: Params) -> list[str]:
+    """The methods of ``eval.methods`` this stage writes (registered baselines).
+
+    Raises:
+        ValueError: a method is neither ``impq`` nor a registered baseline.
+    """
+    unknown = [m for m in params.eval.methods if m != "impq" and m not in BASELINES]
+    if unknown:
+        raise ValueError(
+            f"eval.methods: unknown {unknown}; choose from {['impq', *sorted(BASELINES)]}"
+        )
+    return [m for m in params.eval.methods if m in BASELINES]
+
+
+def budget_problem(params: Params, block_params: list[int], budget: float) -> BitProblem:
+    """The byte budget IMPQ works under, without an objective (for greedy rankings)."""
+    n = len(block_params)
+    return BitProblem.build(
+        np.zeros(n),
+        np.zeros((n, n)),
+        block_params,
+        budget,
+        precisions=params.solver.precisions,
+        group_size=params.backends.group_size,
+        low_bits=params.spqe.low_bits,
+        high_bits=params.spqe.high_bits,
+    )
+
+
+def load_inputs(params: Params, methods: list[str]) -> tuple[BaselineInputs, list[int]]:
+    """What ``methods`` need (model, calibration, SPQE result) and the blocks' sizes."""
+    needs = set().union(*(get_baseline(m).needs for m in methods)) if methods else set()
+    model = load_model(params.model)
+    calibration = None
+    if "calibration" in needs:
+        calibration = read_tensors(calibration_path(params))[0]["input_ids"]
+    shapley = ShapleyResult.load(shapley_input_path(params)) if "shapley" in needs else None
+    inputs = BaselineInputs(
+        model=model if "model" in needs else None,
+        calibration=calibration,
+        shapley=shapley,
+        seed=params.eval.seed,
+        batch_size=params.eval.batch_size,
+    )
+    return inputs, block_param_counts(model)
+
+
+def run_method(
+    params: Params, method: str, inputs: BaselineInputs, block_params: list[int]
+) -> list[Path]:
+    """Score the blocks with ``method`` and write its assignment for every budget."""
+    baseline = get_baseline(method)
+    scores = baseline.scores(inputs, len(block_params))
+    written = []
+    for budget in params.budgets:
+        problem = budget_problem(params, block_params, budget)
+        bits = baseline.assign(scores, problem)
+        choice = problem.choice(bits)
+        extra: dict[str, Any] = {
+            "scores": [float(s) for s in scores],
+            "budget_bytes": problem.budget_bytes,
+            "min_bytes": problem.min_bytes,
+            "max_bytes": problem.max_bytes,
+            "precisions": list(problem.precisions),
+            "group_size": problem.group_size,
+        }
+        if method == "random":
+            extra["seed"] = inputs.seed
+        assignment = Assignment(
+            bits=bits,
+            method=method,
+            budget_bits=float(budget),
+            stored_bytes=int(problem.stored_bytes(choice)),
+            avg_bits=problem.avg_bits(choice),
+            extra=extra,
+        )
+        written.append(assignment.save(assignment_path(params, budget, method)))
+        log.info(
+            "%s @ %.3g bits: avg %.3f bits, %d/%d bytes, bits %s",
+            method, budget, assignment.avg_bits, assignment.stored_bytes,
+            problem.budget_bytes, [bits[i] for i in sorted(bits)],
+        )  # fmt: skip
+    return written
+
+
+def run(params: Params) -> list[Path]:
+    """Write every baseline's assignments; return the files written.
+
+    Raises:
+        FileNotFoundError: the calibration set (LIM) or SPQE result (shapley) is missing.
+        ValueError: an unknown method or an infeasible budget.
+    """
+    methods = baseline_methods(params)
+    inputs, block_params = load_inputs(params, methods)
+    return [p for m in methods for p in run_method(params, m, inputs, block_params)]

@@ -1,0 +1,134 @@
+"""The baselines and sweep stages end to end on a tiny saved model (CPU, seconds)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from impq.artifacts import fingerprint, write_tensors
+from impq.assignment import Assignment
+from impq.config import Params, parse_params
+from impq.models import block_linears
+from impq.models.tiny import tiny_model
+from impq.pipeline import baselines, sweep
+from impq.pipeline.assign import assignment_path
+from impq.pipeline.prepare import calibration_path, eval_tokens_path
+
+METHODS = ["uniform", "random", "lim"]
+BUDGETS = [2.5, 3.0]
+
+
+def _setup(tmp_path: Path, *, poison: bool = False, **eval_overrides: Any) -> Params:
+    model = tiny_model("llama", num_layers=4)
+    if poison:  # a float part that overflows: every perplexity is NaN
+        with torch.no_grad():
+            model.lm_head.weight[0, 0] = float("nan")
+    model.save_pretrained(tmp_path / "model")
+    params = parse_params(
+        {
+            "model": {"source": str(tmp_path / "model"), "device": "cpu"},
+            "eval": {
+                "seqlen": 32,
+                "batch_size": 4,
+                "max_windows": 4,
+                "methods": METHODS,
+                **eval_overrides,
+            },
+            "backends": {"names": ["quanto", "hqq"], "group_size": 32},
+            "budgets": BUDGETS,
+            "paths": {k: str(tmp_path / k) for k in ("artifacts", "metrics", "plots")},
+        }
+    )
+    ids = torch.randint(0, 256, (1024,), generator=torch.Generator().manual_seed(0))
+    write_tensors(eval_tokens_path(params), {"input_ids": ids}, {"fingerprint": fingerprint(ids)})
+    write_tensors(calibration_path(params), {"input_ids": ids[:256].view(8, 32)}, {})
+    baselines.run(params)
+    return params
+
+
+def test_baselines_stage_writes_every_method_and_budget_within_budget(tmp_path: Path) -> None:
+    params = _setup(tmp_path)
+    for method in METHODS:
+        for budget in BUDGETS:
+            a = Assignment.load(assignment_path(params, budget, method))
+            assert a.method == method and a.budget_bits == budget
+            assert a.stored_bytes <= a.extra["budget_bytes"]
+            assert a.avg_bits <= budget
+    with pytest.raises(ValueError, match="unknown"):
+        baselines.baseline_methods(
+            params.model_copy(update={"eval": params.eval.model_copy(update={"methods": ["hawq"]})})
+        )
+
+
+def test_sweep_table_plots_sizes_and_resume(tmp_path: Path) -> None:
+    params = _setup(tmp_path)
+    rows, reference, written = sweep.run(params)
+
+    assert len(rows) == 2 * len(METHODS) * len(BUDGETS)
+    assert reference["ppl_finite"]
+    for row in rows:
+        assert row["ppl_finite"] and row["ppl"] > 1
+        # quanto/hqq keep float32 scale and zero: 4 bytes per group over the footprint model
+        groups = row["expected_bytes"] and _groups(params, row)
+        assert row["expected_bytes"] <= row["stored_bytes"] <= row["expected_bytes"] + 4 * groups
+    uniform = {r["budget"]: r for r in rows if r["backend"] == "hqq" and r["method"] == "uniform"}
+    assert uniform[3.0]["reused_from"] == "uniform-2.5"
+    assert uniform[3.0]["ppl"] == uniform[2.5]["ppl"]
+
+    json_path, csv_path = sweep.table_paths(params)
+    flat = json.loads(json_path.read_text())
+    assert flat["combinations"] == len(rows) and flat["non_finite"] == 0
+    assert flat["quanto/lim/3.0/ppl"] == next(
+        r["ppl"]
+        for r in rows
+        if r["backend"] == "quanto" and r["method"] == "lim" and r["budget"] == 3.0
+    )
+    with csv_path.open() as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == len(rows) and set(table[0]) == set(sweep.CSV_COLUMNS)
+    for path in sweep.plot_paths(params).values():
+        assert path in written and path.read_bytes()[:4] == b"\x89PNG"
+
+    stamps = {p: p.stat().st_mtime_ns for p in Path(params.paths.metrics, "sweep").rglob("*.json")}
+    again, _, _ = sweep.run(params)
+    assert again == rows
+    assert stamps == {p: p.stat().st_mtime_ns for p in stamps}  # nothing recomputed
+
+
+def _groups(params: Params, row: dict[str, Any]) -> int:
+    model = tiny_model("llama", num_layers=4)
+    bits = [int(b) for b in row["bits"].split(",")]
+    size = params.backends.group_size
+    return sum(
+        m.weight.numel() // size for i in range(len(bits)) for m in block_linears(model, i).values()
+    )
+
+
+@pytest.mark.parametrize("backend", ["quanto", "hqq"])
+def test_blocks_from_the_cache_equal_direct_quantization(tmp_path: Path, backend: str) -> None:
+    params = _setup(tmp_path)
+    bits = {0: 2, 1: 4, 2: 4, 3: 2}
+    ids = torch.randint(0, 256, (2, 16), generator=torch.Generator().manual_seed(1))
+    cache = sweep.BlockCache(params)
+    sweep.quantize_one(params, backend, {0: 4, 1: 2}, cache=cache)  # fills part of the cache
+    cached, facts_cached = sweep.quantize_one(params, backend, bits, cache=cache)
+    direct, facts_direct = sweep.quantize_one(params, backend, bits)
+    assert facts_cached["stored_bytes"] == facts_direct["stored_bytes"]
+    assert torch.equal(cached(ids).logits, direct(ids).logits)
+
+
+def test_non_finite_perplexity_is_recorded_not_dropped(tmp_path: Path) -> None:
+    params = _setup(tmp_path, poison=True, methods=["uniform"])
+    rows, reference, written = sweep.run(params)
+    assert len(rows) == 2 * len(BUDGETS)
+    assert all(r["ppl"] is None and r["ppl_status"] == "nan" and not r["ppl_finite"] for r in rows)
+    assert reference["ppl"] is None
+    flat = json.loads(sweep.table_paths(params)[0].read_text())
+    assert flat["non_finite"] == len(rows) and flat["quanto/uniform/2.5/ppl_status"] == "nan"
+    assert "NAN" in sweep.format_table(rows, reference)
+    assert all(p.is_file() for p in written)
