@@ -137,3 +137,15 @@ def test_gptq_needs_calibration() -> None:
 def test_gptq_cannot_serve_spqe() -> None:
     with pytest.raises(UnsupportedError, match="hqq"):
         get_backend("gptq").dequantize_weight(torch.randn(8, 64), 2, GROUP)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ["quanto", "hqq"])
+def test_cuda_matches_cpu_sizes_and_runs(name: str) -> None:
+    backend = get_backend(name)
+    cpu = _quantize(name, tiny_model("qwen3", num_layers=4), MIXED)
+    gpu = _quantize(name, tiny_model("qwen3", num_layers=4).cuda(), MIXED)
+    ids = torch.randint(0, 256, (2, 24), generator=_gen())
+    assert backend.stored_bytes(gpu) == backend.stored_bytes(cpu)
+    torch.testing.assert_close(gpu(ids.cuda()).logits.cpu(), cpu(ids).logits, rtol=0, atol=5e-2)
