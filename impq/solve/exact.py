@@ -55,11 +55,12 @@ def _highs(time_limit: float, seed: int) -> Any:
     return h
 
 
+_Rows = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""A group of rows of equal width: column indices (m, w), values (m, w), lower, upper."""
+
+
 def _solve_milp(
-    h: Any,
-    cost: np.ndarray,
-    n_int: int,
-    rows: list[tuple[list[int], list[float], float, float]],
+    h: Any, cost: np.ndarray, n_int: int, groups: list[_Rows]
 ) -> tuple[np.ndarray, bool, float, dict[str, float | str]]:
     """Add columns in [0, 1] (the first ``n_int`` integer) and rows; solve; read back."""
     import highspy
@@ -74,15 +75,15 @@ def _solve_milp(
         np.arange(n_int, dtype=np.int32),
         np.full(n_int, int(highspy.HighsVarType.kInteger), dtype=np.uint8),
     )
-    lengths = [len(r[0]) for r in rows]
+    lengths = np.concatenate([np.full(len(g[0]), g[0].shape[1]) for g in groups])
     h.addRows(
-        len(rows),
-        np.array([r[2] for r in rows], dtype=np.float64),
-        np.array([r[3] for r in rows], dtype=np.float64),
-        int(sum(lengths)),
+        len(lengths),
+        np.concatenate([g[2] for g in groups]).astype(np.float64),
+        np.concatenate([g[3] for g in groups]).astype(np.float64),
+        int(lengths.sum()),
         np.concatenate([[0], np.cumsum(lengths[:-1])]).astype(np.int32),
-        np.concatenate([r[0] for r in rows]).astype(np.int32),
-        np.concatenate([r[1] for r in rows]).astype(np.float64),
+        np.concatenate([g[0].ravel() for g in groups]).astype(np.int32),
+        np.concatenate([g[1].ravel() for g in groups]).astype(np.float64),
     )
     h.run()
     status = h.getModelStatus()
@@ -120,29 +121,44 @@ def milp_choice(
     n, p = problem.sizes.shape
     s, k, a = problem.levels, problem.interactions, problem.linear
     nx = n * p
-    cost = [a[i] * s[kk] + k[i, i] * s[kk] ** 2 for i in range(n) for kk in range(p)]
-    rows = [(list(range(i * p, (i + 1) * p)), [1.0] * p, 1.0, 1.0) for i in range(n)]
+    x_cost = (a[:, None] * s[None, :] + np.diag(k)[:, None] * s[None, :] ** 2).ravel()
+    onehot = np.arange(nx).reshape(n, p)
+    groups: list[_Rows] = [(onehot, np.ones((n, p)), np.ones(n), np.ones(n))]
     extra = (problem.sizes - problem.sizes[:, :1]).ravel()
     g = math.gcd(*[int(c) for c in extra]) or 1
     slack = (problem.budget_bytes - problem.min_bytes) // g
-    rows.append((list(range(nx)), [float(int(c) // g) for c in extra], -np.inf, float(slack)))
-    y = nx
-    for i in range(n):
-        for j in range(i + 1, n):
-            for ki in range(p):
-                for kj in range(p):
-                    coef = 2 * k[i, j] * s[ki] * s[kj]
-                    if coef == 0:
-                        continue
-                    xi, xj = i * p + ki, j * p + kj
-                    cost.append(coef)
-                    if coef > 0:
-                        rows.append(([xi, xj, y], [1.0, 1.0, -1.0], -np.inf, 1.0))
-                    else:
-                        rows.append(([y, xi], [1.0, -1.0], -np.inf, 0.0))
-                        rows.append(([y, xj], [1.0, -1.0], -np.inf, 0.0))
-                    y += 1
-    x, optimal, bound, facts = _solve_milp(_highs(time_limit, seed), np.array(cost), nx, rows)
+    groups.append(
+        (np.arange(nx)[None, :], (extra // g)[None, :], np.array([-np.inf]), np.array([slack]))
+    )
+    iu, ju = np.triu_indices(n, 1)
+    ki0, kj0 = (m.ravel() for m in np.meshgrid(np.arange(p), np.arange(p), indexing="ij"))
+    i, j = np.repeat(iu, p * p), np.repeat(ju, p * p)
+    ki, kj = np.tile(ki0, len(iu)), np.tile(kj0, len(iu))
+    coef = 2 * k[i, j] * s[ki] * s[kj]
+    keep = coef != 0
+    coef, xi, xj = coef[keep], (i * p + ki)[keep], (j * p + kj)[keep]
+    y = nx + np.arange(len(coef))
+    pos, neg = coef > 0, coef < 0
+    n_pos, n_neg = int(pos.sum()), int(neg.sum())
+    groups.append(
+        (
+            np.stack([xi[pos], xj[pos], y[pos]], axis=1),
+            np.tile([1.0, 1.0, -1.0], (n_pos, 1)),
+            np.full(n_pos, -np.inf),
+            np.ones(n_pos),
+        )
+    )
+    for x_side in (xi[neg], xj[neg]):
+        groups.append(
+            (
+                np.stack([y[neg], x_side], axis=1),
+                np.tile([1.0, -1.0], (n_neg, 1)),
+                np.full(n_neg, -np.inf),
+                np.zeros(n_neg),
+            )
+        )
+    cost = np.concatenate([x_cost, coef])
+    x, optimal, bound, facts = _solve_milp(_highs(time_limit, seed), cost, nx, groups)
     return np.argmax(x.reshape(n, p), axis=1).astype(np.int64), optimal, bound, facts
 
 
