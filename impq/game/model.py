@@ -1,14 +1,17 @@
 """The model game: mean calibration NLL of a model whose blocks are at high or low bits.
 
 Every block's linear weights are quantized once at both precisions and kept; a
-configuration installs them by reference. The hidden state entering each block is
-cached for the last configuration evaluated, so the next one restarts at the first
-block whose precision changed (along a permutation walk, about half the blocks).
+configuration installs them by reference. The hidden state entering block ``i`` depends
+only on the precisions of blocks ``0..i-1``, so states are cached under that prefix (in
+a memory-bounded LRU): a configuration restarts at the deepest block whose prefix was
+seen before. Along a permutation walk that is at least the first block whose precision
+changed, and prefixes shared across permutations are reused as well.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -83,6 +86,7 @@ class ModelGame(Game):
         low_bits: int = 2,
         batch_size: int | None = None,
         progress: bool = True,
+        cache_mb: float = 256.0,
     ) -> None:
         blocks = decoder_blocks(model)
         super().__init__(len(blocks))
@@ -103,9 +107,12 @@ class ModelGame(Game):
         self._weights = self._quantize_all(quantize, progress)
 
         self._block_kwargs, inputs = self._capture()
-        # _inputs[i][c]: hidden state entering block i for chunk c under the installed
-        # configuration (block 0's input, the embeddings, never changes).
-        self._inputs: list[list[torch.Tensor]] = [inputs] + [[] for _ in range(self.n_players - 1)]
+        self._embeddings = inputs
+        state_bytes = sum(t.numel() * t.element_size() for t in inputs)
+        # (i, precisions of blocks 0..i-1) -> per-chunk hidden states entering block i;
+        # at least one full prefix chain is always kept
+        self._states: OrderedDict[tuple[int, bytes], list[torch.Tensor]] = OrderedDict()
+        self._max_states = max(self.n_players, int(cache_mb * 2**20 // max(state_bytes, 1)))
         self._installed: np.ndarray | None = None
         self._last: tuple[np.ndarray, float] | None = None
         self.n_block_evaluations = 0
@@ -174,7 +181,7 @@ class ModelGame(Game):
         from impq.eval import batch_nll
 
         full = sum(batch_nll(self.model, c).sum().item() for c in self._chunks) / self._n_tokens
-        ours = self._run_blocks(0) / self._n_tokens
+        ours = self._run_blocks(0, None) / self._n_tokens
         if not np.isclose(ours, full, rtol=1e-4, atol=1e-6) and np.isfinite(full):
             raise UnsupportedError(
                 f"block-by-block NLL {ours:.6g} differs from the model's forward {full:.6g}: "
@@ -182,27 +189,52 @@ class ModelGame(Game):
                 "head that the model game does not reproduce"
             )
 
-    def _run_blocks(self, first: int) -> float:
-        """Summed NLL with the installed weights, recomputing blocks ``first`` onwards."""
+    def _run_blocks(self, first: int, config: np.ndarray | None) -> float:
+        """Summed NLL with the installed weights, computing blocks ``first`` onwards.
+
+        With a ``config``, the states entering blocks after ``first`` are cached under
+        its prefixes.
+        """
+        start = self._embeddings
+        fresh: dict[tuple[int, bytes], list[torch.Tensor]] = {}
+        if config is not None:
+            if first > 0:
+                start = self._states[self._key(first, config)]
+            fresh = {self._key(i, config): [] for i in range(first + 1, self.n_players)}
         total = 0.0
         for c, chunk in enumerate(self._chunks):
-            hidden = self._inputs[first][c]
+            hidden = start[c]
             for i in range(first, self.n_players):
-                if i > first:
-                    if len(self._inputs[i]) <= c:
-                        self._inputs[i].append(hidden)
-                    else:
-                        self._inputs[i][c] = hidden
+                if i > first and config is not None:
+                    fresh[self._key(i, config)].append(hidden)
                 out = self.blocks[i](hidden, **self._block_kwargs[i][c])
                 hidden = out[0] if isinstance(out, tuple) else out
             logits = self._head_logits(hidden[:, :-1]).flatten(0, 1).float()
             nll = F.cross_entropy(logits, chunk[:, 1:].flatten(), reduction="none")
             total += nll.double().sum().item()
         self.n_block_evaluations += self.n_players - first
+        for key, states in fresh.items():
+            self._states[key] = states
+            self._states.move_to_end(key)
+        while len(self._states) > self._max_states:
+            self._states.popitem(last=False)
         return total
 
-    def _install(self, config: np.ndarray) -> int:
-        """Install ``config``'s weights; return the first block whose precision changed."""
+    @staticmethod
+    def _key(depth: int, config: np.ndarray) -> tuple[int, bytes]:
+        return depth, np.packbits(config[:depth]).tobytes()
+
+    def _deepest_cached(self, config: np.ndarray) -> int:
+        """The deepest block whose entering state under ``config`` is cached (0: none)."""
+        for depth in range(self.n_players - 1, 0, -1):
+            key = self._key(depth, config)
+            if key in self._states:
+                self._states.move_to_end(key)
+                return depth
+        return 0
+
+    def _install(self, config: np.ndarray) -> None:
+        """Install ``config``'s weights (only the blocks whose precision changed)."""
         changed = (
             np.arange(self.n_players)
             if self._installed is None
@@ -214,7 +246,6 @@ class ModelGame(Game):
             ):
                 module._parameters["weight"] = weight
         self._installed = config.copy()
-        return int(changed[0]) if len(changed) else self.n_players
 
     @torch.inference_mode()
     def value_function(self, coalitions: np.ndarray) -> np.ndarray:
@@ -223,8 +254,8 @@ class ModelGame(Game):
             if self._last is not None and np.array_equal(self._last[0], config):
                 out[row] = self._last[1]
                 continue
-            first = self._install(config)
-            value = self._run_blocks(first) / self._n_tokens
+            self._install(config)
+            value = self._run_blocks(self._deepest_cached(config), config) / self._n_tokens
             self._last = (config.copy(), value)
             out[row] = value
         return out
@@ -235,6 +266,7 @@ class ModelGame(Game):
             for module, weight in zip(modules, weights, strict=True):
                 module._parameters["weight"] = weight
         self._installed, self._last = None, None
+        self._states.clear()
 
     def __enter__(self) -> ModelGame:
         return self

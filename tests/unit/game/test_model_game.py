@@ -85,3 +85,18 @@ def test_spqe_ranks_blocks_like_exact_enumeration_at_a_tenth_of_its_budget() -> 
         est = PermutationSampling().estimate(game, budget, np.random.default_rng(0))
     assert est.n_evaluations <= budget
     assert spearmanr(est.values, exact).statistic >= 0.9
+
+
+def test_values_do_not_depend_on_the_cache_route() -> None:
+    model = tiny_model("llama", num_layers=6)
+    ids = _ids(2, 16)
+    configs = np.random.default_rng(1).random((40, 6)) < 0.5
+    order = np.random.default_rng(2).permutation(40)
+    with ModelGame(model, ids, QUANTIZE, progress=False) as big:
+        a = big(configs)
+        reused = big.n_block_evaluations
+    with ModelGame(model, ids, QUANTIZE, progress=False, cache_mb=0) as small:
+        b = np.empty(40)
+        b[order] = small(configs[order])
+        assert small.n_block_evaluations > reused
+    np.testing.assert_array_equal(a, b)
