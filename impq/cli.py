@@ -79,16 +79,14 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _baselines(params: Params, args: argparse.Namespace) -> None:
-    from impq.pipeline import baselines
-
-    for path in baselines.run(params):
+    for path in run_flow("flows.baselines:baselines_flow", params, args):
         print(f"wrote {path}")
 
 
 def _sweep(params: Params, args: argparse.Namespace) -> None:
     from impq.pipeline import sweep
 
-    rows, reference, written = sweep.run(params)
+    rows, reference, written = run_flow("flows.sweep:sweep_flow", params, args)
     print(sweep.format_table(rows, reference))
     for path in written:
         print(f"wrote {path}")

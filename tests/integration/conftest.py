@@ -78,6 +78,14 @@ def server_env(prefect_server: str, mlflow_server: str, tmp_path_factory) -> dic
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory, server_env: dict[str, str]) -> Path:
-    """A fresh temporary git+DVC project (one per test module), its remote beside it."""
-    return make_project(tmp_path_factory.mktemp("it") / "project", server_env)
+def project(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    server_env: dict[str, str],
+) -> Path:
+    """A fresh temporary git+DVC project per test module (its DVC remote beside it).
+
+    Each logs to its own MLflow experiment, ``it-<module>``.
+    """
+    experiment = f"it-{request.module.__name__.rsplit('.', 1)[-1]}"
+    return make_project(tmp_path_factory.mktemp("it") / "project", server_env, None, experiment)

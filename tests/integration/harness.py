@@ -24,9 +24,8 @@ TINY_OVERRIDES: dict[str, Any] = {
     "data": {"calibration": {"n_samples": 2, "seqlen": 64}},
     "spqe": {"permutations": 2, "n_samples": 2, "batch_size": None},
     "solver": {"num_reads": 4, "num_sweeps": 50},
-    "backends": {"names": ["quanto"]},
     "budgets": [3.0],
-    "eval": {"seqlen": 64, "batch_size": 4, "max_windows": 2, "methods": ["impq", "uniform"]},
+    "eval": {"seqlen": 64, "batch_size": 4, "max_windows": 2},
     "tracking": {"experiment": "impq-it", "uri": None},
 }
 """What the integration projects change in the repository's params.yaml (a tiny run)."""
@@ -40,10 +39,13 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def tiny_params() -> str:
-    """The repository's params.yaml with :data:`TINY_OVERRIDES` (every key DVC tracks)."""
+def tiny_params(over: dict[str, Any] | None = None) -> str:
+    """The repository's params.yaml with :data:`TINY_OVERRIDES` and ``over``.
+
+    Starting from the real file keeps every key that dvc.yaml tracks present.
+    """
     base = yaml.safe_load((REPO / "params.yaml").read_text())
-    return yaml.safe_dump(merge(base, TINY_OVERRIDES), sort_keys=False)
+    return yaml.safe_dump(merge(merge(base, TINY_OVERRIDES), over or {}), sort_keys=False)
 
 
 PROJECT_FILES = (
@@ -132,7 +134,14 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str], check: bool = True):
     return proc
 
 
-def make_project(dest: Path, env: dict[str, str], params: str | None = None) -> Path:
+def experiment_of(project: Path) -> str:
+    """The MLflow experiment a project's stages log to."""
+    return str(yaml.safe_load((project / "params.yaml").read_text())["tracking"]["experiment"])
+
+
+def make_project(
+    dest: Path, env: dict[str, str], params: str | None = None, experiment: str = "impq-it"
+) -> Path:
     """A git+DVC repository at ``dest``: the project files, tiny params, one commit."""
     dest.mkdir(parents=True)
     for name in PROJECT_FILES:
@@ -142,7 +151,8 @@ def make_project(dest: Path, env: dict[str, str], params: str | None = None) -> 
         elif src.exists():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
-    (dest / "params.yaml").write_text(params or tiny_params())
+    over = {"tracking": {"experiment": experiment}}
+    (dest / "params.yaml").write_text(params or tiny_params(over))
     run(["git", "init", "-q", "-b", "main"], dest, env)
     run(["git", "config", "user.email", "it@impq.test"], dest, env)
     run(["git", "config", "user.name", "impq integration test"], dest, env)

@@ -6,13 +6,14 @@ no-op rerun, a one-key change, then push / clone / pull into a second checkout.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
-from harness import run
+from harness import experiment_of, run
 
 pytestmark = pytest.mark.slow
 
@@ -36,53 +37,75 @@ def repro(project: Path, env: dict[str, str]) -> set[str]:
 def test_repro_runs_every_stage(project: Path, server_env: dict[str, str]) -> None:
     ran = repro(project, server_env)
     assert {s.split("@")[0] for s in ran} == all_stages(project)
-    float_metrics = yaml.safe_load((project / "metrics" / "float.json").read_text())
+    assert "assign@3.0" in ran
+    float_metrics = json.loads((project / "metrics" / "float.json").read_text())
     assert float_metrics["n_windows"] == 2
     assert float_metrics["ppl"] > 1.0
-    assert (project / "artifacts" / "data" / "calibration.safetensors").is_file()
+    sweep = json.loads((project / "metrics" / "sweep.json").read_text())
+    assert sweep["combinations"] == 12  # quanto, hqq x six methods x one budget
+    for name in ("shapley.png", "interactions.png", "shapley.csv", "ppl_vs_bits_quanto.png"):
+        assert (project / "plots" / name).is_file(), name
 
 
 def test_second_repro_runs_nothing(project: Path, server_env: dict[str, str]) -> None:
     assert repro(project, server_env) == set()
 
 
-def test_one_key_reruns_only_downstream(project: Path, server_env: dict[str, str]) -> None:
-    params = project / "params.yaml"
-    params.write_text(params.read_text().replace("max_windows: 2", "max_windows: 3"))
-    ran = repro(project, server_env)
-    assert ran == {"evaluate"}
-    assert yaml.safe_load((project / "metrics" / "float.json").read_text())["n_windows"] == 3
-    diff = run(["dvc", "params", "diff"], project, server_env).stdout
-    assert "eval.max_windows" in diff
-    metrics_diff = run(["dvc", "metrics", "diff"], project, server_env).stdout
-    assert "n_windows" in metrics_diff
-
-
-def test_push_clone_pull_recomputes_nothing(
-    project: Path, server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    env = server_env
+def push_and_clone(project: Path, env: dict[str, str], name: str) -> Path:
+    """Commit and push the project, then clone it beside itself and pull."""
     run(["git", "add", "-A"], project, env)
-    run(["git", "commit", "-q", "-m", "pipeline results"], project, env)
+    run(["git", "commit", "-q", "-m", f"pipeline results ({name})"], project, env)
     run(["dvc", "push"], project, env)
-    clone = project.parent / "clone"
+    clone = project.parent / name
     run(["git", "clone", "-q", str(project), str(clone)], project.parent, env)
     run(["dvc", "pull"], clone, env)
+    return clone
+
+
+def test_push_clone_pull_recomputes_nothing(project: Path, server_env: dict[str, str]) -> None:
+    env = server_env
+    clone = push_and_clone(project, env, "clone")
     status = run(["dvc", "status"], clone, env).stdout
     assert "up to date" in status, status
     assert repro(clone, env) == set()
     assert (clone / "artifacts" / "data" / "eval_tokens.safetensors").is_file()
 
 
+def test_one_budget_reruns_only_downstream(project: Path, server_env: dict[str, str]) -> None:
+    params = project / "params.yaml"
+    text = params.read_text()
+    assert "budgets:\n- 3.0\n" in text
+    params.write_text(text.replace("budgets:\n- 3.0\n", "budgets:\n- 2.5\n"))
+    assert repro(project, server_env) == {"assign@2.5", "baselines", "sweep"}
+    assert (project / "artifacts" / "assign" / "impq" / "2.5.json").is_file()
+    assert "budgets" in run(["dvc", "params", "diff"], project, server_env).stdout
+    metrics_diff = run(["dvc", "metrics", "diff"], project, server_env).stdout
+    assert "quanto/impq/2.5/ppl" in metrics_diff
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known: artifacts/assign/impq/3.0.json of the removed stage assign@3.0 stays in the "
+    "workspace and in the sweep stage's directory dep artifacts/assign, but a clone pulls only "
+    "the outputs of current stages, so the clone sees that dep as modified",
+)
+def test_clone_after_a_budget_change_recomputes_nothing(
+    project: Path, server_env: dict[str, str]
+) -> None:
+    clone = push_and_clone(project, server_env, "clone-after-budget-change")
+    status = run(["dvc", "status"], clone, server_env).stdout
+    assert "up to date" in status, status
+
+
 def test_servers_saw_the_runs(project: Path, prefect_server: str, mlflow_server: str) -> None:
     flows = httpx.post(f"{prefect_server}/flows/filter", json={}).json()
     flow_names = {f["name"] for f in flows}
-    assert {"prepare", "evaluate"} <= flow_names
+    assert {"prepare", "evaluate", "spqe", "assign", "baselines", "sweep", "report"} <= flow_names
     runs = httpx.post(
         f"{prefect_server}/flow_runs/filter",
         json={"flows": {"name": {"any_": ["evaluate"]}}},
     ).json()
-    assert sum(r["state_type"] == "COMPLETED" for r in runs) >= 2
+    assert any(r["state_type"] == "COMPLETED" for r in runs)
     tasks = httpx.post(
         f"{prefect_server}/task_runs/filter",
         json={"task_runs": {"name": {"like_": "evaluation"}}},
@@ -92,15 +115,21 @@ def test_servers_saw_the_runs(project: Path, prefect_server: str, mlflow_server:
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=mlflow_server)
-    exp = client.get_experiment_by_name("impq-it")
+    exp = client.get_experiment_by_name(experiment_of(project))
     assert exp is not None
     runs = client.search_runs([exp.experiment_id])
-    parents = [r for r in runs if "impq.pipeline_key" in r.data.tags]
+    parents = {r.info.run_id: r for r in runs if "impq.pipeline_key" in r.data.tags}
     # one pipeline execution per params.yaml content: the original and the edited one
     assert len(parents) == 2
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
-    by_stage = {r.data.tags["impq.stage"] for r in children}
-    assert {"prepare", "evaluate"} <= by_stage
-    evaluations = [r for r in children if r.data.tags["impq.stage"] == "evaluate"]
-    assert all(r.data.metrics["float.ppl"] > 1.0 for r in evaluations)
-    assert {r.data.tags["mlflow.parentRunId"] for r in children} <= {p.info.run_id for p in parents}
+    stages = {r.info.run_id: r for r in runs if "impq.stage" in r.data.tags}
+    assert {r.data.tags["mlflow.parentRunId"] for r in stages.values()} <= set(parents)
+    by_stage = {r.data.tags["impq.stage"] for r in stages.values()}
+    assert by_stage == {"prepare", "evaluate", "spqe", "assign", "baselines", "sweep", "report"}
+    evaluations = [r for r in stages.values() if r.data.tags["impq.stage"] == "evaluate"]
+    assert evaluations and all(r.data.metrics["float.ppl"] > 1.0 for r in evaluations)
+    combos = [r for r in runs if "backend" in r.data.tags]
+    assert len(combos) == 24  # 12 combinations for each of the two budgets
+    for combo in combos:
+        parent = stages[combo.data.tags["mlflow.parentRunId"]]
+        assert parent.data.tags["impq.stage"] == "sweep"
+        assert combo.data.metrics["avg_bits"] > 0 and combo.data.metrics["stored_bytes"] > 0

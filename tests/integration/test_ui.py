@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from browser import capture, chromium
-from harness import run
+from harness import experiment_of, run
 from matplotlib.image import imread
 
 pytestmark = [
@@ -60,7 +60,7 @@ def test_mlflow_ui_shows_the_nested_stage_run(
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=mlflow_server)
-    exp = client.get_experiment_by_name("impq-it")
+    exp = client.get_experiment_by_name(experiment_of(prepared))
     (stage,) = client.search_runs(
         [exp.experiment_id], "tags.`impq.stage` = 'prepare'", max_results=1
     )

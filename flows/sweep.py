@@ -1,0 +1,112 @@
+"""Flow ``sweep``: quantize and evaluate every backend x method x budget, then plot.
+
+One task per combination (quantize with the backend, then WikiText-2 perplexity), each
+cached on its own inputs, retried, and logged as a grandchild MLflow run
+(pipeline -> sweep -> ``backend/method/budget``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+
+from flows.common import (
+    CACHE_POLICY,
+    STAGE_TASK,
+    Files,
+    code_version,
+    fault_point,
+    fingerprint_path,
+    params_subset,
+    restore,
+    snapshot,
+)
+from impq import tracking
+from impq.config import Params
+from impq.pipeline import prepare, sweep
+from impq.pipeline.assign import assignment_path
+
+__all__ = ["sweep_flow"]
+
+PARAM_KEYS = (
+    "model",
+    "backends",
+    "eval.seqlen",
+    "eval.batch_size",
+    "eval.max_windows",
+    "paths.metrics",
+)
+ROW_METRICS = ("ppl", "avg_bits", "bits_per_weight", "stored_bytes", "expected_bytes")
+ROW_TIMES = ("quantize_seconds", "eval_seconds")
+
+
+@task(
+    name="quantize-evaluate",
+    task_run_name="{backend}/{method}/{budget}",
+    **{**STAGE_TASK, "cache_policy": CACHE_POLICY - "reuse"},
+)
+def quantize_evaluate(
+    params: Params,
+    key: dict,
+    backend: str,
+    method: str,
+    budget: float,
+    reuse: dict[str, dict[str, Any]],
+) -> tuple[dict[str, Any], Files]:
+    """Quantize the model with ``backend`` under one assignment; measure and evaluate it.
+
+    ``reuse`` carries measurements of this run between combinations computed in this
+    process (the same backend and bits are measured once; the stage notes
+    ``reused_from``); it only saves time, so it is not part of the cache key.
+    """
+    fault_point("quantize-evaluate")
+    row = sweep.run_one(params, backend, method, budget, reuse=reuse)
+    combo = sweep.Combination(backend, method, float(budget))
+    return row, snapshot([sweep.metrics_path(params, combo)])
+
+
+@task(name="float-reference", **STAGE_TASK)
+def float_reference(params: Params, key: dict) -> dict[str, Any]:
+    """Perplexity of the float model under the sweep's protocol."""
+    fault_point("float-reference")
+    return sweep.float_metrics(params)
+
+
+@flow(name="sweep")
+def sweep_flow(
+    params: Params, params_path: str = "params.yaml"
+) -> tuple[list[dict[str, Any]], dict[str, Any], list[Path]]:
+    """Write ``metrics/sweep/...``, ``metrics/sweep.json``, ``plots/sweep.csv`` and plots."""
+    base = {
+        "params": params_subset(params, *PARAM_KEYS),
+        "tokens": fingerprint_path(prepare.eval_tokens_path(params)),
+        "model": fingerprint_path(params.model.source) or params.model.source,
+        "code": code_version(),
+    }
+    rows: list[dict[str, Any]] = []
+    reuse: dict[str, dict[str, Any]] = {}
+    with tracking.stage_run(params, "sweep", params_path) as run:
+        run.log_params(params_subset(params, *PARAM_KEYS))
+        for c in sweep.combinations(params):
+            a_path = assignment_path(params, c.budget, c.method)
+            key = {**base, "combination": c.key, "assignment": fingerprint_path(a_path)}
+            if c.backend == "gptq":
+                key["calibration"] = fingerprint_path(prepare.calibration_path(params))
+            row, files = quantize_evaluate(params, key, c.backend, c.method, c.budget, reuse)
+            restore(files)
+            rows.append(row)
+            tags = {"backend": c.backend, "method": c.method, "budget": c.budget}
+            with run.child(c.key, tags=tags) as child:
+                child.log_params({**tags, "bits": row["bits"]})
+                child.log_metrics({k: row.get(k) for k in (*ROW_METRICS, *ROW_TIMES)})
+                child.log_artifact(a_path, "assign")
+        reference = float_reference(params, {**base, "what": "float"})
+        written = sweep.write_table(params, rows, reference) + sweep.write_plots(
+            params, rows, reference
+        )
+        run.log_metrics({"float_ppl": reference.get("ppl"), "combinations": len(rows)})
+        for path in written:
+            run.log_artifact(path, "plots" if path.suffix in {".png", ".csv"} else "metrics")
+    return rows, reference, written
