@@ -3,7 +3,8 @@
 For every block of the reference model alone at 2 bits (the others in float), measure the
 calibration NLL increase; print it beside each block's ZD and LIM and the Spearman rank
 correlations. A positive correlation of a score with the damage means "higher score =
-more important". Run: ``python benchmarks/zd_direction.py [--params params.yaml]``.
+more important". With an SPQE result at hand, the scores are also ranked against the
+Shapley values. Run: ``python benchmarks/zd_direction.py [--params params.yaml]``.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from impq.backends import get_backend
 from impq.baselines.lim import lim_scores
 from impq.baselines.zd import zd_scores
 from impq.config import load_params
+from impq.estimate.result import ShapleyResult
 from impq.eval import batch_nll
 from impq.models import block_linears, decoder_blocks, load_model
+from impq.pipeline.assign import shapley_input_path
 from impq.pipeline.prepare import calibration_path
 
 
@@ -65,6 +68,11 @@ def main() -> None:
     for name, s in (("ZD", zd), ("-ZD", -zd), ("LIM", lim)):
         rho = spearmanr(s, damage_arr).statistic
         print(f"spearman({name}, 2-bit damage) = {rho:+.3f}")
+    shapley = shapley_input_path(params)
+    if shapley.is_file():
+        phi = ShapleyResult.load(shapley).values
+        for name, s in (("ZD", zd), ("LIM", lim), ("2-bit damage", damage_arr)):
+            print(f"spearman({name}, SPQE Shapley value) = {spearmanr(s, phi).statistic:+.3f}")
 
 
 if __name__ == "__main__":
