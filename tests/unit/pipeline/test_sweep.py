@@ -74,7 +74,7 @@ def test_sweep_table_plots_sizes_and_resume(tmp_path: Path) -> None:
     for row in rows:
         assert row["ppl_finite"] and row["ppl"] > 1
         # quanto/hqq keep float32 scale and zero: 4 bytes per group over the footprint model
-        groups = row["expected_bytes"] and _groups(params, row)
+        groups = _groups(params, row)
         assert row["expected_bytes"] <= row["stored_bytes"] <= row["expected_bytes"] + 4 * groups
     uniform = {r["budget"]: r for r in rows if r["backend"] == "hqq" and r["method"] == "uniform"}
     assert uniform[3.0]["reused_from"] == "uniform-2.5"
@@ -101,12 +101,11 @@ def test_sweep_table_plots_sizes_and_resume(tmp_path: Path) -> None:
 
 
 def _groups(params: Params, row: dict[str, Any]) -> int:
+    """Scale/zero groups of the quantized linears of the row's assignment."""
     model = tiny_model("llama", num_layers=4)
-    bits = [int(b) for b in row["bits"].split(",")]
     size = params.backends.group_size
-    return sum(
-        m.weight.numel() // size for i in range(len(bits)) for m in block_linears(model, i).values()
-    )
+    blocks = range(len(row["bits"].split(",")))
+    return sum(m.weight.numel() // size for i in blocks for m in block_linears(model, i).values())
 
 
 @pytest.mark.parametrize("backend", ["quanto", "hqq"])
