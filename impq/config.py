@@ -179,6 +179,17 @@ class Params(_Section):
     tracking: TrackingConfig = TrackingConfig()
     paths: PathsConfig = PathsConfig()
 
+    @field_validator("budgets", mode="before")
+    @classmethod
+    def _budgets_written_as_decimals(cls, budgets: object) -> object:
+        # DVC names each assign@<budget> output after the value as written in params.yaml,
+        # and the stages after the float: the two agree only for decimals such as 3.0.
+        if isinstance(budgets, list):
+            for b in budgets:
+                if isinstance(b, int) and not isinstance(b, bool):
+                    raise ValueError(f"write budget {b} as {b}.0 (average bits, a decimal)")
+        return budgets
+
     @field_validator("budgets")
     @classmethod
     def _budgets_in_range(cls, budgets: list[float]) -> list[float]:

@@ -65,3 +65,11 @@ def test_data_root_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert params.data.resolved_root() == tmp_path
     monkeypatch.delenv("IMPQ_DATA_DIR")
     assert params.data.resolved_root() is None
+
+
+def test_budgets_must_be_decimals_and_in_range() -> None:
+    with pytest.raises(ConfigError, match=r"budgets: .*write budget 3 as 3\.0"):
+        parse_params({"model": {"source": "x"}, "budgets": [2.5, 3]})
+    with pytest.raises(ConfigError, match=r"budgets: .*outside \[2, 8\]"):
+        parse_params({"model": {"source": "x"}, "budgets": [1.5]})
+    assert parse_params({"model": {"source": "x"}, "budgets": [3.0]}).budgets == [3.0]
