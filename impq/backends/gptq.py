@@ -69,6 +69,17 @@ def _dynamic(model: nn.Module, assignment: dict[int, int], default_bits: int) ->
     return out
 
 
+def _send_logs_to(folder: Path) -> None:
+    """Keep GPTQModel's per-module log files out of the working directory.
+
+    GPTQModel writes them to a ``logs/`` folder relative to the current directory (a
+    module constant of its looper); they go to the temporary work folder instead.
+    """
+    from gptqmodel.looper import loop_processor
+
+    loop_processor._PROJECT_LOG_DIR = folder
+
+
 def _calibration_rows(calibration: torch.Tensor) -> list[dict[str, list[int]]]:
     ids = calibration.detach().cpu().long()
     if ids.ndim != 2 or ids.shape[1] < 2:
@@ -169,6 +180,7 @@ class GptqBackend:
             hf: Any = model
             hf.save_pretrained(str(float_dir))
             _write_stand_in_tokenizer(float_dir, int(hf.config.vocab_size))
+            _send_logs_to(float_dir / "logs")
             g = gm.GPTQModel.load(str(float_dir), qconfig, device=str(device), dtype=self.dtype)
             g.quantize(_calibration_rows(calibration), batch_size=1)
             g.save(str(out))
