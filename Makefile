@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev
+EXTRAS ?= dev,gptq
 
 # Text comes from ../shared/data when it sits beside the checkout; otherwise from the hub.
 SHARED_DATA := $(abspath $(wildcard ../shared/data))

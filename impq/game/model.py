@@ -127,7 +127,9 @@ class ModelGame(Game):
                 weights.append(
                     {
                         low: [
-                            nn.Parameter(quantize(m.weight.data, bits), requires_grad=False)
+                            nn.Parameter(
+                                quantize(m.get_parameter("weight").data, bits), requires_grad=False
+                            )
                             for m in modules
                         ]
                         for low, bits in ((False, self.high_bits), (True, self.low_bits))
