@@ -45,7 +45,7 @@ def score_and_assign(params: Params, key: dict) -> Files:
 
 @flow(name="baselines")
 def baselines_flow(params: Params, params_path: str = "params.yaml") -> list[Path]:
-    """Write ``artifacts/assign/<method>/<budget>.json`` for each baseline method."""
+    """Write ``artifacts/baselines/<method>/<budget>.json`` for each baseline method."""
     key = {
         "params": params_subset(params, *PARAM_KEYS),
         "calibration": fingerprint_path(prepare.calibration_path(params)),
@@ -57,5 +57,5 @@ def baselines_flow(params: Params, params_path: str = "params.yaml") -> list[Pat
         run.log_params({"methods": baselines.baseline_methods(params), "budgets": params.budgets})
         paths = restore(score_and_assign(params, key))
         for path in paths:
-            run.log_artifact(path, f"assign/{path.parent.name}")
+            run.log_artifact(path, f"baselines/{path.parent.name}")
     return paths

@@ -3,6 +3,12 @@
 One task per combination (quantize with the backend, then WikiText-2 perplexity), each
 cached on its own inputs, retried, and logged as a grandchild MLflow run
 (pipeline -> sweep -> ``backend/method/budget``).
+
+The flow calls the tasks one after another (a direct call runs a task in the flow's
+thread; nothing is submitted to the task runner), so the combinations of one backend
+share one :class:`~impq.pipeline.sweep.BlockCache` in this process: every block is
+quantized once per bit width instead of once per combination. The cache is also
+thread-safe, should the tasks ever be submitted concurrently.
 """
 
 from __future__ import annotations
@@ -26,7 +32,6 @@ from flows.common import (
 from impq import tracking
 from impq.config import Params
 from impq.pipeline import prepare, sweep
-from impq.pipeline.assign import assignment_path
 
 __all__ = ["sweep_flow"]
 
@@ -45,7 +50,7 @@ ROW_TIMES = ("quantize_seconds", "eval_seconds")
 @task(
     name="quantize-evaluate",
     task_run_name="{backend}/{method}/{budget}",
-    **{**STAGE_TASK, "cache_policy": CACHE_POLICY - "reuse"},
+    **{**STAGE_TASK, "cache_policy": CACHE_POLICY - "reuse" - "cache"},
 )
 def quantize_evaluate(
     params: Params,
@@ -54,15 +59,17 @@ def quantize_evaluate(
     method: str,
     budget: float,
     reuse: dict[str, dict[str, Any]],
+    cache: sweep.BlockCache,
 ) -> tuple[dict[str, Any], Files]:
     """Quantize the model with ``backend`` under one assignment; measure and evaluate it.
 
     ``reuse`` carries measurements of this run between combinations computed in this
     process (the same backend and bits are measured once; the stage notes
-    ``reused_from``); it only saves time, so it is not part of the cache key.
+    ``reused_from``) and ``cache`` the backend's quantized blocks; both only save time,
+    so neither is part of the cache key.
     """
     fault_point("quantize-evaluate")
-    row = sweep.run_one(params, backend, method, budget, reuse=reuse)
+    row = sweep.run_one(params, backend, method, budget, reuse=reuse, cache=cache)
     combo = sweep.Combination(backend, method, float(budget))
     return row, snapshot([sweep.metrics_path(params, combo)])
 
@@ -78,7 +85,13 @@ def float_reference(params: Params, key: dict) -> dict[str, Any]:
 def sweep_flow(
     params: Params, params_path: str = "params.yaml"
 ) -> tuple[list[dict[str, Any]], dict[str, Any], list[Path]]:
-    """Write ``metrics/sweep/...``, ``metrics/sweep.json``, ``plots/sweep.csv`` and plots."""
+    """Write ``metrics/sweep/...``, ``metrics/sweep.json``, ``plots/sweep.csv`` and plots.
+
+    First removes IMPQ assignments of budgets no longer configured
+    (:func:`~impq.pipeline.sweep.prune_stale_assignments`: DVC hashes this stage's
+    dependency folder after the command, and a clone has only current budgets' files).
+    """
+    sweep.prune_stale_assignments(params)
     base = {
         "params": params_subset(params, *PARAM_KEYS),
         "tokens": fingerprint_path(prepare.eval_tokens_path(params)),
@@ -87,20 +100,27 @@ def sweep_flow(
     }
     rows: list[dict[str, Any]] = []
     reuse: dict[str, dict[str, Any]] = {}
+    caches: dict[str, sweep.BlockCache] = {}
     with tracking.stage_run(params, "sweep", params_path) as run:
         run.log_params(params_subset(params, *PARAM_KEYS))
         for c in sweep.combinations(params):
-            a_path = assignment_path(params, c.budget, c.method)
+            a_path = sweep.assignment_input_path(params, c.method, c.budget)
             key = {**base, "combination": c.key, "assignment": fingerprint_path(a_path)}
             if c.backend == "gptq":
                 key["calibration"] = fingerprint_path(prepare.calibration_path(params))
-            row, files = quantize_evaluate(params, key, c.backend, c.method, c.budget, reuse)
+            if c.backend not in caches:  # combinations come backend by backend
+                caches.clear()  # free the previous backend's blocks
+                caches[c.backend] = sweep.BlockCache(params)
+            cache = caches[c.backend]
+            row, files = quantize_evaluate(params, key, c.backend, c.method, c.budget, reuse, cache)
             restore(files)
             rows.append(row)
             tags = {"backend": c.backend, "method": c.method, "budget": c.budget}
             with run.child(c.key, tags=tags) as child:
                 child.log_params({**tags, "bits": row["bits"]})
-                child.log_metrics({k: row.get(k) for k in (*ROW_METRICS, *ROW_TIMES)})
+                child.log_metrics(
+                    {k: row.get(k) for k in (*ROW_METRICS, *ROW_TIMES, "blocks_quantized")}
+                )
                 child.log_artifact(a_path, "assign")
         reference = float_reference(params, {**base, "what": "float"})
         written = sweep.write_table(params, rows, reference) + sweep.write_plots(

@@ -2,9 +2,11 @@
 
 For every method of ``eval.methods`` that is a registered baseline (every one but
 ``impq``, which the ``assign`` stage writes), score the blocks once and write
-``artifacts/assign/<method>/<budget>.json`` for every budget, under the same byte budget
-as IMPQ (:class:`~impq.solve.problem.BitProblem` with ``solver.precisions`` and
-``backends.group_size``).
+``artifacts/baselines/<method>/<budget>.json`` for every budget, under the same byte
+budget as IMPQ (:class:`~impq.solve.problem.BitProblem` with ``solver.precisions`` and
+``backends.group_size``). The stage's one output is the folder ``artifacts/baselines``,
+whichever methods and budgets are configured (DVC empties it before the stage runs, so it
+never holds a stale assignment).
 """
 
 from __future__ import annotations
@@ -21,13 +23,31 @@ from impq.baselines import BASELINES, BaselineInputs, get_baseline
 from impq.config import Params
 from impq.estimate.result import ShapleyResult
 from impq.models import block_param_counts, load_model
-from impq.pipeline.assign import assignment_path, shapley_input_path
+from impq.pipeline.assign import shapley_input_path
 from impq.pipeline.prepare import calibration_path
 from impq.solve.problem import BitProblem
 
-__all__ = ["baseline_methods", "budget_problem", "load_inputs", "run", "run_method"]
+__all__ = [
+    "baseline_methods",
+    "baseline_path",
+    "budget_problem",
+    "load_inputs",
+    "output_dir",
+    "run",
+    "run_method",
+]
 
 log = logging.getLogger(__name__)
+
+
+def output_dir(params: Params) -> Path:
+    """The stage's output folder, ``artifacts/baselines``."""
+    return Path(params.paths.artifacts) / "baselines"
+
+
+def baseline_path(params: Params, budget: float, method: str) -> Path:
+    """Where ``method``'s assignment for ``budget`` goes (e.g. ``.../lim/3.0.json``)."""
+    return output_dir(params) / method / f"{float(budget)}.json"
 
 
 def baseline_methods(params: Params) -> list[str]:
@@ -106,7 +126,7 @@ def run_method(
             avg_bits=problem.avg_bits(choice),
             extra=extra,
         )
-        written.append(assignment.save(assignment_path(params, budget, method)))
+        written.append(assignment.save(baseline_path(params, budget, method)))
         log.info(
             "%s @ %.3g bits: avg %.3f bits, %d/%d bytes, bits %s",
             method, budget, assignment.avg_bits, assignment.stored_bytes,

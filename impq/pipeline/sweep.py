@@ -1,12 +1,17 @@
 """Stage ``sweep``: quantize and evaluate every (backend, method, budget) combination.
 
 For each combination the float model is loaded, quantized by the backend under the
-method's assignment (``artifacts/assign/<method>/<budget>.json``), and its real stored
-size, average bits and WikiText-2 perplexity (``eval`` protocol) are written to
-``metrics/sweep/<backend>/<method>-<budget>.json``. A metrics file whose input
-fingerprint matches is reused, so an interrupted sweep resumes where it stopped. The
-combined table goes to ``metrics/sweep.json`` (flat) and ``plots/sweep.csv``, and one
-plot of perplexity against average bits per backend to ``plots/ppl_vs_bits_<backend>.png``.
+method's assignment (:func:`assignment_input_path`: ``artifacts/assign/impq/<budget>.json``
+from the ``assign`` stage, ``artifacts/baselines/<method>/<budget>.json`` from the
+``baselines`` stage), and its real stored size, average bits and WikiText-2 perplexity
+(``eval`` protocol) are written to ``metrics/sweep/<backend>/<method>-<budget>.json``. A
+metrics file whose input fingerprint matches is reused, so an interrupted sweep resumes
+where it stopped. The combined table goes to ``metrics/sweep.json`` (flat) and
+``plots/sweep.csv``, and one plot of perplexity against average bits per backend to
+``plots/sweep/ppl_vs_bits_<backend>.png`` (one output folder, whatever the backends).
+
+Before it evaluates anything the stage removes IMPQ assignments of budgets no longer in
+``budgets`` (:func:`prune_stale_assignments`); see there why.
 
 A non-finite perplexity (a 2-bit model can diverge) is recorded with ``ppl: null`` and
 ``ppl_status`` ``"inf"`` or ``"nan"``; it is counted and shown, never dropped.
@@ -18,6 +23,7 @@ import csv
 import io
 import logging
 import math
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,18 +40,22 @@ from impq.config import Params
 from impq.eval import PerplexityResult, perplexity
 from impq.models import block_linears, get_layout, load_model
 from impq.pipeline.assign import assignment_path
+from impq.pipeline.baselines import baseline_path
 from impq.pipeline.prepare import calibration_path, eval_tokens_path
 
 __all__ = [
     "CSV_COLUMNS",
     "BlockCache",
     "Combination",
+    "assignment_input_path",
     "combinations",
     "evaluate_one",
     "float_metrics",
     "format_table",
     "metrics_path",
+    "plot_dir",
     "plot_paths",
+    "prune_stale_assignments",
     "quantize_one",
     "run",
     "run_one",
@@ -94,6 +104,37 @@ def combinations(params: Params) -> list[Combination]:
     ]
 
 
+def assignment_input_path(params: Params, method: str, budget: float) -> Path:
+    """The assignment a combination reads: the ``assign`` stage's for ``impq``, else the
+    ``baselines`` stage's."""
+    if method == "impq":
+        return assignment_path(params, budget)
+    return baseline_path(params, budget, method)
+
+
+def prune_stale_assignments(params: Params) -> list[Path]:
+    """Remove IMPQ assignments of budgets that are no longer in ``budgets``; return them.
+
+    The ``assign`` stage is a DVC ``foreach`` over ``budgets``: each budget's file is the
+    output of its own stage ``assign@<budget>``, and the sweep depends on their folder
+    ``artifacts/assign/impq`` (DVC 3.67 cannot template a list of paths into ``deps``: a
+    list value is rejected outside ``foreach``). When a budget leaves ``budgets`` its
+    stage disappears but DVC leaves its file in the workspace, where it would become part
+    of the folder's hash, while a clone pulls only the outputs of current stages and would
+    see that dependency as modified. DVC hashes a stage's dependencies after its command
+    ran (``Stage.run`` -> ``save`` -> ``save_deps``), so removing the stale files here
+    makes the recorded hash that of exactly the current stages' outputs. Any budget change
+    reruns the sweep (``budgets`` is one of its params), so no stale file survives it.
+    """
+    folder = assignment_path(params, 0.0).parent
+    current = {assignment_path(params, b).name for b in params.budgets}
+    stale = sorted(p for p in folder.glob("*.json") if p.name not in current)
+    for path in stale:
+        path.unlink()
+        log.info("removed %s: budget no longer in budgets", path)
+    return stale
+
+
 def metrics_path(params: Params, combo: Combination) -> Path:
     """``metrics/sweep/<backend>/<method>-<budget>.json``."""
     return (
@@ -106,9 +147,14 @@ def table_paths(params: Params) -> tuple[Path, Path]:
     return Path(params.paths.metrics) / "sweep.json", Path(params.paths.plots) / "sweep.csv"
 
 
+def plot_dir(params: Params) -> Path:
+    """The folder of the per-backend plots, ``plots/sweep`` (one DVC output)."""
+    return Path(params.paths.plots) / "sweep"
+
+
 def plot_paths(params: Params) -> dict[str, Path]:
-    """Backend -> ``plots/ppl_vs_bits_<backend>.png``."""
-    return {b: Path(params.paths.plots) / f"ppl_vs_bits_{b}.png" for b in params.backends.names}
+    """Backend -> ``plots/sweep/ppl_vs_bits_<backend>.png``."""
+    return {b: plot_dir(params) / f"ppl_vs_bits_{b}.png" for b in params.backends.names}
 
 
 def _eval_tokens(params: Params) -> tuple[torch.Tensor, str]:
@@ -123,7 +169,7 @@ def _input_fingerprint(params: Params, combo: Combination, tokens_fp: str) -> st
     return fingerprint(
         combo.backend,
         str(params.backends.group_size),
-        assignment_path(params, combo.budget, combo.method).read_bytes(),
+        assignment_input_path(params, combo.method, combo.budget).read_bytes(),
         params.model.model_dump_json(),
         f"{ev.seqlen}/{ev.max_windows}",
         tokens_fp,
@@ -137,29 +183,34 @@ class BlockCache:
     A data-free backend quantizes every linear from its own weight, so a model under any
     assignment can be assembled from blocks quantized one at a time: the modules are
     shared (read-only) between the models of one sweep instead of being re-quantized for
-    every combination.
+    every combination. Safe to share between threads (one lock around the assembly).
     """
 
     def __init__(self, params: Params) -> None:
         self.params = params
+        self.quantized = 0
+        """Blocks quantized so far (each (backend, block, bits) at most once)."""
         self._sources: dict[tuple[str, int], nn.Module] = {}
         self._done: dict[tuple[str, int], set[int]] = {}
+        self._lock = threading.Lock()
 
     def assemble(self, backend: str, bits: dict[int, int], model: nn.Module) -> nn.Module:
         """Put the quantized linears of every assigned block into the float ``model``."""
         engine = get_backend(backend)
-        for block, b in sorted(bits.items()):
-            key = (backend, b)
-            if key not in self._sources:
-                self._sources[key] = load_model(self.params.model)
-                self._done[key] = set()
-            source = self._sources[key]
-            if block not in self._done[key]:
-                engine.quantize(source, {block: b}, self.params.backends.group_size)
-                self._done[key].add(block)
-            prefix = f"{get_layout(model).blocks}.{block}."
-            for name in block_linears(model, block):
-                set_submodule(model, prefix + name, source.get_submodule(prefix + name))
+        with self._lock:
+            for block, b in sorted(bits.items()):
+                key = (backend, b)
+                if key not in self._sources:
+                    self._sources[key] = load_model(self.params.model)
+                    self._done[key] = set()
+                source = self._sources[key]
+                if block not in self._done[key]:
+                    engine.quantize(source, {block: b}, self.params.backends.group_size)
+                    self._done[key].add(block)
+                    self.quantized += 1
+                prefix = f"{get_layout(model).blocks}.{block}."
+                for name in block_linears(model, block):
+                    set_submodule(model, prefix + name, source.get_submodule(prefix + name))
         return model
 
 
@@ -177,7 +228,8 @@ def quantize_one(
     Returns:
         The quantized model and ``stored_bytes`` (measured), ``expected_bytes``
         (footprint model), ``bits_per_weight`` (stored bits per quantized weight, metadata
-        included) and ``quantize_seconds``.
+        included), ``quantize_seconds`` and ``blocks_quantized`` (blocks quantized for
+        this model, the rest came from the cache).
     """
     model = model if model is not None else load_model(params.model)
     group = params.backends.group_size
@@ -188,8 +240,11 @@ def quantize_one(
     engine = get_backend(backend)
     start = time.perf_counter()
     if cache is not None and engine.data_free:
+        before = cache.quantized
         quantized = cache.assemble(backend, bits, model)
+        blocks_quantized = cache.quantized - before
     else:
+        blocks_quantized = len(bits)
         calibration = None
         if not engine.data_free:
             calibration = read_tensors(calibration_path(params))[0]["input_ids"]
@@ -200,6 +255,7 @@ def quantize_one(
         "expected_bytes": expected,
         "bits_per_weight": 8 * stored / n_weights if n_weights else math.nan,
         "quantize_seconds": time.perf_counter() - start,
+        "blocks_quantized": blocks_quantized,
     }
     return quantized, facts
 
@@ -246,7 +302,7 @@ def run_one(
     """
     combo = Combination(backend, method, float(budget))
     path = metrics_path(params, combo)
-    assignment = Assignment.load(assignment_path(params, combo.budget, method))
+    assignment = Assignment.load(assignment_input_path(params, method, combo.budget))
     ids, tokens_fp = _eval_tokens(params)
     input_fp = _input_fingerprint(params, combo, tokens_fp)
     if path.is_file():
@@ -266,7 +322,12 @@ def run_one(
     if reuse is not None and bits_key in reuse:
         source = reuse[bits_key]
         measured = {k: v for k, v in source.items() if k not in head and k != "reused_from"}
-        row = {**head, **measured, "reused_from": f"{source['method']}-{source['budget']}"}
+        row = {
+            **head,
+            **measured,
+            "blocks_quantized": 0,
+            "reused_from": f"{source['method']}-{source['budget']}",
+        }
     else:
         model, facts = quantize_one(params, backend, assignment.bits, cache=cache)
         row = {**head, **facts, **evaluate_one(params, model, ids)}
@@ -393,6 +454,7 @@ def run(params: Params) -> tuple[list[dict[str, Any]], dict[str, Any], list[Path
     Returns:
         The rows, the float reference metrics and the table and plot files written.
     """
+    prune_stale_assignments(params)
     reuse: dict[str, dict[str, Any]] = {}
     rows = []
     for backend in params.backends.names:

@@ -25,7 +25,13 @@ TINY_OVERRIDES: dict[str, Any] = {
     "spqe": {"permutations": 2, "n_samples": 2, "batch_size": None},
     "solver": {"num_reads": 4, "num_sweeps": 50},
     "budgets": [3.0],
-    "eval": {"seqlen": 64, "batch_size": 4, "max_windows": 2},
+    "eval": {
+        "seqlen": 64,
+        "batch_size": 4,
+        "max_windows": 2,
+        "methods": ["impq", "lim", "uniform"],
+    },
+    "backends": {"names": ["quanto"]},
     "tracking": {"experiment": "impq-it", "uri": None},
 }
 """What the integration projects change in the repository's params.yaml (a tiny run)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +54,12 @@ def _setup(tmp_path: Path, *, poison: bool = False, **eval_overrides: Any) -> Pa
 
 def test_baselines_stage_writes_every_method_and_budget_within_budget(tmp_path: Path) -> None:
     params = _setup(tmp_path)
+    written = set(baselines.output_dir(params).rglob("*"))
+    expected = {baselines.baseline_path(params, b, m) for m in METHODS for b in BUDGETS}
+    assert {p for p in written if p.is_file()} == expected  # one folder, nothing else
     for method in METHODS:
         for budget in BUDGETS:
-            a = Assignment.load(assignment_path(params, budget, method))
+            a = Assignment.load(baselines.baseline_path(params, budget, method))
             assert a.method == method and a.budget_bits == budget
             assert a.stored_bytes <= a.extra["budget_bytes"]
             assert a.avg_bits <= budget
@@ -92,7 +96,13 @@ def test_sweep_table_plots_sizes_and_resume(tmp_path: Path) -> None:
         table = list(csv.DictReader(f))
     assert len(table) == len(rows) and set(table[0]) == set(sweep.CSV_COLUMNS)
     for path in sweep.plot_paths(params).values():
+        assert path.parent == sweep.plot_dir(params)
         assert path in written and path.read_bytes()[:4] == b"\x89PNG"
+    for backend in ("quanto", "hqq"):  # the block cache: each (block, bits) quantized once
+        mine = [r for r in rows if r["backend"] == backend]
+        assert sum(r["blocks_quantized"] for r in mine) == len(
+            {(i, b) for r in mine for i, b in enumerate(r["bits"].split(","))}
+        )
 
     stamps = {p: p.stat().st_mtime_ns for p in Path(params.paths.metrics, "sweep").rglob("*.json")}
     again, _, _ = sweep.run(params)
@@ -131,3 +141,18 @@ def test_non_finite_perplexity_is_recorded_not_dropped(tmp_path: Path) -> None:
     assert flat["non_finite"] == len(rows) and flat["quanto/uniform/2.5/ppl_status"] == "nan"
     assert "NAN" in sweep.format_table(rows, reference)
     assert all(p.is_file() for p in written)
+
+
+def test_sweep_removes_assignments_of_budgets_no_longer_configured(tmp_path: Path) -> None:
+    params = _setup(tmp_path, methods=["impq", "uniform"])
+    for budget in [*BUDGETS, 3.5]:  # 3.5: the output of a removed stage assign@3.5
+        a = Assignment.load(baselines.baseline_path(params, 2.5, "uniform"))
+        replace(a, method="impq", budget_bits=budget).save(assignment_path(params, budget))
+    stale = assignment_path(params, 3.5)
+    assert sweep.assignment_input_path(params, "impq", 3.0) == assignment_path(params, 3.0)
+    rows, _, _ = sweep.run(params)
+    assert not stale.exists()
+    assert sorted(p.name for p in stale.parent.iterdir()) == ["2.5.json", "3.0.json"]
+    assert {(r["method"], r["budget"]) for r in rows} == {
+        (m, b) for m in ("impq", "uniform") for b in BUDGETS
+    }
