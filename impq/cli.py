@@ -135,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for noisy in ("httpx", "httpcore", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # torchao (pulled in by GPTQModel) warns on import about CUDA kernels a CPU cannot load.
+    logging.getLogger("torchao").setLevel(logging.ERROR)
     try:
         params = load_params(args.params)
         Stage(*STAGES[args.stage]).run(params, args)
