@@ -194,9 +194,16 @@ class BlockCache:
         self._done: dict[tuple[str, int], set[int]] = {}
         self._lock = threading.Lock()
 
-    def assemble(self, backend: str, bits: dict[int, int], model: nn.Module) -> nn.Module:
-        """Put the quantized linears of every assigned block into the float ``model``."""
+    def assemble(
+        self, backend: str, bits: dict[int, int], model: nn.Module
+    ) -> tuple[nn.Module, int]:
+        """Put the quantized linears of every assigned block into the float ``model``.
+
+        Returns:
+            The model and how many of its blocks were quantized now (not found cached).
+        """
         engine = get_backend(backend)
+        new = 0
         with self._lock:
             for block, b in sorted(bits.items()):
                 key = (backend, b)
@@ -208,10 +215,11 @@ class BlockCache:
                     engine.quantize(source, {block: b}, self.params.backends.group_size)
                     self._done[key].add(block)
                     self.quantized += 1
+                    new += 1
                 prefix = f"{get_layout(model).blocks}.{block}."
                 for name in block_linears(model, block):
                     set_submodule(model, prefix + name, source.get_submodule(prefix + name))
-        return model
+        return model, new
 
 
 def quantize_one(
@@ -240,9 +248,7 @@ def quantize_one(
     engine = get_backend(backend)
     start = time.perf_counter()
     if cache is not None and engine.data_free:
-        before = cache.quantized
-        quantized = cache.assemble(backend, bits, model)
-        blocks_quantized = cache.quantized - before
+        quantized, blocks_quantized = cache.assemble(backend, bits, model)
     else:
         blocks_quantized = len(bits)
         calibration = None

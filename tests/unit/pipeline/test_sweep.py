@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,24 @@ def test_blocks_from_the_cache_equal_direct_quantization(tmp_path: Path, backend
     direct, facts_direct = sweep.quantize_one(params, backend, bits)
     assert facts_cached["stored_bytes"] == facts_direct["stored_bytes"]
     assert torch.equal(cached(ids).logits, direct(ids).logits)
+
+
+def test_block_cache_shared_between_threads_quantizes_each_block_once(tmp_path: Path) -> None:
+    params = _setup(tmp_path)
+    assignments = [{0: 2, 1: 4, 2: 4, 3: 2}, {0: 4, 1: 2, 2: 4, 3: 2}, {0: 2, 1: 2, 2: 2, 3: 4}]
+    cache = sweep.BlockCache(params)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        models = list(
+            pool.map(
+                lambda bits: sweep.quantize_one(params, "quanto", bits, cache=cache), assignments
+            )
+        )
+    assert cache.quantized == len({(i, b) for bits in assignments for i, b in bits.items()})
+    assert sum(facts["blocks_quantized"] for _, facts in models) == cache.quantized
+    ids = torch.randint(0, 256, (2, 16), generator=torch.Generator().manual_seed(1))
+    for bits, (model, _) in zip(assignments, models, strict=True):
+        direct, _ = sweep.quantize_one(params, "quanto", bits)
+        assert torch.equal(model(ids).logits, direct(ids).logits)
 
 
 def test_non_finite_perplexity_is_recorded_not_dropped(tmp_path: Path) -> None:
