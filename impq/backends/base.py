@@ -7,7 +7,6 @@ so listing or choosing a backend costs nothing.
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -16,6 +15,7 @@ from torch import nn
 
 from impq.footprint import quantized_bytes
 from impq.models import block_linears, decoder_blocks, get_layout
+from impq.registry import lookup
 
 __all__ = [
     "BACKENDS",
@@ -98,10 +98,7 @@ def get_backend(name: str) -> Backend:
     Raises:
         ValueError: ``name`` is not registered; the message lists the valid names.
     """
-    if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; choose from {sorted(BACKENDS)}")
-    module, cls = BACKENDS[name].split(":")
-    backend: Backend = getattr(importlib.import_module(module), cls)()
+    backend: Backend = lookup(BACKENDS, name, "backend")()
     return backend
 
 

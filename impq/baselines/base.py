@@ -6,7 +6,6 @@ the solver module's greedy budget rule; uniform is the one rule-based exception.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -15,6 +14,7 @@ import torch
 from torch import nn
 
 from impq.estimate.result import ShapleyResult
+from impq.registry import lookup
 from impq.solve.greedy import greedy_assignment
 from impq.solve.problem import BitProblem
 
@@ -91,8 +91,5 @@ def get_baseline(name: str) -> Baseline:
     Raises:
         ValueError: ``name`` is not registered; the message lists the valid names.
     """
-    if name not in BASELINES:
-        raise ValueError(f"unknown baseline {name!r}; choose from {sorted(BASELINES)}")
-    module, cls = BASELINES[name].split(":")
-    baseline: Baseline = getattr(importlib.import_module(module), cls)()
+    baseline: Baseline = lookup(BASELINES, name, "baseline")()
     return baseline

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -10,6 +9,7 @@ import numpy as np
 
 from impq.estimate.result import ShapleyResult
 from impq.game.base import Game
+from impq.registry import lookup
 
 __all__ = ["ESTIMATORS", "Estimate", "Estimator", "get_estimator"]
 
@@ -78,8 +78,5 @@ def get_estimator(name: str, **options: Any) -> Estimator:
     Raises:
         ValueError: ``name`` is not registered; the message lists the valid names.
     """
-    if name not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {name!r}; choose from {sorted(ESTIMATORS)}")
-    module, cls = ESTIMATORS[name].split(":")
-    estimator: Estimator = getattr(importlib.import_module(module), cls)(**options)
+    estimator: Estimator = lookup(ESTIMATORS, name, "estimator")(**options)
     return estimator

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from impq.registry import lookup
 from impq.solve.problem import BitProblem
 
 if TYPE_CHECKING:
@@ -108,14 +108,9 @@ def get_solver(name: str, config: SolverConfig | None = None) -> Solver:
     Raises:
         ValueError: ``name`` is not registered; the message lists the valid names.
     """
-    if name not in SOLVERS:
-        raise ValueError(f"unknown solver {name!r}; choose from {sorted(SOLVERS)}")
     from impq.config import SolverConfig
 
-    module, cls = SOLVERS[name].split(":")
-    solver: Solver = getattr(importlib.import_module(module), cls).from_config(
-        config or SolverConfig()
-    )
+    solver: Solver = lookup(SOLVERS, name, "solver").from_config(config or SolverConfig())
     return solver
 
 
