@@ -141,3 +141,13 @@ def test_servers_saw_the_runs(project: Path, prefect_server: str, mlflow_server:
         parent = stages[combo.data.tags["mlflow.parentRunId"]]
         assert parent.data.tags["impq.stage"] == "sweep"
         assert combo.data.metrics["avg_bits"] > 0 and combo.data.metrics["stored_bytes"] > 0
+
+
+def test_experiment_with_one_param_changed(project: Path, server_env: dict[str, str]) -> None:
+    # runs last: it adds a third pipeline execution to the tracking server
+    out = run(["dvc", "exp", "run", "-S", "budgets=[3.5]"], project, server_env)
+    assert ran_stages(out.stdout + out.stderr) == {"assign@3.5", "baselines", "sweep"}
+    sweep = json.loads((project / "metrics" / "sweep.json").read_text())
+    assert "quanto/impq/3.5/ppl" in sweep and "quanto/impq/2.5/ppl" not in sweep
+    shown = run(["dvc", "exp", "show", "--json"], project, server_env).stdout
+    assert "3.5" in shown
