@@ -7,6 +7,7 @@ so listing or choosing a backend costs nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -27,6 +28,7 @@ __all__ = [
     "expected_bytes",
     "get_backend",
     "set_submodule",
+    "stored_tensor_bytes",
 ]
 
 
@@ -100,6 +102,16 @@ def get_backend(name: str) -> Backend:
     """
     backend: Backend = lookup(BACKENDS, name, "backend")()
     return backend
+
+
+def stored_tensor_bytes(modules: Iterable[nn.Module], stored: Callable[[str], bool]) -> int:
+    """Bytes of the state-dict tensors of ``modules`` whose key ``stored`` accepts."""
+    return sum(
+        t.numel() * t.element_size()
+        for m in modules
+        for key, t in m.state_dict().items()
+        if stored(key)
+    )
 
 
 def check_bits(backend: str, bits: int, supported: frozenset[int]) -> None:

@@ -29,7 +29,13 @@ import torch
 from torch import nn
 
 from impq.artifacts import read_json, write_json
-from impq.backends.base import UnsupportedError, assigned_linears, check_bits, check_group_size
+from impq.backends.base import (
+    UnsupportedError,
+    assigned_linears,
+    check_bits,
+    check_group_size,
+    stored_tensor_bytes,
+)
 from impq.models import decoder_blocks, get_layout
 
 __all__ = ["GPTQ_INSTALL", "GptqBackend"]
@@ -197,12 +203,7 @@ class GptqBackend:
 
     def stored_bytes(self, model: nn.Module) -> int:
         """Bytes of qweight, qzeros, scales and g_idx of every GPTQ linear in the blocks."""
-        return sum(
-            t.numel() * t.element_size()
-            for m in _quant_modules(model).values()
-            for key, t in m.state_dict().items()
-            if key in _STORED
-        )
+        return stored_tensor_bytes(_quant_modules(model).values(), _STORED.__contains__)
 
     def save(self, model: nn.Module, path: Path) -> None:
         """Copy the GPTQModel checkpoint the model was loaded from to ``path``."""

@@ -22,6 +22,7 @@ from impq.backends.base import (
     check_bits,
     check_group_size,
     set_submodule,
+    stored_tensor_bytes,
 )
 from impq.backends.checkpoint import load_rest, read_checkpoint, skeleton, write_checkpoint
 from impq.models import get_layout
@@ -120,12 +121,7 @@ class HqqBackend:
 
     def stored_bytes(self, model: nn.Module) -> int:
         """Bytes of the packed codes, scales and zeros of every ``HQQLinear`` in the blocks."""
-        return sum(
-            t.numel() * t.element_size()
-            for m in _hqq_modules(model).values()
-            for key, t in m.state_dict().items()
-            if key in _STORED
-        )
+        return stored_tensor_bytes(_hqq_modules(model).values(), _STORED.__contains__)
 
     def save(self, model: nn.Module, path: Path) -> None:
         """Write config, every tensor (HQQ's own state dicts included) and the bits map."""

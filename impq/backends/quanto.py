@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from impq.backends.base import assigned_linears, check_bits, check_group_size
+from impq.backends.base import assigned_linears, check_bits, check_group_size, stored_tensor_bytes
 from impq.backends.checkpoint import load_rest, read_checkpoint, skeleton, write_checkpoint
 from impq.models import decoder_blocks, get_layout
 
@@ -129,11 +129,8 @@ class QuantoBackend:
 
     def stored_bytes(self, model: nn.Module) -> int:
         """Bytes of the packed codes, scales and shifts of every frozen quanto linear."""
-        return sum(
-            t.numel() * t.element_size()
-            for m in _quantized_modules(model).values()
-            for key, t in m.state_dict().items()
-            if key.startswith("weight")
+        return stored_tensor_bytes(
+            _quantized_modules(model).values(), lambda key: key.startswith("weight")
         )
 
     def save(self, model: nn.Module, path: Path) -> None:
