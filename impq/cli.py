@@ -43,6 +43,11 @@ def _spqe(params: Params, args: argparse.Namespace) -> None:
         print(f"wrote {path}")
 
 
+def _interactions(params: Params, args: argparse.Namespace) -> None:
+    for path in run_flow("flows.spqe:interactions_flow", params, args):
+        print(f"wrote {path}")
+
+
 def _report(params: Params, args: argparse.Namespace) -> None:
     for path in run_flow("flows.report:report_flow", params, args):
         print(f"wrote {path}")
@@ -103,7 +108,10 @@ class Stage(NamedTuple):
 STAGES: dict[str, Stage] = {
     "prepare": Stage("tokenize the evaluation split and draw the calibration set", _prepare),
     "evaluate": Stage("perplexity of the unquantized model", _evaluate),
-    "spqe": Stage("Shapley values and interactions of the blocks (resumable)", _spqe),
+    "spqe": Stage("SPQE coalition sampling of the blocks' game (resumable)", _spqe),
+    "interactions": Stage(
+        "Shapley values and interaction matrix from the SPQE samples", _interactions
+    ),
     "report": Stage("plot Shapley values and the interaction heatmap", _report),
     "assign": Stage("bit assignment per budget (IMPQ program)", _assign, _assign_arguments),
     "baselines": Stage("isolated-metric baseline assignments (LIM, ZD, ...)", _baselines),

@@ -136,6 +136,17 @@ class PermutationWalk:
     def estimate(self, game: Game, budget: int, rng: np.random.Generator) -> Estimate:
         """Sample permutations until the budget (or the tolerance) is reached.
 
+        The same as :meth:`assemble` of :meth:`sample`.
+
+        Raises:
+            ValueError: the budget does not buy two permutations.
+        """
+        return self.assemble(self.sample(game, budget, rng))
+
+    def sample(self, game: Game, budget: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """The raw walks: ``permutations`` (M, L), ``walks`` (M, steps), ``endpoints``
+        (2,) and ``max_permutations`` (scalar), as :meth:`assemble` takes them.
+
         Permutations are all drawn from ``rng`` up front, so a run resumed from a
         checkpoint uses the same ones and ends with exactly the same numbers.
 
@@ -197,8 +208,27 @@ class PermutationWalk:
             )
             bar.update(1)
         bar.close()
+        return {
+            "permutations": all_perms[:done],
+            "walks": walks,
+            "endpoints": np.asarray(endpoints),
+            "max_permutations": np.array(max_perms),
+        }
 
-        perms = all_perms[:done]
+    def assemble(self, samples: dict[str, np.ndarray]) -> Estimate:
+        """Values, interactions and their standard errors from :meth:`sample`'s walks.
+
+        Raises:
+            ValueError: the walks are not this estimator's (another walk length).
+        """
+        perms, walks = samples["permutations"], samples["walks"]
+        endpoints, max_perms = samples["endpoints"], int(samples["max_permutations"])
+        done, n = perms.shape
+        if walks.shape != (done, self.evaluations_per_permutation(n)):
+            raise ValueError(
+                f"walks of shape {walks.shape} were not sampled by {self.name} "
+                f"({self.evaluations_per_permutation(n)} steps per permutation)"
+            )
         raw = np.concatenate([endpoints, walks.ravel()])
         capped, n_bad = cap_nonfinite(raw)
         if n_bad:

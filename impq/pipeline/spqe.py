@@ -1,11 +1,14 @@
-"""Stage ``spqe``: Shapley values and interactions of the decoder blocks, resumable.
+"""Stage ``spqe``: coalition sampling of the decoder blocks' game, resumable.
 
 Reads the calibration set, builds the model game (blocks at ``spqe.high_bits`` or
 ``spqe.low_bits`` through ``spqe.backend``), samples ``spqe.permutations`` permutations
-and writes the :class:`~impq.estimate.ShapleyResult`, the raw marginals and flat metrics.
-After every permutation the work done so far is checkpointed; rerunning with the same
-params, model and calibration resumes and ends with the same bytes as an uninterrupted
-run.
+and writes their raw walks to ``artifacts/spqe/samples.npz`` (with the blocks' parameter
+counts and the provenance) and the evaluation metrics to ``sampling.json``. Values and
+interactions are assembled from them by the ``interactions`` stage
+(:mod:`impq.pipeline.interactions`), so a change of ``spqe.alpha`` samples nothing again:
+nothing here depends on it. After every permutation the work done so far is
+checkpointed; rerunning with the same params, model and calibration resumes and ends
+with the same bytes as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -26,11 +29,22 @@ from impq.estimate import (
     PermutationSamplingSII,
     PermutationWalk,
 )
+from impq.estimate.result import write_npz
 from impq.game import ModelGame, weight_quantizer
 from impq.models import block_param_counts, load_model
 from impq.pipeline.prepare import calibration_path
 
-__all__ = ["checkpoint_path", "marginals_path", "metrics_path", "run", "shapley_path"]
+__all__ = [
+    "SAMPLING_EXCLUDES",
+    "checkpoint_path",
+    "load_samples",
+    "marginals_path",
+    "metrics_path",
+    "run",
+    "samples_path",
+    "sampling_metrics_path",
+    "shapley_path",
+]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +53,9 @@ ESTIMATOR_FOR_INTERACTIONS: dict[str, type[PermutationWalk]] = {
     "shapley-interaction": PermutationSamplingSII,
 }
 """``spqe.interactions`` -> the estimator that produces that kind of interaction."""
+
+SAMPLING_EXCLUDES = frozenset({"alpha"})
+"""``spqe`` keys only the assembly of interactions depends on, not the samples."""
 
 
 def shapley_path(params: Params) -> Path:
@@ -49,6 +66,16 @@ def shapley_path(params: Params) -> Path:
 def marginals_path(params: Params) -> Path:
     """Where the (M, L) marginal contributions are written."""
     return Path(params.paths.artifacts) / "spqe" / "marginals.npy"
+
+
+def samples_path(params: Params) -> Path:
+    """Where the raw walks of the sampled permutations are written."""
+    return Path(params.paths.artifacts) / "spqe" / "samples.npz"
+
+
+def sampling_metrics_path(params: Params) -> Path:
+    """Where the flat metrics of the sampling run (evaluations, timings) are written."""
+    return Path(params.paths.artifacts) / "spqe" / "sampling.json"
 
 
 def checkpoint_path(params: Params) -> Path:
@@ -62,7 +89,7 @@ def metrics_path(params: Params) -> Path:
 
 
 def run(params: Params, progress: bool = True) -> list[Path]:
-    """Estimate the blocks' Shapley values and interactions; return the files written.
+    """Sample the permutations of the blocks' game; return the files written.
 
     Raises:
         FileNotFoundError: the calibration set is missing (run ``impq prepare``).
@@ -85,18 +112,15 @@ def run(params: Params, progress: bool = True) -> list[Path]:
         progress=progress,
     ) as game:
         setup_s = time.perf_counter() - t0
-        key = fingerprint(
-            game.fingerprint(), json.dumps(cfg.model_dump(mode="json"), sort_keys=True)
-        )
+        sampling_cfg = cfg.model_dump(mode="json", exclude=set(SAMPLING_EXCLUDES))
+        key = fingerprint(game.fingerprint(), json.dumps(sampling_cfg, sort_keys=True))
         checkpoint = Checkpoint(checkpoint_path(params), key)
-        cls = ESTIMATOR_FOR_INTERACTIONS[cfg.interactions]
-        options: dict[str, Any] = {"alpha": cfg.alpha} if cls is PermutationSampling else {}
-        estimator = cls(
-            tolerance=cfg.tolerance, checkpoint=checkpoint, progress=progress, **options
+        estimator = ESTIMATOR_FOR_INTERACTIONS[cfg.interactions](
+            tolerance=cfg.tolerance, checkpoint=checkpoint, progress=progress
         )
         budget = estimator.budget_for(game.n_players, cfg.permutations)
         t1 = time.perf_counter()
-        estimate = estimator.estimate(game, budget, np.random.default_rng(cfg.seed))
+        samples = estimator.sample(game, budget, np.random.default_rng(cfg.seed))
         sample_s = time.perf_counter() - t1
         evaluations_run = game.n_evaluations
         block_evaluations = game.n_block_evaluations
@@ -113,34 +137,47 @@ def run(params: Params, progress: bool = True) -> list[Path]:
             "seed": cfg.seed,
             "budget": budget,
         }
-    result = estimate.to_result(np.array(block_param_counts(model), dtype=np.int64), provenance)
 
-    out_result = result.save(shapley_path(params))
-    with atomic_path(marginals_path(params)) as tmp, open(tmp, "wb") as f:
-        np.save(f, np.asarray(estimate.marginals))
-    n_perms = int(estimate.meta["permutations"])
+    with atomic_path(samples_path(params)) as tmp, open(tmp, "wb") as f:
+        write_npz(
+            f,
+            {
+                **samples,
+                "block_params": np.array(block_param_counts(model), dtype=np.int64),
+                "estimator": np.array(estimator.name),
+                "provenance": np.array(json.dumps(provenance)),
+            },
+        )
     metrics = {
-        "permutations": n_perms,
-        "evaluations": estimate.n_evaluations,
         "evaluations_this_run": evaluations_run,
         "block_evaluations_per_evaluation": block_evaluations / max(evaluations_run, 1),
         "seconds": time.perf_counter() - t0,
         "setup_seconds": setup_s,
         "evals_per_s": evaluations_run / max(sample_s, 1e-9),
-        "max_se": float(np.max(result.values_se)),
-        "n_nonfinite": int(estimate.meta["n_nonfinite"]),
-        "value_empty": float(estimate.meta["value_empty"]),
-        "value_full": float(estimate.meta["value_full"]),
-        "n_players": result.n_players,
     }
-    out_metrics = write_json(metrics_path(params), metrics, versioned=False)
+    out_metrics = write_json(sampling_metrics_path(params), metrics, versioned=False)
     checkpoint.clear()
     log.info(
-        "SPQE: %d permutations, %d evaluations (%.1f/s), max SE %.3g, %d non-finite",
-        n_perms,
-        estimate.n_evaluations,
+        "SPQE sampling: %d permutations, %d evaluations this run (%.1f/s)",
+        len(samples["permutations"]),
+        evaluations_run,
         metrics["evals_per_s"],
-        metrics["max_se"],
-        metrics["n_nonfinite"],
     )
-    return [out_result, marginals_path(params), out_metrics]
+    return [samples_path(params), out_metrics]
+
+
+def load_samples(params: Params) -> tuple[dict[str, np.ndarray], np.ndarray, str, dict[str, Any]]:
+    """(samples for ``assemble``, block parameter counts, estimator name, provenance).
+
+    Raises:
+        FileNotFoundError: no samples (run ``impq spqe``).
+    """
+    path = samples_path(params)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; run `impq spqe` first")
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    block_params = arrays.pop("block_params")
+    name = str(arrays.pop("estimator"))
+    provenance = json.loads(str(arrays.pop("provenance")))
+    return arrays, block_params, name, provenance

@@ -108,7 +108,16 @@ def test_clone_after_a_budget_change_recomputes_nothing(
 def test_servers_saw_the_runs(project: Path, prefect_server: str, mlflow_server: str) -> None:
     flows = httpx.post(f"{prefect_server}/flows/filter", json={}).json()
     flow_names = {f["name"] for f in flows}
-    assert {"prepare", "evaluate", "spqe", "assign", "baselines", "sweep", "report"} <= flow_names
+    assert {
+        "prepare",
+        "evaluate",
+        "spqe",
+        "interactions",
+        "assign",
+        "baselines",
+        "sweep",
+        "report",
+    } <= flow_names
     runs = httpx.post(
         f"{prefect_server}/flow_runs/filter",
         json={"flows": {"name": {"any_": ["evaluate"]}}},
@@ -132,7 +141,16 @@ def test_servers_saw_the_runs(project: Path, prefect_server: str, mlflow_server:
     stages = {r.info.run_id: r for r in runs if "impq.stage" in r.data.tags}
     assert {r.data.tags["mlflow.parentRunId"] for r in stages.values()} <= set(parents)
     by_stage = {r.data.tags["impq.stage"] for r in stages.values()}
-    assert by_stage == {"prepare", "evaluate", "spqe", "assign", "baselines", "sweep", "report"}
+    assert by_stage == {
+        "prepare",
+        "evaluate",
+        "spqe",
+        "interactions",
+        "assign",
+        "baselines",
+        "sweep",
+        "report",
+    }
     evaluations = [r for r in stages.values() if r.data.tags["impq.stage"] == "evaluate"]
     assert evaluations and all(r.data.metrics["float.ppl"] > 1.0 for r in evaluations)
     combos = [r for r in runs if "backend" in r.data.tags]
@@ -143,8 +161,27 @@ def test_servers_saw_the_runs(project: Path, prefect_server: str, mlflow_server:
         assert combo.data.metrics["avg_bits"] > 0 and combo.data.metrics["stored_bytes"] > 0
 
 
+def test_alpha_change_reassembles_without_sampling(
+    project: Path, server_env: dict[str, str]
+) -> None:
+    # after test_servers_saw_the_runs: it adds a pipeline execution to the tracking server
+    params = project / "params.yaml"
+    text = params.read_text()
+    assert "  alpha: 0.5\n" in text
+    samples = (project / "artifacts" / "spqe" / "samples.npz").read_bytes()
+    shapley = (project / "artifacts" / "spqe" / "shapley.npz").read_bytes()
+    params.write_text(text.replace("  alpha: 0.5\n", "  alpha: 0.25\n"))
+    ran = repro(project, server_env)
+    assert "spqe" not in ran and "prepare" not in ran and "evaluate" not in ran
+    assert {"interactions", "assign@2.5", "baselines", "report"} <= ran
+    assert ran <= {"interactions", "assign@2.5", "baselines", "report", "sweep"}
+    assert (project / "artifacts" / "spqe" / "samples.npz").read_bytes() == samples
+    assert (project / "artifacts" / "spqe" / "shapley.npz").read_bytes() != shapley
+    assert repro(project, server_env) == set()
+
+
 def test_experiment_with_one_param_changed(project: Path, server_env: dict[str, str]) -> None:
-    # runs last: it adds a third pipeline execution to the tracking server
+    # runs last: it adds another pipeline execution to the tracking server
     out = run(["dvc", "exp", "run", "-S", "budgets=[3.5]"], project, server_env)
     assert ran_stages(out.stdout + out.stderr) == {"assign@3.5", "baselines", "sweep"}
     sweep = json.loads((project / "metrics" / "sweep.json").read_text())

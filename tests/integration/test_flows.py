@@ -45,3 +45,24 @@ def test_rerun_hits_the_task_cache(
     latest = task_runs(prefect_server, "calibration-prep")[0]
     assert latest["state_name"] == "Cached"
     assert artifact.read_bytes() == before
+
+
+def test_alpha_change_hits_the_sampling_cache(
+    project: Path, server_env: dict[str, str], prefect_server: str
+) -> None:
+    # after the tests above: the calibration set is in place
+    run([sys.executable, "-m", "impq", "spqe"], project, server_env)
+    run([sys.executable, "-m", "impq", "interactions"], project, server_env)
+    samples = project / "artifacts" / "spqe" / "samples.npz"
+    before = samples.read_bytes()
+    params = project / "params.yaml"
+    text = params.read_text()
+    assert "  alpha: 0.5\n" in text
+    params.write_text(text.replace("  alpha: 0.5\n", "  alpha: 0.25\n"))
+    out = run([sys.executable, "-m", "impq", "spqe"], project, server_env)
+    assert "Cached" in out.stderr
+    assert task_runs(prefect_server, "spqe-sampling")[0]["state_name"] == "Cached"
+    assert samples.read_bytes() == before
+    run([sys.executable, "-m", "impq", "interactions"], project, server_env)
+    assembly = task_runs(prefect_server, "interaction-assembly")
+    assert [t["state_name"] for t in assembly[:2]] == ["Completed", "Completed"]

@@ -1,8 +1,9 @@
 """The spqe stage killed with SIGKILL mid-run, then rerun, writes the same bytes as an
 uninterrupted run (real subprocesses, a tiny saved model).
 
-The subprocesses call the stage's ``run`` directly rather than ``impq spqe``: the CLI
-wraps it in a Prefect flow whose server start-up would triple the test's time.
+The subprocesses call the stages' ``run`` directly (``spqe`` sampling, then
+``interactions`` assembly) rather than ``impq spqe``: the CLI wraps them in Prefect flows
+whose server start-up would triple the test's time.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ PERMUTATIONS = 200
 
 _RUN_STAGE = (
     "import logging, sys; logging.basicConfig(level=logging.INFO); "
-    "from impq.config import load_params; from impq.pipeline import spqe; "
-    "spqe.run(load_params(sys.argv[1]), progress=False)"
+    "from impq.config import load_params; from impq.pipeline import interactions, spqe; "
+    "params = load_params(sys.argv[1]); spqe.run(params, progress=False); "
+    "interactions.run(params)"
 )
 
 
@@ -108,7 +110,7 @@ def test_kill_and_resume_gives_the_uninterrupted_bytes(tmp_path: Path, repo_root
     assert uninterrupted.returncode == 0, out_whole
     assert "resuming from" in out_resumed
 
-    for name in ("shapley.npz", "marginals.npy"):
+    for name in ("samples.npz", "shapley.npz", "marginals.npy"):
         a = (whole / "artifacts" / "spqe" / name).read_bytes()
         b = (killed / "artifacts" / "spqe" / name).read_bytes()
         assert a == b, f"{name} differs between the resumed and the uninterrupted run"

@@ -217,3 +217,27 @@ def test_result_files_are_byte_identical(tmp_path: Path) -> None:
     back = ShapleyResult.load(a)
     np.testing.assert_array_equal(back.interactions, est.interactions)
     assert back.meta["n_evaluations"] == est.n_evaluations
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 1.0])
+def test_assembling_samples_with_another_alpha_equals_a_fresh_estimate(alpha: float) -> None:
+    game = QuadraticGame.random(6, np.random.default_rng(4))
+    budget = PermutationSampling().budget_for(6, 15)
+    samples = PermutationSampling(alpha=0.5).sample(game, budget, np.random.default_rng(2))
+    before = game.n_evaluations
+    assembled = PermutationSampling(alpha=alpha).assemble(samples)
+    assert game.n_evaluations == before  # assembly evaluates nothing
+    fresh = PermutationSampling(alpha=alpha).estimate(game, budget, np.random.default_rng(2))
+    assert assembled.meta == fresh.meta and assembled.meta["alpha"] == alpha
+    for name in ("values", "values_se", "interactions", "interactions_se", "marginals"):
+        np.testing.assert_array_equal(getattr(assembled, name), getattr(fresh, name), name)
+    if alpha != 0.5:
+        other = PermutationSampling(alpha=0.5).assemble(samples)
+        assert not np.array_equal(other.interactions, assembled.interactions)
+
+
+def test_assembling_another_estimators_walks_is_an_error() -> None:
+    game = QuadraticGame.random(5, np.random.default_rng(0))
+    samples = PermutationSamplingSII().sample(game, 2 + 4 * 8, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="not sampled by permutation"):
+        PermutationSampling().assemble(samples)
