@@ -31,6 +31,7 @@ __all__ = [
     "PermutationWalk",
     "cap_nonfinite",
     "covariance_interactions",
+    "seeded_permutations",
 ]
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,25 @@ def covariance_interactions(marginals: np.ndarray, alpha: float) -> tuple[np.nda
     k[off] *= 1 - alpha
     k_se[off] *= 1 - alpha
     return k, k_se
+
+
+def seeded_permutations(seed: int, indices: range | np.ndarray, n: int) -> np.ndarray:
+    """Permutations number ``indices`` of ``n`` players for the run seeded ``seed``.
+
+    Permutation ``k`` depends on ``(seed, k)`` alone, so any subset of a run's
+    permutations (a chunk on one worker) is drawn without drawing the others, and the
+    same seed gives the same permutations however the work is split.
+    """
+    return np.stack([np.random.default_rng([seed, int(k)]).permutation(n) for k in indices])
+
+
+def run_seed(rng: np.random.Generator | int) -> int:
+    """The run seed of :func:`seeded_permutations`: ``rng`` itself, or one draw from it."""
+    if isinstance(rng, np.random.Generator):
+        return int(rng.integers(2**63))
+    if rng < 0:
+        raise ValueError(f"seed must be non-negative, got {rng}")
+    return int(rng)
 
 
 class PermutationWalk:
@@ -133,7 +153,7 @@ class PermutationWalk:
         np.put_along_axis(marginals, perms, np.diff(prefix, axis=1), axis=1)
         return marginals, prefix
 
-    def estimate(self, game: Game, budget: int, rng: np.random.Generator) -> Estimate:
+    def estimate(self, game: Game, budget: int, rng: np.random.Generator | int) -> Estimate:
         """Sample permutations until the budget (or the tolerance) is reached.
 
         The same as :meth:`assemble` of :meth:`sample`.
@@ -143,12 +163,15 @@ class PermutationWalk:
         """
         return self.assemble(self.sample(game, budget, rng))
 
-    def sample(self, game: Game, budget: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    def sample(
+        self, game: Game, budget: int, rng: np.random.Generator | int
+    ) -> dict[str, np.ndarray]:
         """The raw walks: ``permutations`` (M, L), ``walks`` (M, steps), ``endpoints``
         (2,) and ``max_permutations`` (scalar), as :meth:`assemble` takes them.
 
-        Permutations are all drawn from ``rng`` up front, so a run resumed from a
-        checkpoint uses the same ones and ends with exactly the same numbers.
+        ``rng`` is the run seed (or a generator that draws one); permutation ``k``
+        derives from it and ``k`` alone (:func:`seeded_permutations`), so a run resumed
+        from a checkpoint uses the same ones and ends with exactly the same numbers.
 
         Raises:
             ValueError: the budget does not buy two permutations.
@@ -171,7 +194,7 @@ class PermutationWalk:
                 n,
                 max_perms - 1,
             )
-        all_perms = np.stack([rng.permutation(n) for _ in range(max_perms)])
+        all_perms = seeded_permutations(run_seed(rng), range(max_perms), n)
 
         start_evals = game.n_evaluations
         state = self._resume(all_perms, n)

@@ -120,7 +120,7 @@ def run(params: Params, progress: bool = True) -> list[Path]:
         )
         budget = estimator.budget_for(game.n_players, cfg.permutations)
         t1 = time.perf_counter()
-        samples = estimator.sample(game, budget, np.random.default_rng(cfg.seed))
+        samples = estimator.sample(game, budget, cfg.seed)
         sample_s = time.perf_counter() - t1
         evaluations_run = game.n_evaluations
         block_evaluations = game.n_block_evaluations

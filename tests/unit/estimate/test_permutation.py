@@ -241,3 +241,16 @@ def test_assembling_another_estimators_walks_is_an_error() -> None:
     samples = PermutationSamplingSII().sample(game, 2 + 4 * 8, np.random.default_rng(0))
     with pytest.raises(ValueError, match="not sampled by permutation"):
         PermutationSampling().assemble(samples)
+
+
+def test_permutation_k_depends_on_seed_and_index_only() -> None:
+    from impq.estimate.permutation import seeded_permutations
+
+    whole = seeded_permutations(5, range(10), 7)
+    chunk = seeded_permutations(5, range(6, 10), 7)
+    assert np.array_equal(whole[6:], chunk)
+    assert not np.array_equal(whole, seeded_permutations(6, range(10), 7))
+    assert all(sorted(p) == list(range(7)) for p in whole)
+    game = RandomGame(7, np.random.default_rng(0))
+    est = PermutationSampling().sample(game, PermutationSampling().budget_for(7, 4), 5)
+    assert np.array_equal(est["permutations"], whole[:4])
