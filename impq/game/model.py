@@ -266,8 +266,19 @@ class ModelGame(Game):
         assert total is not None  # there is at least one chunk
         return total
 
-    def _install(self, config: np.ndarray) -> None:
-        """Install ``config``'s weights (only the blocks whose precision changed)."""
+    def install(self, config: np.ndarray) -> None:
+        """Install ``config``'s weights in the model (only the blocks whose precision
+        changed), e.g. to run the model's own forward with the game's weights.
+
+        Raises:
+            ValueError: ``config`` is not one boolean per block.
+        """
+        config = np.asarray(config, dtype=bool)
+        if config.shape != (self.n_players,):
+            raise ValueError(
+                f"a configuration has one boolean per block ({self.n_players}), "
+                f"got shape {config.shape}"
+            )
         changed = (
             np.arange(self.n_players)
             if self._installed is None
@@ -286,7 +297,7 @@ class ModelGame(Game):
         totals = []
         for config in coalitions:
             if self._last is None or not np.array_equal(self._last[0], config):
-                self._install(config)
+                self.install(config)
                 first, start = self._states.deepest(config)
                 fresh: dict[int, list[torch.Tensor]] = {}
                 total = self._run_blocks(first, start, fresh)
