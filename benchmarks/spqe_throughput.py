@@ -1,17 +1,33 @@
-"""Configurations per second: naive re-quantize + full forward vs the cached model game.
+"""What one SPQE evaluation costs: the cached model game vs a plain forward vs re-quantizing.
 
-Both evaluate the same configurations (consecutive steps of SPQE permutation walks) on
-the same model and calibration batch, in one run. The naive loop quantizes every block
-at its bits for each configuration and runs the whole model; the cached game quantizes
-each block once at both precisions, swaps weights by reference and restarts from the
-first block whose precision changed. The last line reads ``speedup: <ratio>``.
+All three evaluate configurations in the order SPQE does (the two endpoints, then the
+steps of seeded permutation walks) on the same model and calibration batch, in one run:
 
-    python benchmarks/spqe_throughput.py [--model models/ref-llama-12l] [--samples 8]
+- **cached**: :class:`impq.game.ModelGame` (every block quantized once at both
+  precisions, weights swapped by reference, hidden states reused from the deepest block
+  whose prefix was seen);
+- **forward**: the model's own forward with the same dequantized weights installed
+  (the baseline a user would write with the weights already quantized); it runs right
+  after each cached evaluation of the same configuration, so both see the same load;
+- **naive**: every block re-quantized at its bits for each configuration, then a
+  forward (a few configurations only: it is slow).
+
+The endpoints are evaluated first and not timed (SPQE evaluates them once per run). It
+prints the blocks recomputed per evaluation and the cached game's time split (decoder
+blocks, LM head and loss, the rest). On CUDA it also prints the achieved TFLOP/s
+against the device's dense peak, counting 2·N·T FLOPs per forward (N parameters of the
+blocks and the LM head, T tokens; attention scores are not counted). The last line reads
+``speedup_vs_forward: X speedup_vs_naive: Y``.
+
+    PYTHONPATH=. python benchmarks/spqe_throughput.py [--model models/ref-llama-12l]
+        [--gguf-file F.gguf] [--calibration file.safetensors] [--samples 8] [--configs 29]
+        [--dtype bfloat16]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -23,16 +39,19 @@ from impq.backends import get_backend
 from impq.config import ModelConfig
 from impq.data import calibration_text, sample_windows, tokenize
 from impq.estimate import PermutationSampling
+from impq.estimate.permutation import seeded_permutations
 from impq.eval import batch_nll
 from impq.game import ModelGame, weight_quantizer
 from impq.models import block_linears, block_param_counts, decoder_blocks, load_model
 from impq.models.loading import load_tokenizer
 
-# Dense peak TFLOP/s by device name fragment and dtype (vendor datasheets, SXM parts).
+# Dense peak TFLOP/s by device name fragment and dtype (vendor datasheets, SXM parts;
+# float32 without tensor cores).
 PEAK_TFLOPS = {
     "H200": {"float32": 67.0, "bfloat16": 989.0, "float16": 989.0},
     "H100": {"float32": 67.0, "bfloat16": 989.0, "float16": 989.0},
     "A100": {"float32": 19.5, "bfloat16": 312.0, "float16": 312.0},
+    "A40": {"float32": 37.4, "bfloat16": 149.7, "float16": 149.7},
     "L4": {"float32": 30.3, "bfloat16": 121.0, "float16": 121.0},
 }
 
@@ -46,17 +65,27 @@ def _calibration(args: argparse.Namespace, cfg: ModelConfig) -> torch.Tensor:
     return sample_windows(ids, args.samples, args.seqlen, seed=0)
 
 
-def _walk_configs(n_players: int, n_configs: int) -> np.ndarray:
-    """Configurations in the order SPQE evaluates them (seeded permutation walks)."""
+def _spqe_configs(n_players: int, n_configs: int) -> np.ndarray:
+    """The endpoints, then ``n_configs`` walk steps, as SPQE evaluates them (seed 0)."""
     walker = PermutationSampling()
-    rng = np.random.default_rng(0)
-    rows = []
-    while sum(len(r) for r in rows) < n_configs:
-        rows.append(walker._walk(rng.permutation(n_players)))
-    return np.concatenate(rows)[:n_configs]
+    per_perm = walker.evaluations_per_permutation(n_players)
+    perms = seeded_permutations(0, range(-(-n_configs // per_perm)), n_players)
+    steps = np.concatenate([walker._walk(p) for p in perms])[:n_configs]
+    return np.concatenate([np.zeros((1, n_players), bool), np.ones((1, n_players), bool), steps])
 
 
-def _naive(model, ids, configs, backend, group_size, high, low) -> tuple[np.ndarray, float]:
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _forward_nll(model: torch.nn.Module, chunks: list[torch.Tensor]) -> float:
+    total = sum(batch_nll(model, c).sum() for c in chunks)
+    n_tokens = sum(c.shape[0] * (c.shape[1] - 1) for c in chunks)
+    return float(total) / n_tokens
+
+
+def _naive(model, chunks, configs, backend, group_size, high, low) -> tuple[np.ndarray, float]:
     n_blocks = len(decoder_blocks(model))
     linears = [list(block_linears(model, i).values()) for i in range(n_blocks)]
     originals = [[m.weight.data for m in ms] for ms in linears]
@@ -69,8 +98,7 @@ def _naive(model, ids, configs, backend, group_size, high, low) -> tuple[np.ndar
                 bits = low if config[i] else high
                 for m, w in zip(modules, originals[i], strict=True):
                     m.weight.data = backend.dequantize_weight(w, bits, group_size)
-        total = batch_nll(model, ids).sum().item()
-        values.append(total / (ids.shape[0] * (ids.shape[1] - 1)))
+        values.append(_forward_nll(model, chunks))
     _sync()
     seconds = time.perf_counter() - t0
     for modules, weights in zip(linears, originals, strict=True):
@@ -79,88 +107,131 @@ def _naive(model, ids, configs, backend, group_size, high, low) -> tuple[np.ndar
     return np.array(values), seconds
 
 
-def _sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def _block_flops(model, ids: torch.Tensor) -> tuple[float, float]:
-    """(FLOPs of one block, FLOPs of the head) over the calibration batch."""
-    n, t = ids.shape
+def _flops(model: torch.nn.Module, ids: torch.Tensor) -> tuple[float, float]:
+    """2·N·T FLOPs of one block and of the LM head over the calibration batch."""
+    tokens = ids.numel()
     cfg = model.config
-    params = block_param_counts(model)[0]
-    heads, head_dim = (
-        cfg.num_attention_heads,
-        getattr(cfg, "head_dim", None) or (cfg.hidden_size // cfg.num_attention_heads),
+    return 2.0 * tokens * block_param_counts(model)[0], 2.0 * tokens * cfg.hidden_size * (
+        cfg.vocab_size
     )
-    attention = 4 * n * t * t * heads * head_dim  # QK^T and PV, full square (upper bound)
-    return 2 * n * t * params + attention, 2 * n * t * cfg.hidden_size * cfg.vocab_size
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="models/ref-llama-12l")
+    parser.add_argument("--model", default="models/ref-llama-12l", help="folder or hub id")
+    parser.add_argument("--gguf-file", default=None, help="a GGUF file inside --model")
     parser.add_argument("--calibration", default="artifacts/data/calibration.safetensors")
-    parser.add_argument("--data-root", default="../shared/data")
+    parser.add_argument("--data-root", default=os.environ.get("IMPQ_DATA_DIR", "../shared/data"))
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--seqlen", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=None, help="sequences per forward")
     parser.add_argument("--backend", default="quanto")
     parser.add_argument("--group-size", type=int, default=64)
-    parser.add_argument("--naive-configs", type=int, default=4)
-    parser.add_argument("--cached-configs", type=int, default=33)
+    parser.add_argument("--configs", type=int, default=29, help="walk steps, cached + forward")
+    parser.add_argument("--naive-configs", type=int, default=3)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     args = parser.parse_args()
 
-    cfg = ModelConfig(source=args.model, dtype=args.dtype, device="auto")
+    cfg = ModelConfig(
+        source=args.model, gguf_file=args.gguf_file, dtype=args.dtype, device=args.device
+    )
     model = load_model(cfg)
     device = next(model.parameters()).device
     ids = _calibration(args, cfg).to(device)
+    step = args.batch_size or len(ids)
+    chunks = [ids[s : s + step] for s in range(0, len(ids), step)]
     n_blocks = len(decoder_blocks(model))
-    configs = _walk_configs(n_blocks, max(args.naive_configs, args.cached_configs))
-    name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
+    configs = _spqe_configs(n_blocks, max(args.configs, args.naive_configs))
+    walk = configs[2 : 2 + args.configs]
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
-        f"model {args.model} ({n_blocks} blocks, {args.dtype}) on {name} "
-        f"({torch.get_num_threads()} threads); calibration {tuple(ids.shape)}; "
-        f"backend {args.backend}, group {args.group_size}"
+        f"model {args.model}{f' ({args.gguf_file})' if args.gguf_file else ''}: {n_blocks} "
+        f"blocks, {args.dtype}, on {name} ({torch.get_num_threads()} threads, "
+        f"{os.cpu_count()} CPUs, load average {load}); calibration {tuple(ids.shape)} in "
+        f"chunks of {step}; backend {args.backend}, group {args.group_size}"
     )
 
     backend = get_backend(args.backend)
     naive_values, naive_s = _naive(
-        model, ids, configs[: args.naive_configs], backend, args.group_size, 4, 2
+        model, chunks, configs[2 : 2 + args.naive_configs], backend, args.group_size, 4, 2
     )
-    naive_rate = args.naive_configs / naive_s
-    print(f"naive : {args.naive_configs} configs in {naive_s:.2f} s = {naive_rate:.3f} configs/s")
+    naive_per = naive_s / args.naive_configs
+    print(f"naive  : {args.naive_configs} configs in {naive_s:.2f} s = {naive_per:.3f} s/config")
 
     _sync()
     t0 = time.perf_counter()
-    game = ModelGame(model, ids, weight_quantizer(args.backend, args.group_size), progress=False)
+    game = ModelGame(
+        model,
+        ids,
+        weight_quantizer(args.backend, args.group_size),
+        batch_size=args.batch_size,
+        progress=False,
+        timed=True,
+    )
+    game(configs[:2])  # the endpoints, once per SPQE run
     _sync()
     setup_s = time.perf_counter() - t0
     blocks_before = game.n_block_evaluations
-    t0 = time.perf_counter()
-    cached_values = game(configs[: args.cached_configs])
-    _sync()
-    cached_s = time.perf_counter() - t0
+    seconds_before = dict(game.seconds)
+    cached_values, forward_values = np.empty(len(walk)), np.empty(len(walk))
+    cached_s = forward_s = 0.0
+    for k, config in enumerate(walk):
+        t0 = time.perf_counter()
+        cached_values[k] = game(config[None])[0]
+        t1 = time.perf_counter()
+        game.install(config)  # already installed: the forward sees the same weights
+        forward_values[k] = _forward_nll(model, chunks)
+        _sync()
+        t2 = time.perf_counter()
+        cached_s, forward_s = cached_s + t1 - t0, forward_s + t2 - t1
     blocks = game.n_block_evaluations - blocks_before
+    split = {k: game.seconds[k] - seconds_before[k] for k in game.seconds}
     game.restore()
-    cached_rate = args.cached_configs / cached_s
+
+    cached_per, forward_per = cached_s / len(walk), forward_s / len(walk)
+    print(f"forward: {len(walk)} configs in {forward_s:.2f} s = {forward_per:.3f} s/config")
     print(
-        f"cached: {args.cached_configs} configs in {cached_s:.2f} s = {cached_rate:.3f} configs/s "
-        f"(+ {setup_s:.2f} s one-time setup; {blocks / args.cached_configs:.2f} of "
-        f"{n_blocks} blocks per config)"
+        f"cached : {len(walk)} configs in {cached_s:.2f} s = {cached_per:.3f} s/config "
+        f"(+ {setup_s:.2f} s one-time setup and endpoints)"
     )
-    rel = np.abs(cached_values[: args.naive_configs] - naive_values) / np.abs(naive_values)
-    print(f"max relative difference cached vs naive NLL: {rel.max():.2e}")
-    amortized = args.cached_configs / (cached_s + setup_s)
-    print(f"speedup with the setup counted: {amortized / naive_rate:.2f}")
+    print(f"blocks recomputed per evaluation: {blocks / len(walk):.2f} of {n_blocks}")
+    rest = split["total"] - split["blocks"] - split["head"]
+    print(
+        "cached time split: "
+        + ", ".join(
+            f"{label} {s:.2f} s ({100 * s / split['total']:.0f}%)"
+            for label, s in (
+                ("blocks", split["blocks"]),
+                ("head and loss", split["head"]),
+                ("rest", rest),
+            )
+        )
+    )
+    rel_forward = np.abs(cached_values - forward_values) / np.abs(forward_values)
+    rel_naive = np.abs(cached_values[: len(naive_values)] - naive_values) / np.abs(naive_values)
+    print(
+        f"max relative difference of the NLL, cached vs forward {rel_forward.max():.2e}, "
+        f"vs naive {rel_naive.max():.2e}"
+    )
+    amortized = (cached_s + setup_s) / len(walk)
+    print(f"speedup vs naive with the setup counted: {naive_per / amortized:.2f}")
 
     if device.type == "cuda":
-        block_f, head_f = _block_flops(model, ids)
-        tflops = (blocks * block_f + args.cached_configs * head_f) / cached_s / 1e12
+        block_f, head_f = _flops(model, ids)
+        forward_tf = (n_blocks * block_f + head_f) / forward_per / 1e12
+        cached_tf = (blocks * block_f + len(walk) * head_f) / cached_s / 1e12
         peak = next((p[args.dtype] for k, p in PEAK_TFLOPS.items() if k in name), None)
-        share = f" = {100 * tflops / peak:.2f}% of the {peak:.0f} TFLOP/s peak" if peak else ""
-        print(f"cached evaluator achieves {tflops:.3f} TFLOP/s{share}")
-    print(f"speedup: {cached_rate / naive_rate:.2f}")
+        for label, tf in (("forward", forward_tf), ("cached", cached_tf)):
+            share = (
+                f" = {100 * tf / peak:.2f}% of the {peak:.0f} TFLOP/s dense peak" if peak else ""
+            )
+            print(f"{label} achieves {tf:.3f} TFLOP/s (2·N·T){share}")
+    print(
+        f"speedup_vs_forward: {forward_per / cached_per:.2f} "
+        f"speedup_vs_naive: {naive_per / cached_per:.2f}"
+    )
 
 
 if __name__ == "__main__":

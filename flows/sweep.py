@@ -5,9 +5,10 @@ cached on its own inputs, retried, and logged as a grandchild MLflow run
 (pipeline -> sweep -> ``backend/method/budget``).
 
 The flow calls the tasks one after another (a direct call runs a task in the flow's
-thread; nothing is submitted to the task runner), so the combinations of one backend
-share one :class:`~impq.pipeline.sweep.BlockCache` in this process: every block is
-quantized once per bit width instead of once per combination. The cache is also
+thread; nothing is submitted to the task runner), so the whole flow shares one
+:class:`~impq.pipeline.sweep.FloatModel` (the float model is loaded once) and the
+combinations of one backend share one :class:`~impq.pipeline.sweep.BlockCache`: every
+block is quantized once per bit width instead of once per combination. Both are also
 thread-safe, should the tasks ever be submitted concurrently.
 """
 
@@ -74,11 +75,14 @@ def quantize_evaluate(
     return row, snapshot([sweep.metrics_path(params, combo)])
 
 
-@task(name="float-reference", **STAGE_TASK)
-def float_reference(params: Params, key: dict) -> dict[str, Any]:
-    """Perplexity of the float model under the sweep's protocol."""
+@task(name="float-reference", **{**STAGE_TASK, "cache_policy": CACHE_POLICY - "float_model"})
+def float_reference(
+    params: Params, key: dict, float_model: sweep.FloatModel | None = None
+) -> dict[str, Any]:
+    """Perplexity of the float model under the sweep's protocol (``float_model``: the
+    flow's, loaded once; it only saves time, so it is not part of the cache key)."""
     fault_point("float-reference")
-    return sweep.float_metrics(params)
+    return sweep.float_metrics(params, float_model)
 
 
 @flow(name="sweep")
@@ -101,6 +105,7 @@ def sweep_flow(
     rows: list[dict[str, Any]] = []
     reuse: dict[str, dict[str, Any]] = {}
     caches: dict[str, sweep.BlockCache] = {}
+    float_model = sweep.FloatModel(params.model)  # loaded once, on first use
     with tracking.stage_run(params, "sweep", params_path) as run:
         run.log_params(params_subset(params, *PARAM_KEYS))
         for c in sweep.combinations(params):
@@ -110,7 +115,7 @@ def sweep_flow(
                 key["calibration"] = fingerprint_path(prepare.calibration_path(params))
             if c.backend not in caches:  # combinations come backend by backend
                 caches.clear()  # free the previous backend's blocks
-                caches[c.backend] = sweep.BlockCache(params)
+                caches[c.backend] = sweep.BlockCache(params, float_model)
             cache = caches[c.backend]
             row, files = quantize_evaluate(params, key, c.backend, c.method, c.budget, reuse, cache)
             restore(files)
@@ -122,7 +127,7 @@ def sweep_flow(
                     {k: row.get(k) for k in (*ROW_METRICS, *ROW_TIMES, "blocks_quantized")}
                 )
                 child.log_artifact(a_path, "assign")
-        reference = float_reference(params, {**base, "what": "float"})
+        reference = float_reference(params, {**base, "what": "float"}, float_model)
         written = sweep.write_table(params, rows, reference) + sweep.write_plots(
             params, rows, reference
         )

@@ -116,6 +116,14 @@ class SpqeConfig(_Section):
     n_samples: int | None = Field(
         None, gt=0, description="Use the first n calibration sequences; null = all."
     )
+    cache_mb: float | None = Field(
+        None,
+        ge=0,
+        description=(
+            "Memory (MiB) for the game's cached hidden states; null = 256 MiB, or room for "
+            "three prefix chains when that is more. Changes speed only, never a value."
+        ),
+    )
 
 
 class SolverConfig(_Section):

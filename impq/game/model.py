@@ -2,16 +2,18 @@
 
 Every block's linear weights are quantized once at both precisions and kept; a
 configuration installs them by reference. The hidden state entering block ``i`` depends
-only on the precisions of blocks ``0..i-1``, so states are cached under that prefix (in
-a memory-bounded LRU): a configuration restarts at the deepest block whose prefix was
-seen before. Along a permutation walk that is at least the first block whose precision
-changed, and prefixes shared across permutations are reused as well.
+only on the precisions of blocks ``0..i-1``, so states are cached under that prefix
+(:class:`~impq.game.states.StateCache`): a configuration restarts at the deepest block
+whose prefix was seen before. Along a permutation walk that is at least the first block
+whose precision changed, and prefixes shared across permutations are reused as well.
+The cache changes which blocks are recomputed, never a value: the same blocks run on the
+same inputs either way.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,11 +26,21 @@ from tqdm.auto import tqdm
 from impq.artifacts import fingerprint
 from impq.backends import UnsupportedError, get_backend
 from impq.game.base import Game
+from impq.game.states import StateCache
 from impq.models import block_linears, decoder_blocks
 
-__all__ = ["ModelGame", "WeightQuantizer", "model_fingerprint", "weight_quantizer"]
+__all__ = [
+    "DEFAULT_CACHE_MB",
+    "ModelGame",
+    "WeightQuantizer",
+    "model_fingerprint",
+    "weight_quantizer",
+]
 
 log = logging.getLogger(__name__)
+
+DEFAULT_CACHE_MB = 256.0
+"""State-cache memory when ``cache_mb`` is None, unless three prefix chains need more."""
 
 WeightQuantizer = Callable[[torch.Tensor, int], torch.Tensor]
 """``(weight, bits) -> dequantized weight`` of the same shape and dtype."""
@@ -72,9 +84,22 @@ class ModelGame(Game):
     The model's weights are swapped while the game lives; :meth:`restore` (or leaving a
     ``with`` block) puts the original weights back.
 
+    Args:
+        cache_mb: memory for cached hidden states, in MiB. None: :data:`DEFAULT_CACHE_MB`,
+            or room for three prefix chains (``3 · n_players`` states, what a permutation
+            walk needs not to thrash, see :mod:`impq.game.states`) when that is more.
+            At least one chain is always kept.
+        timed: measure :attr:`seconds` exactly (on CUDA it synchronizes around each
+            phase, which costs time; on CPU the timings are always exact).
+
     Attributes:
-        n_block_evaluations: decoder-block forward passes over the calibration set, to
-            measure what prefix reuse saves (a full forward costs ``n_players``).
+        n_block_evaluations: decoder-block forward passes over the calibration set spent
+            on evaluations (the one-time check against the model's forward is not
+            counted), to measure what prefix reuse saves (a full forward costs
+            ``n_players``).
+        cache_mb: memory the state cache may use, in MiB, as sized.
+        seconds: wall time of the evaluations split into ``blocks`` (decoder blocks),
+            ``head`` (final norm, LM head and loss) and ``total`` (whole value function).
     """
 
     def __init__(
@@ -86,7 +111,8 @@ class ModelGame(Game):
         low_bits: int = 2,
         batch_size: int | None = None,
         progress: bool = True,
-        cache_mb: float = 256.0,
+        cache_mb: float | None = None,
+        timed: bool = False,
     ) -> None:
         blocks = decoder_blocks(model)
         super().__init__(len(blocks))
@@ -109,14 +135,20 @@ class ModelGame(Game):
         self._block_kwargs, inputs = self._capture()
         self._embeddings = inputs
         state_bytes = sum(t.numel() * t.element_size() for t in inputs)
-        # (i, precisions of blocks 0..i-1) -> per-chunk hidden states entering block i;
-        # at least one full prefix chain is always kept
-        self._states: OrderedDict[tuple[int, bytes], list[torch.Tensor]] = OrderedDict()
-        self._max_states = max(self.n_players, int(cache_mb * 2**20 // max(state_bytes, 1)))
+        room = DEFAULT_CACHE_MB if cache_mb is None else cache_mb
+        capacity = int(room * 2**20 // max(state_bytes, 1))
+        if cache_mb is None:
+            capacity = max(capacity, 3 * self.n_players)
+        self._states = StateCache(self.n_players, capacity)
+        self.cache_mb = self._states.capacity * state_bytes / 2**20
         self._installed: np.ndarray | None = None
-        self._last: tuple[np.ndarray, float] | None = None
+        self._last: tuple[np.ndarray, torch.Tensor] | None = None
+        self._timed = timed and self.device.type == "cuda"
         self.n_block_evaluations = 0
+        self.seconds = {"blocks": 0.0, "head": 0.0, "total": 0.0}
         self._check_against_full_forward()
+        self.n_block_evaluations = 0  # the check is not an evaluation
+        self.seconds = dict.fromkeys(self.seconds, 0.0)
 
     def _quantize_all(
         self, quantize: WeightQuantizer, progress: bool
@@ -183,7 +215,7 @@ class ModelGame(Game):
         from impq.eval import batch_nll
 
         full = sum(batch_nll(self.model, c).sum().item() for c in self._chunks) / self._n_tokens
-        ours = self._run_blocks(0, None) / self._n_tokens
+        ours = self._run_blocks(0).item() / self._n_tokens
         if not np.isclose(ours, full, rtol=1e-4, atol=1e-6) and np.isfinite(full):
             raise UnsupportedError(
                 f"block-by-block NLL {ours:.6g} differs from the model's forward {full:.6g}: "
@@ -191,52 +223,62 @@ class ModelGame(Game):
                 "head that the model game does not reproduce"
             )
 
-    def _run_blocks(self, first: int, config: np.ndarray | None) -> float:
-        """Summed NLL with the installed weights, computing blocks ``first`` onwards.
+    def _clock(self) -> float:
+        if self._timed:
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
 
-        With a ``config``, the states entering blocks after ``first`` are cached under
-        its prefixes.
+    def _run_blocks(
+        self,
+        first: int,
+        start: list[torch.Tensor] | None = None,
+        fresh: dict[int, list[torch.Tensor]] | None = None,
+    ) -> torch.Tensor:
+        """Summed NLL (a float64 scalar on the model's device) with the installed
+        weights, computing blocks ``first`` onwards from the states ``start`` (None: the
+        embeddings).
+
+        The states entering blocks after ``first`` are appended to ``fresh`` (depth ->
+        per-chunk states) when it is given. Nothing here waits for the device: the value
+        is read once per :meth:`value_function` call.
         """
-        start = self._embeddings
-        fresh: dict[tuple[int, bytes], list[torch.Tensor]] = {}
-        if config is not None:
-            if first > 0:
-                start = self._states[self._key(first, config)]
-            fresh = {self._key(i, config): [] for i in range(first + 1, self.n_players)}
-        total = 0.0
+        start = self._embeddings if start is None else start
+        if fresh is not None:
+            fresh.update({i: [] for i in range(first + 1, self.n_players)})
+        total: torch.Tensor | None = None
         for c, chunk in enumerate(self._chunks):
+            t0 = self._clock()
             hidden = start[c]
             for i in range(first, self.n_players):
-                if i > first and config is not None:
-                    fresh[self._key(i, config)].append(hidden)
+                if fresh is not None and i > first:
+                    fresh[i].append(hidden)
                 out = self.blocks[i](hidden, **self._block_kwargs[i][c])
                 hidden = out[0] if isinstance(out, tuple) else out
+            t1 = self._clock()
             logits = self._head_logits(hidden[:, :-1]).flatten(0, 1).float()
             nll = F.cross_entropy(logits, chunk[:, 1:].flatten(), reduction="none")
-            total += nll.double().sum().item()
+            # summed in float64 chunk by chunk, in order, as the values always were
+            part = nll.double().sum()
+            total = part if total is None else total + part
+            self.seconds["blocks"] += t1 - t0
+            self.seconds["head"] += self._clock() - t1
         self.n_block_evaluations += self.n_players - first
-        for key, states in fresh.items():
-            self._states[key] = states
-            self._states.move_to_end(key)
-        while len(self._states) > self._max_states:
-            self._states.popitem(last=False)
+        assert total is not None  # there is at least one chunk
         return total
 
-    @staticmethod
-    def _key(depth: int, config: np.ndarray) -> tuple[int, bytes]:
-        return depth, np.packbits(config[:depth]).tobytes()
+    def install(self, config: np.ndarray) -> None:
+        """Install ``config``'s weights in the model (only the blocks whose precision
+        changed), e.g. to run the model's own forward with the game's weights.
 
-    def _deepest_cached(self, config: np.ndarray) -> int:
-        """The deepest block whose entering state under ``config`` is cached (0: none)."""
-        for depth in range(self.n_players - 1, 0, -1):
-            key = self._key(depth, config)
-            if key in self._states:
-                self._states.move_to_end(key)
-                return depth
-        return 0
-
-    def _install(self, config: np.ndarray) -> None:
-        """Install ``config``'s weights (only the blocks whose precision changed)."""
+        Raises:
+            ValueError: ``config`` is not one boolean per block.
+        """
+        config = np.asarray(config, dtype=bool)
+        if config.shape != (self.n_players,):
+            raise ValueError(
+                f"a configuration has one boolean per block ({self.n_players}), "
+                f"got shape {config.shape}"
+            )
         changed = (
             np.arange(self.n_players)
             if self._installed is None
@@ -251,15 +293,21 @@ class ModelGame(Game):
 
     @torch.inference_mode()
     def value_function(self, coalitions: np.ndarray) -> np.ndarray:
-        out = np.empty(len(coalitions))
-        for row, config in enumerate(coalitions):
-            if self._last is not None and np.array_equal(self._last[0], config):
-                out[row] = self._last[1]
-                continue
-            self._install(config)
-            value = self._run_blocks(self._deepest_cached(config), config) / self._n_tokens
-            self._last = (config.copy(), value)
-            out[row] = value
+        t0 = time.perf_counter()
+        totals = []
+        for config in coalitions:
+            if self._last is None or not np.array_equal(self._last[0], config):
+                self.install(config)
+                first, start = self._states.deepest(config)
+                fresh: dict[int, list[torch.Tensor]] = {}
+                total = self._run_blocks(first, start, fresh)
+                self._states.store(config, first, fresh)
+                self._last = (config.copy(), total)
+            totals.append(self._last[1])
+        if not totals:
+            return np.empty(0)
+        out = torch.stack(totals).cpu().numpy() / self._n_tokens  # the one host sync
+        self.seconds["total"] += time.perf_counter() - t0
         return out
 
     def restore(self) -> None:

@@ -54,8 +54,9 @@ ESTIMATOR_FOR_INTERACTIONS: dict[str, type[PermutationWalk]] = {
 }
 """``spqe.interactions`` -> the estimator that produces that kind of interaction."""
 
-SAMPLING_EXCLUDES = frozenset({"alpha"})
-"""``spqe`` keys only the assembly of interactions depends on, not the samples."""
+SAMPLING_EXCLUDES = frozenset({"alpha", "cache_mb"})
+"""``spqe`` keys the samples do not depend on: ``alpha`` (only the assembly of
+interactions reads it) and ``cache_mb`` (how much the game caches, never a value)."""
 
 
 def shapley_path(params: Params) -> Path:
@@ -110,6 +111,7 @@ def run(params: Params, progress: bool = True) -> list[Path]:
         low_bits=cfg.low_bits,
         batch_size=cfg.batch_size,
         progress=progress,
+        cache_mb=cfg.cache_mb,
     ) as game:
         setup_s = time.perf_counter() - t0
         sampling_cfg = cfg.model_dump(mode="json", exclude=set(SAMPLING_EXCLUDES))
@@ -150,7 +152,9 @@ def run(params: Params, progress: bool = True) -> list[Path]:
         )
     metrics = {
         "evaluations_this_run": evaluations_run,
+        "block_evaluations_this_run": block_evaluations,
         "block_evaluations_per_evaluation": block_evaluations / max(evaluations_run, 1),
+        "state_cache_mb": game.cache_mb,
         "seconds": time.perf_counter() - t0,
         "setup_seconds": setup_s,
         "evals_per_s": evaluations_run / max(sample_s, 1e-9),

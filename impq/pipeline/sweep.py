@@ -1,7 +1,7 @@
 """Stage ``sweep``: quantize and evaluate every (backend, method, budget) combination.
 
-For each combination the float model is loaded, quantized by the backend under the
-method's assignment (:func:`assignment_input_path`: ``artifacts/assign/impq/<budget>.json``
+For each combination the float model (loaded once per process, :class:`FloatModel`) is
+quantized by the backend under the method's assignment (:func:`assignment_input_path`: ``artifacts/assign/impq/<budget>.json``
 from the ``assign`` stage, ``artifacts/baselines/<method>/<budget>.json`` from the
 ``baselines`` stage), and its real stored size, average bits and WikiText-2 perplexity
 (``eval`` protocol) are written to ``metrics/sweep/<backend>/<method>-<budget>.json``. A
@@ -19,6 +19,7 @@ A non-finite perplexity (a 2-bit model can diverge) is recorded with ``ppl: null
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import logging
@@ -36,7 +37,7 @@ from impq.artifacts import atomic_path, fingerprint, read_json, read_tensors, wr
 from impq.assignment import Assignment
 from impq.backends import get_backend
 from impq.backends.base import expected_bytes, set_submodule
-from impq.config import Params
+from impq.config import ModelConfig, Params
 from impq.eval import PerplexityResult, perplexity
 from impq.models import block_linears, get_layout, load_model
 from impq.pipeline.assign import assignment_path
@@ -47,6 +48,7 @@ __all__ = [
     "CSV_COLUMNS",
     "BlockCache",
     "Combination",
+    "FloatModel",
     "assignment_input_path",
     "combinations",
     "evaluate_one",
@@ -177,38 +179,85 @@ def _input_fingerprint(params: Params, combo: Combination, tokens_fp: str) -> st
     )
 
 
+class FloatModel:
+    """The float model of ``params.model``, loaded once on first use and handed out as
+    fresh models, so a sweep pays one load per process instead of one per cell (a GGUF
+    source is dequantized on every load: about 17 s of a 30 s SmolLM2 cell).
+
+    The loaded model itself is never changed. Safe to share between threads.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        self.cfg = cfg
+        self.loads = 0
+        """Times the model was read from its source (at most once)."""
+        self._model: nn.Module | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> nn.Module:
+        """The shared float model: read it, never change it."""
+        with self._lock:
+            if self._model is None:
+                self._model = load_model(self.cfg)
+                self.loads += 1
+            return self._model
+
+    def copy(self) -> nn.Module:
+        """A deep copy that the caller owns and may change in place (quantize)."""
+        return copy.deepcopy(self.model)
+
+    def view(self) -> nn.Module:
+        """A new module tree over the float model's own tensors (no tensor is copied).
+
+        Replace its submodules freely; changing one of its tensors in place would change
+        the float model.
+        """
+        source = self.model
+        shared = {id(t): t for t in (*source.parameters(), *source.buffers())}
+        view: nn.Module = copy.deepcopy(source, memo=shared)
+        return view
+
+
 class BlockCache:
-    """Quantized blocks of data-free backends, made once per (backend, block, bits).
+    """Quantized blocks of data-free backends, made once per (backend, block, bits), and
+    the :class:`FloatModel` every cell starts from.
 
     A data-free backend quantizes every linear from its own weight, so a model under any
     assignment can be assembled from blocks quantized one at a time: the modules are
     shared (read-only) between the models of one sweep instead of being re-quantized for
     every combination. Safe to share between threads (one lock around the assembly).
+
+    Args:
+        params: the sweep's params (model, group size).
+        float_model: the float model to start from; share one between the caches of a
+            process so that it is loaded once (default: a new one, loaded on first use).
     """
 
-    def __init__(self, params: Params) -> None:
+    def __init__(self, params: Params, float_model: FloatModel | None = None) -> None:
         self.params = params
+        self.float_model = float_model if float_model is not None else FloatModel(params.model)
         self.quantized = 0
         """Blocks quantized so far (each (backend, block, bits) at most once)."""
         self._sources: dict[tuple[str, int], nn.Module] = {}
         self._done: dict[tuple[str, int], set[int]] = {}
         self._lock = threading.Lock()
 
-    def assemble(
-        self, backend: str, bits: dict[int, int], model: nn.Module
-    ) -> tuple[nn.Module, int]:
-        """Put the quantized linears of every assigned block into the float ``model``.
+    def assemble(self, backend: str, bits: dict[int, int]) -> tuple[nn.Module, int]:
+        """A model with the quantized linears of every assigned block, the rest the float
+        model's (shared, see :meth:`FloatModel.view`).
 
         Returns:
             The model and how many of its blocks were quantized now (not found cached).
         """
         engine = get_backend(backend)
+        model = self.float_model.view()
         new = 0
         with self._lock:
             for block, b in sorted(bits.items()):
                 key = (backend, b)
                 if key not in self._sources:
-                    self._sources[key] = load_model(self.params.model)
+                    self._sources[key] = self.float_model.copy()
                     self._done[key] = set()
                 source = self._sources[key]
                 if block not in self._done[key]:
@@ -226,34 +275,38 @@ def quantize_one(
     params: Params,
     backend: str,
     bits: dict[int, int],
-    model: nn.Module | None = None,
     cache: BlockCache | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Quantize (a fresh copy of) the float model under ``bits``; return it and its sizes.
+    """Quantize a fresh float model under ``bits``; return it and its sizes.
 
-    With a ``cache`` a data-free backend's blocks come from it (see :class:`BlockCache`).
+    With a ``cache`` the float model is the cache's (loaded once) and a data-free
+    backend's blocks come from it (see :class:`BlockCache`); any other backend quantizes
+    a copy. Without one the float model is loaded and quantized directly.
 
     Returns:
         The quantized model and ``stored_bytes`` (measured), ``expected_bytes``
         (footprint model), ``bits_per_weight`` (stored bits per quantized weight, metadata
-        included), ``quantize_seconds`` and ``blocks_quantized`` (blocks quantized for
-        this model, the rest came from the cache).
+        included), ``quantize_seconds`` (loading excluded) and ``blocks_quantized``
+        (blocks quantized for this model, the rest came from the cache).
     """
-    model = model if model is not None else load_model(params.model)
+    reference = cache.float_model.model if cache is not None else load_model(params.model)
     group = params.backends.group_size
-    expected = expected_bytes(model, bits, group)
+    expected = expected_bytes(reference, bits, group)
     n_weights = sum(
-        m.get_parameter("weight").numel() for b in bits for m in block_linears(model, b).values()
+        m.get_parameter("weight").numel()
+        for b in bits
+        for m in block_linears(reference, b).values()
     )
     engine = get_backend(backend)
     start = time.perf_counter()
     if cache is not None and engine.data_free:
-        quantized, blocks_quantized = cache.assemble(backend, bits, model)
+        quantized, blocks_quantized = cache.assemble(backend, bits)
     else:
         blocks_quantized = len(bits)
         calibration = None
         if not engine.data_free:
             calibration = read_tensors(calibration_path(params))[0]["input_ids"]
+        model = cache.float_model.copy() if cache is not None else reference
         quantized = engine.quantize(model, bits, group, calibration)
     stored = engine.stored_bytes(quantized)
     facts = {
@@ -349,10 +402,11 @@ def run_one(
     return row
 
 
-def float_metrics(params: Params) -> dict[str, Any]:
+def float_metrics(params: Params, float_model: FloatModel | None = None) -> dict[str, Any]:
     """Perplexity of the float model under the same protocol (the plots' reference line).
 
     Written to ``metrics/sweep/float.json`` and reused while its inputs are unchanged.
+    ``float_model`` is the sweep's (default: loaded here when needed).
     """
     ids, tokens_fp = _eval_tokens(params)
     ev = params.eval
@@ -362,7 +416,8 @@ def float_metrics(params: Params) -> dict[str, Any]:
     path = Path(params.paths.metrics) / "sweep" / "float.json"
     if path.is_file() and (old := read_json(path)).get("input_fingerprint") == input_fp:
         return old
-    row = {**evaluate_one(params, load_model(params.model), ids), "input_fingerprint": input_fp}
+    model = (float_model or FloatModel(params.model)).model
+    row = {**evaluate_one(params, model, ids), "input_fingerprint": input_fp}
     write_json(path, row, versioned=False)
     return row
 
@@ -464,12 +519,13 @@ def run(params: Params) -> tuple[list[dict[str, Any]], dict[str, Any], list[Path
     prune_stale_assignments(params)
     reuse: dict[str, dict[str, Any]] = {}
     rows = []
+    float_model = FloatModel(params.model)  # loaded once, on first use
     for backend in params.backends.names:
-        cache = BlockCache(params)  # one backend's blocks at a time
+        cache = BlockCache(params, float_model)  # one backend's blocks at a time
         for c in combinations(params):
             if c.backend == backend:
                 rows.append(run_one(params, backend, c.method, c.budget, reuse=reuse, cache=cache))
-    reference = float_metrics(params)
+    reference = float_metrics(params, float_model)
     written = write_table(params, rows, reference) + write_plots(params, rows, reference)
     log.info(
         "sweep: %d combinations, %d non-finite", len(rows), sum(not r["ppl_finite"] for r in rows)

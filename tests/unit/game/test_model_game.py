@@ -100,3 +100,61 @@ def test_values_do_not_depend_on_the_cache_route() -> None:
         b[order] = small(configs[order])
         assert small.n_block_evaluations > reused
     np.testing.assert_array_equal(a, b)
+
+
+def test_shapley_values_do_not_depend_on_the_state_cache_size() -> None:
+    model = tiny_model("llama", num_layers=8)
+    ids = _ids(2, 16)
+    results, blocks = [], []
+    for cache_mb in (None, 0.0):  # default room vs one prefix chain
+        with ModelGame(model, ids, QUANTIZE, progress=False, cache_mb=cache_mb) as game:
+            results.append(PermutationSampling().estimate(game, 2 + 12 * 7, 0))
+            blocks.append(game.n_block_evaluations)
+    assert blocks[1] > blocks[0]  # the small cache really recomputed more
+    for name in ("values", "values_se", "interactions", "interactions_se", "marginals"):
+        np.testing.assert_array_equal(getattr(results[0], name), getattr(results[1], name))
+
+
+def test_block_counter_counts_evaluations_only() -> None:
+    """Exact in any process, a resumed run's included: the self-check is not counted."""
+    model = tiny_model("llama", num_layers=6)
+    ids = _ids(2, 16)
+    with ModelGame(model, ids, QUANTIZE, progress=False) as game:
+        assert game.n_block_evaluations == 0
+        config = np.zeros(6, bool)
+        game(config[None])
+        assert game.n_block_evaluations == 6
+        config[4] = True
+        game(np.stack([config, config]))  # restarts at block 4; the repeat is free
+        assert game.n_block_evaluations == 6 + 2
+        assert game.n_evaluations == 3
+        assert game.seconds["total"] >= game.seconds["blocks"] + game.seconds["head"] > 0
+
+
+def test_default_cache_holds_three_chains_however_long_the_states(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = tiny_model("llama", num_layers=5)
+    ids = _ids(2, 16)
+    state_mb = ids.numel() * model.config.hidden_size * 4 / 2**20
+    with ModelGame(model, ids, QUANTIZE, progress=False) as roomy:
+        assert roomy.cache_mb == pytest.approx(256.0, abs=state_mb)
+    monkeypatch.setattr("impq.game.model.DEFAULT_CACHE_MB", state_mb)  # "long sequences"
+    with ModelGame(model, ids, QUANTIZE, progress=False) as tight:
+        assert tight.cache_mb == pytest.approx(3 * 5 * state_mb)
+    with ModelGame(model, ids, QUANTIZE, progress=False, cache_mb=0) as explicit:
+        assert explicit.cache_mb == pytest.approx(5 * state_mb)  # one chain at least
+
+
+def test_install_puts_a_configuration_s_weights_for_the_model_s_own_forward() -> None:
+    model = tiny_model("llama", num_layers=4)
+    ids = _ids(2, 16)
+    config = np.array([True, False, True, False])
+    with ModelGame(model, ids, QUANTIZE, progress=False) as game:
+        value = game(config[None])[0]
+        game.install(np.zeros(4, bool))
+        game.install(config)
+        forward = batch_nll(model, ids).sum().item() / (2 * 15)
+        with pytest.raises(ValueError, match="one boolean per block"):
+            game.install(np.zeros(3, bool))
+    assert value == pytest.approx(forward, rel=1e-6)

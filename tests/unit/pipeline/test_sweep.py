@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -175,3 +176,95 @@ def test_sweep_removes_assignments_of_budgets_no_longer_configured(tmp_path: Pat
     assert {(r["method"], r["budget"]) for r in rows} == {
         (m, b) for m in ("impq", "uniform") for b in BUDGETS
     }
+
+
+def _count_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every float-model load of the sweep module."""
+    loads: list[str] = []
+    real = sweep.load_model
+
+    def counted(cfg: Any) -> torch.nn.Module:
+        loads.append(cfg.source)
+        return real(cfg)
+
+    monkeypatch.setattr(sweep, "load_model", counted)
+    return loads
+
+
+def test_a_sweep_loads_the_float_model_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = _setup(tmp_path)
+    loads = _count_loads(monkeypatch)
+    rows, reference, _ = sweep.run(params)
+    assert len(rows) == 2 * len(METHODS) * len(BUDGETS) and reference["ppl_finite"]
+    assert len(loads) == 1
+
+
+def test_cells_leave_the_float_model_unchanged(tmp_path: Path) -> None:
+    params = _setup(tmp_path)
+    ids = torch.randint(0, 256, (2, 16), generator=torch.Generator().manual_seed(1))
+    float_model = sweep.FloatModel(params.model)
+    before = float_model.model(ids).logits
+    cache = sweep.BlockCache(params, float_model)
+    models = [
+        sweep.quantize_one(params, backend, {0: 2, 1: 4, 2: 2, 3: 4}, cache=cache)[0]
+        for backend in ("quanto", "hqq")
+    ]
+    assert all(type(m) is torch.nn.Linear for m in block_linears(float_model.model, 0).values())
+    assert torch.equal(float_model.model(ids).logits, before)
+    assert not torch.equal(models[0](ids).logits, before)
+    assert float_model.loads == 1
+
+
+def test_a_backend_that_needs_calibration_quantizes_a_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stand-in for gptq (not data-free: no shared blocks): quanto that changes the model
+    it is given in place and claims to need calibration."""
+    params = _setup(tmp_path)
+    quanto = sweep.get_backend("quanto")
+    seen: list[torch.Tensor | None] = []
+
+    class Calibrated:
+        name, data_free = "calibrated", False
+
+        def quantize(self, model: Any, bits: Any, group: int, calibration: Any) -> Any:
+            seen.append(calibration)
+            return quanto.quantize(model, bits, group)
+
+        def stored_bytes(self, model: Any) -> int:
+            return quanto.stored_bytes(model)
+
+    monkeypatch.setattr(sweep, "get_backend", lambda name: Calibrated())
+    loads = _count_loads(monkeypatch)
+    ids = torch.randint(0, 256, (2, 16), generator=torch.Generator().manual_seed(1))
+    cache = sweep.BlockCache(params)
+    bits = {0: 2, 1: 4, 2: 2, 3: 4}
+    before = cache.float_model.model(ids).logits
+    first, facts = sweep.quantize_one(params, "calibrated", bits, cache=cache)
+    second, _ = sweep.quantize_one(params, "calibrated", bits, cache=cache)
+    assert len(loads) == 1 and facts["blocks_quantized"] == 4
+    assert all(c is not None and c.shape == (8, 32) for c in seen)
+    assert torch.equal(cache.float_model.model(ids).logits, before)
+    assert torch.equal(first(ids).logits, second(ids).logits)
+    assert not torch.equal(first(ids).logits, before)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("gptqmodel") is None, reason="gptqmodel is not installed"
+)
+def test_gptq_cells_share_one_float_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    params = _setup(tmp_path)
+    loads = _count_loads(monkeypatch)
+    ids = torch.randint(0, 256, (2, 16), generator=torch.Generator().manual_seed(1))
+    cache = sweep.BlockCache(params)
+    before = cache.float_model.model(ids).logits
+    models = [
+        sweep.quantize_one(params, "gptq", bits, cache=cache)[0]
+        for bits in ({0: 2, 1: 4, 2: 4, 3: 4}, {0: 4, 1: 4, 2: 4, 3: 2})
+    ]
+    assert len(loads) == 1
+    assert torch.equal(cache.float_model.model(ids).logits, before)
+    assert all(torch.isfinite(m(ids).logits).all() for m in models)
