@@ -97,6 +97,11 @@ def _sweep(params: Params, args: argparse.Namespace) -> None:
         print(f"wrote {path}")
 
 
+def _compare(params: Params, args: argparse.Namespace) -> None:
+    for path in run_flow("flows.compare:compare_flow", params, args):
+        print(f"wrote {path}")
+
+
 class Stage(NamedTuple):
     """One subcommand: its help, its handler, and (optionally) its extra arguments."""
 
@@ -116,6 +121,7 @@ STAGES: dict[str, Stage] = {
     "assign": Stage("bit assignment per budget (IMPQ program)", _assign, _assign_arguments),
     "baselines": Stage("isolated-metric baseline assignments (LIM, ZD, ...)", _baselines),
     "sweep": Stage("quantize and evaluate every backend x method x budget", _sweep),
+    "compare": Stage("perplexity intervals and ratios to the best isolated baseline", _compare),
     "serve": Stage("serve the whole pipeline as a Prefect deployment", _serve, _serve_arguments),
 }
 """Stage name -> Stage; a handler runs the stage's flow (see :func:`run_flow`) and prints."""

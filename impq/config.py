@@ -11,11 +11,19 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "BackendsConfig",
     "CalibrationConfig",
+    "CompareConfig",
     "ConfigError",
     "DataConfig",
     "EvalConfig",
@@ -153,6 +161,18 @@ class EvalConfig(_Section):
     seed: int = Field(0, description="Seed of the random baseline's block order.")
 
 
+class CompareConfig(_Section):
+    """How the sweep's methods are compared: intervals and the isolated baselines."""
+
+    isolated: list[str] = Field(
+        ["lim", "zd", "shapley"],
+        description="Isolated-metric methods; each method is compared with their best.",
+    )
+    level: float = Field(0.95, gt=0.0, lt=1.0, description="Confidence level of intervals.")
+    n_boot: int = Field(10_000, ge=100, description="Bootstrap resamples of the windows.")
+    seed: int = 0
+
+
 class TrackingConfig(_Section):
     """Experiment tracking (MLflow) and the schedule of the served pipeline."""
 
@@ -172,6 +192,7 @@ class PathsConfig(_Section):
     artifacts: str = "artifacts"
     metrics: str = "metrics"
     plots: str = "plots"
+    results: str = "results"
 
 
 class Params(_Section):
@@ -184,6 +205,7 @@ class Params(_Section):
     backends: BackendsConfig = BackendsConfig()
     budgets: list[float] = [2.5, 3.0, 3.5]
     eval: EvalConfig = EvalConfig()
+    compare: CompareConfig = CompareConfig()
     tracking: TrackingConfig = TrackingConfig()
     paths: PathsConfig = PathsConfig()
 
@@ -205,6 +227,20 @@ class Params(_Section):
             if not 2.0 <= b <= 8.0:
                 raise ValueError(f"budget {b} is outside [2, 8] average bits")
         return budgets
+
+    @model_validator(mode="after")
+    def _isolated_methods_are_evaluated(self) -> Params:
+        # The default list is a preference (the ones evaluated count); a list written in
+        # params.yaml must name evaluated methods, so a typo fails here.
+        if "isolated" not in self.compare.model_fields_set:
+            return self
+        missing = [m for m in self.compare.isolated if m not in self.eval.methods]
+        if missing:
+            raise ValueError(
+                f"compare.isolated names {missing}, which eval.methods does not evaluate; "
+                f"add them to eval.methods or remove them from compare.isolated"
+            )
+        return self
 
 
 def _format_errors(err: ValidationError) -> str:

@@ -10,7 +10,7 @@ gets a NaN or inf perplexity.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -22,17 +22,28 @@ __all__ = ["PerplexityResult", "batch_nll", "perplexity", "windows"]
 
 @dataclass(frozen=True)
 class PerplexityResult:
-    """Perplexity and what it was computed over."""
+    """Perplexity and what it was computed over.
+
+    ``window_nll`` holds each window's mean NLL (every window predicts ``seqlen - 1``
+    tokens, so ``mean_nll`` is their plain mean): the unit a bootstrap resamples.
+    """
 
     ppl: float
     mean_nll: float
     n_tokens: int
     n_windows: int
     seqlen: int
+    window_nll: tuple[float, ...] = field(default=(), repr=False)
 
     def as_metrics(self) -> dict[str, float | int]:
-        """Flat metrics for a JSON file or a tracking server."""
-        return asdict(self)
+        """Flat metrics for a JSON file or a tracking server (the scalars only)."""
+        return {
+            "ppl": self.ppl,
+            "mean_nll": self.mean_nll,
+            "n_tokens": self.n_tokens,
+            "n_windows": self.n_windows,
+            "seqlen": self.seqlen,
+        }
 
 
 def windows(ids: torch.Tensor, seqlen: int, max_windows: int | None = None) -> torch.Tensor:
@@ -65,12 +76,14 @@ def perplexity(
     """Perplexity of ``model`` on 1-D token ids ``ids`` (see the module docstring)."""
     device = next(model.parameters()).device
     chunks = windows(ids, seqlen, max_windows)
-    total = torch.zeros((), dtype=torch.float64)
+    sums = []
     bar = tqdm(range(0, len(chunks), batch_size), desc="perplexity", disable=not progress)
     for start in bar:
         batch = chunks[start : start + batch_size].to(device)
-        total += batch_nll(model, batch).sum().cpu()
+        sums.append(batch_nll(model, batch).cpu())
+    per_window = torch.cat(sums)
     n_tokens = len(chunks) * (seqlen - 1)
-    mean = total.item() / n_tokens
+    mean = per_window.sum().item() / n_tokens
     ppl = math.inf if mean > 709.0 else math.exp(mean)  # NaN stays NaN
-    return PerplexityResult(ppl, mean, n_tokens, len(chunks), seqlen)
+    window_nll = tuple((per_window / (seqlen - 1)).tolist())
+    return PerplexityResult(ppl, mean, n_tokens, len(chunks), seqlen, window_nll)

@@ -337,6 +337,7 @@ def _ppl_fields(result: PerplexityResult) -> dict[str, Any]:
         "n_windows": result.n_windows,
         "n_tokens": result.n_tokens,
         "seqlen": result.seqlen,
+        "window_nll": list(result.window_nll),  # for paired bootstrap intervals
     }
 
 

@@ -41,3 +41,14 @@ def test_non_finite_logits_give_non_finite_perplexity() -> None:
         model.lm_head.weight.fill_(float("nan"))
     result = perplexity(model, torch.arange(64) % 256, seqlen=32, progress=False)
     assert math.isnan(result.ppl)
+
+
+def test_window_nlls_average_to_the_mean_nll() -> None:
+    model = tiny_model("llama", num_layers=2, seed=1)
+    ids = torch.randint(0, 256, (5 * 32,), generator=torch.Generator().manual_seed(2))
+    result = perplexity(model, ids, seqlen=32, batch_size=2, progress=False)
+    assert len(result.window_nll) == 5
+    assert sum(result.window_nll) / 5 == pytest.approx(result.mean_nll, rel=1e-12)
+    first = perplexity(model, ids[:32], seqlen=32, progress=False)
+    assert result.window_nll[0] == pytest.approx(first.mean_nll, rel=1e-9)
+    assert "window_nll" not in result.as_metrics()
