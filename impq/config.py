@@ -106,10 +106,13 @@ class SpqeConfig(_Section):
         2, ge=2, description="sii: drop pairs sampled adjacent fewer times than this."
     )
     interaction_fdr: float = Field(
-        0.1,
+        1.0,
         gt=0.0,
         le=1.0,
-        description="sii: keep pairs discovered at this false-discovery rate (1: every pair).",
+        description=(
+            "sii: keep pairs discovered at this false-discovery rate (Benjamini-Hochberg); "
+            "1 keeps every pair with a standard error."
+        ),
     )
     backend: str = Field("quanto", description="Quantizer used inside the game.")
     high_bits: int = 4

@@ -13,10 +13,11 @@ same sampled walks without evaluating anything:
   semi-definiteness of the variance term, so the solver would chase the noise it left.
 - ``sii`` — the pairwise Shapley interaction index (SII walks only): ``K = SII/2`` with
   zero diagonal, so that ``f`` equals ``v(S) - v(∅)`` on every pairwise game. A pair is
-  kept only if it was sampled ``spqe.min_pair_samples`` times and its t-test survives
-  Benjamini-Hochberg at false-discovery rate ``spqe.interaction_fdr`` over all
-  ``L(L-1)/2`` pairs; a dropped pair's interaction is split evenly into the two linear
-  terms (``a`` is formed after the filter), its additive Shapley share.
+  kept only if it was sampled ``spqe.min_pair_samples`` times (at least twice: an SE)
+  and its t-test survives Benjamini-Hochberg at false-discovery rate
+  ``spqe.interaction_fdr`` over all ``L(L-1)/2`` pairs (default 1: no multiplicity
+  filter, see the README); a dropped pair's interaction is split evenly into the two
+  linear terms (``a`` is formed after the filter), its additive Shapley share.
 - ``surrogate`` — a ridge quadratic fitted to every coalition the walks evaluated
   (:func:`~impq.estimate.surrogate.fit_quadratic`, penalty by leaving whole walks out):
   ``K = Γ/2`` and ``φ = β + Γ·1/2`` (the fitted game's Shapley values), so ``a = β``.
