@@ -14,7 +14,7 @@ import yaml
 from impq.artifacts import read_json, write_tensors
 from impq.backends import UnsupportedError
 from impq.config import Params, SpqeConfig, parse_params
-from impq.estimate import OBJECTIVES, ShapleyResult, all_coalitions
+from impq.estimate import ShapleyResult, all_coalitions
 from impq.models.tiny import tiny_model
 from impq.pipeline import interactions, spqe
 from impq.solve import problem_from_shapley
@@ -93,6 +93,12 @@ def test_stage_writes_result_marginals_objectives_and_flat_metrics(
     per_perm = 3 if walks == "prefix" else 6
     assert metrics["evaluations"] == metrics["evaluations_this_run"] == 2 + 12 * per_perm
     assert not spqe.checkpoint_path(params).exists()
+    with np.load(spqe.samples_path(params)) as data:  # the format before spqe.walks existed
+        assert set(data.files) == {
+            "permutations", "walks", "endpoints", "max_permutations", "block_params",
+            "estimator", "provenance",
+        }  # fmt: skip
+        assert str(data["estimator"]) == ("permutation" if walks == "prefix" else "permutation-sii")
 
 
 def test_paper_form_on_real_walks_is_the_mean_variance_rule(
@@ -164,27 +170,6 @@ def test_a_method_needing_other_walks_is_refused_before_sampling(
     with pytest.raises(ValueError, match=r"method 'sii' needs spqe\.walks"):
         spqe.run(params, progress=False)
     assert not spqe.samples_path(params).exists()
-
-
-def test_pre_rename_samples_still_assemble(tmp_path: Path, model_dir: Path) -> None:
-    """A samples.npz written before ``spqe.walks`` existed (covariance walks) assembles."""
-    params = _params(tmp_path, model_dir)
-    _both(params)
-    with np.load(spqe.samples_path(params)) as data:
-        keys = set(data.files)
-        assert str(data["estimator"]) == "permutation"
-    assert keys == {
-        "permutations", "walks", "endpoints", "max_permutations", "block_params",
-        "estimator", "provenance",
-    }  # fmt: skip
-    assert set(OBJECTIVES) - {"sii"} == {
-        p.stem for p in interactions.objectives_dir(params).glob("*.npz")
-    }
-
-
-def test_assembly_without_samples_names_the_stage(tmp_path: Path, model_dir: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="impq spqe"):
-        interactions.run(_params(tmp_path, model_dir))
 
 
 def test_dvc_spqe_stage_tracks_every_spqe_key_but_the_assembly_options() -> None:
