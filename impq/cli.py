@@ -115,10 +115,13 @@ STAGES: dict[str, Stage] = {
     "evaluate": Stage("perplexity of the unquantized model", _evaluate),
     "spqe": Stage("SPQE coalition sampling of the blocks' game (resumable)", _spqe),
     "interactions": Stage(
-        "Shapley values and interaction matrix from the SPQE samples", _interactions
+        "Shapley values and every method's interaction model from the SPQE samples",
+        _interactions,
     ),
     "report": Stage("plot Shapley values and the interaction heatmap", _report),
-    "assign": Stage("bit assignment per budget (IMPQ program)", _assign, _assign_arguments),
+    "assign": Stage(
+        "bit assignment of every objective method per budget", _assign, _assign_arguments
+    ),
     "baselines": Stage("isolated-metric baseline assignments (LIM, ZD, ...)", _baselines),
     "sweep": Stage("quantize and evaluate every backend x method x budget", _sweep),
     "compare": Stage("perplexity intervals and ratios to the best isolated baseline", _compare),

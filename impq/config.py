@@ -97,10 +97,31 @@ class DataConfig(_Section):
 
 
 class SpqeConfig(_Section):
-    """Shapley-based progressive quantization estimation."""
+    """Shapley-based progressive quantization estimation: the sampling of walks, and the
+    assembly options of the interaction models (``alpha``, ``min_pair_samples``,
+    ``interaction_fdr``), which reuse the samples."""
 
     permutations: int = Field(48, gt=1, description="Permutations M; keep M well above L.")
-    alpha: float = Field(0.5, ge=0.0, le=1.0, description="Shrinkage of K toward diag(C).")
+    walks: Literal["prefix", "sii"] = Field(
+        "prefix",
+        description=(
+            "'prefix': the L-1 prefixes of each permutation (methods impq, surrogate, shapley); "
+            "'sii': also S+{b} for each adjacent pair, 2(L-1) per permutation (adds sii)."
+        ),
+    )
+    alpha: float = Field(0.5, ge=0.0, le=1.0, description="impq: K = (1-α)C + α diag(C).")
+    min_pair_samples: int = Field(
+        2, ge=2, description="sii: drop pairs sampled adjacent fewer times than this."
+    )
+    interaction_fdr: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description=(
+            "sii: keep pairs discovered at this false-discovery rate (Benjamini-Hochberg); "
+            "1 keeps every pair with a standard error."
+        ),
+    )
     backend: str = Field("quanto", description="Quantizer used inside the game.")
     high_bits: int = 4
     low_bits: int = 2
@@ -109,7 +130,6 @@ class SpqeConfig(_Section):
     tolerance: float | None = Field(
         None, gt=0, description="Stop once every Shapley standard error is below this."
     )
-    interactions: Literal["covariance", "shapley-interaction"] = "covariance"
     batch_size: int | None = Field(
         None, gt=0, description="Calibration sequences per forward; null = all at once."
     )
@@ -136,9 +156,6 @@ class SolverConfig(_Section):
     seed: int = 0
     exact_check: bool = Field(True, description="Also solve exactly; store the gap.")
     exact_time_limit: float = Field(60.0, gt=0, description="Seconds for the exact MILP.")
-    interaction_z: float = Field(
-        2.0, ge=0, description="Keep K_ij only where |K_ij| >= z * se_ij; 0 keeps all."
-    )
 
 
 class BackendsConfig(_Section):
@@ -156,7 +173,10 @@ class EvalConfig(_Section):
     max_windows: int | None = Field(None, gt=0, description="null = the whole test split")
     methods: list[str] = Field(
         ["impq", "shapley", "lim", "zd", "uniform", "random"],
-        description="impq (assign stage) and baselines: shapley, lim, zd, uniform, random.",
+        description=(
+            "Objective methods (assign stage): impq, sii, surrogate; baselines: shapley, "
+            "lim, zd, uniform, random."
+        ),
     )
     seed: int = Field(0, description="Seed of the random baseline's block order.")
 

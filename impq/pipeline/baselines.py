@@ -1,7 +1,7 @@
 """Stage ``baselines``: isolated-metric assignments, one artifact per method and budget.
 
-For every method of ``eval.methods`` that is a registered baseline (every one but
-``impq``, which the ``assign`` stage writes), score the blocks once and write
+For every method of ``eval.methods`` that is a registered baseline (not an objective
+method such as ``impq``, which the ``assign`` stage writes), score the blocks once and write
 ``artifacts/baselines/<method>/<budget>.json`` for every budget, under the same byte
 budget as IMPQ (:class:`~impq.solve.problem.BitProblem` with ``solver.precisions`` and
 ``backends.group_size``). The stage's one output is the folder ``artifacts/baselines``,
@@ -21,6 +21,7 @@ from impq.artifacts import read_tensors
 from impq.assignment import Assignment
 from impq.baselines import BASELINES, BaselineInputs, get_baseline
 from impq.config import Params
+from impq.estimate import OBJECTIVES
 from impq.estimate.result import ShapleyResult
 from impq.models import block_param_counts, load_model
 from impq.pipeline.assign import shapley_input_path
@@ -54,12 +55,13 @@ def baseline_methods(params: Params) -> list[str]:
     """The methods of ``eval.methods`` this stage writes (registered baselines).
 
     Raises:
-        ValueError: a method is neither ``impq`` nor a registered baseline.
+        ValueError: a method is neither an objective method (``assign`` stage) nor a
+            registered baseline.
     """
-    unknown = [m for m in params.eval.methods if m != "impq" and m not in BASELINES]
+    unknown = [m for m in params.eval.methods if m not in OBJECTIVES and m not in BASELINES]
     if unknown:
         raise ValueError(
-            f"eval.methods: unknown {unknown}; choose from {['impq', *sorted(BASELINES)]}"
+            f"eval.methods: unknown {unknown}; choose from {[*OBJECTIVES, *sorted(BASELINES)]}"
         )
     return [m for m in params.eval.methods if m in BASELINES]
 

@@ -2,11 +2,12 @@
 
 Reads the calibration set, builds the model game (blocks at ``spqe.high_bits`` or
 ``spqe.low_bits`` through ``spqe.backend``), samples ``spqe.permutations`` permutations
-and writes their raw walks to ``artifacts/spqe/samples.npz`` (with the blocks' parameter
-counts and the provenance) and the evaluation metrics to ``sampling.json``. Values and
-interactions are assembled from them by the ``interactions`` stage
-(:mod:`impq.pipeline.interactions`), so a change of ``spqe.alpha`` samples nothing again:
-nothing here depends on it. After every permutation the work done so far is
+and writes their raw walks (``spqe.walks``: prefix or SII walks) to
+``artifacts/spqe/samples.npz`` (with the blocks' parameter counts and the provenance) and
+the evaluation metrics to ``sampling.json``. Values and every method's interaction model
+are assembled from them by the ``interactions`` stage (:mod:`impq.pipeline.interactions`),
+so a change of an assembly option (:data:`SAMPLING_EXCLUDES`) samples nothing again:
+nothing here depends on them. After every permutation the work done so far is
 checkpointed; rerunning with the same params, model and calibration resumes and ends
 with the same bytes as an uninterrupted run.
 """
@@ -23,18 +24,15 @@ import numpy as np
 
 from impq.artifacts import atomic_path, fingerprint, read_tensors, write_json
 from impq.config import Params
-from impq.estimate import (
-    Checkpoint,
-    PermutationSampling,
-    PermutationSamplingSII,
-    PermutationWalk,
-)
+from impq.estimate import WALK_SAMPLERS, Checkpoint
+from impq.estimate.objectives import objective_methods
 from impq.estimate.result import write_npz
 from impq.game import ModelGame, weight_quantizer
 from impq.models import block_param_counts, load_model
 from impq.pipeline.prepare import calibration_path
 
 __all__ = [
+    "ASSEMBLY_OPTIONS",
     "SAMPLING_EXCLUDES",
     "checkpoint_path",
     "load_samples",
@@ -48,15 +46,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ESTIMATOR_FOR_INTERACTIONS: dict[str, type[PermutationWalk]] = {
-    "covariance": PermutationSampling,
-    "shapley-interaction": PermutationSamplingSII,
-}
-"""``spqe.interactions`` -> the estimator that produces that kind of interaction."""
+ASSEMBLY_OPTIONS = frozenset({"alpha", "min_pair_samples", "interaction_fdr"})
+"""``spqe`` keys only the assembly of the interaction models reads (stage ``interactions``)."""
 
-SAMPLING_EXCLUDES = frozenset({"alpha", "cache_mb"})
-"""``spqe`` keys the samples do not depend on: ``alpha`` (only the assembly of
-interactions reads it) and ``cache_mb`` (how much the game caches, never a value)."""
+SAMPLING_EXCLUDES = ASSEMBLY_OPTIONS | {"cache_mb"}
+"""``spqe`` keys the samples do not depend on: the assembly options, and ``cache_mb`` (how
+much the game caches, never a value)."""
 
 
 def shapley_path(params: Params) -> Path:
@@ -95,8 +90,10 @@ def run(params: Params, progress: bool = True) -> list[Path]:
     Raises:
         FileNotFoundError: the calibration set is missing (run ``impq prepare``).
         UnsupportedError: ``spqe.backend`` cannot quantize inside the game (gptq).
+        ValueError: a method of ``eval.methods`` needs walks of another kind.
     """
     cfg = params.spqe
+    objective_methods(params.eval.methods, cfg.walks)
     quantize = weight_quantizer(cfg.backend, cfg.group_size)
     tensors, cal_meta = read_tensors(calibration_path(params))
     ids = tensors["input_ids"][: cfg.n_samples]
@@ -117,7 +114,7 @@ def run(params: Params, progress: bool = True) -> list[Path]:
         sampling_cfg = cfg.model_dump(mode="json", exclude=set(SAMPLING_EXCLUDES))
         key = fingerprint(game.fingerprint(), json.dumps(sampling_cfg, sort_keys=True))
         checkpoint = Checkpoint(checkpoint_path(params), key)
-        estimator = ESTIMATOR_FOR_INTERACTIONS[cfg.interactions](
+        estimator = WALK_SAMPLERS[cfg.walks](
             tolerance=cfg.tolerance, checkpoint=checkpoint, progress=progress
         )
         budget = estimator.budget_for(game.n_players, cfg.permutations)

@@ -1,17 +1,15 @@
 """Stage ``sweep``: quantize and evaluate every (backend, method, budget) combination.
 
 For each combination the float model (loaded once per process, :class:`FloatModel`) is
-quantized by the backend under the method's assignment (:func:`assignment_input_path`: ``artifacts/assign/impq/<budget>.json``
-from the ``assign`` stage, ``artifacts/baselines/<method>/<budget>.json`` from the
-``baselines`` stage), and its real stored size, average bits and WikiText-2 perplexity
+quantized by the backend under the method's assignment (:func:`assignment_input_path`:
+``artifacts/assign/<method>/<budget>.json`` from the ``assign`` stage for an objective
+method, ``artifacts/baselines/<method>/<budget>.json`` from the ``baselines`` stage), and
+its real stored size, average bits and WikiText-2 perplexity
 (``eval`` protocol) are written to ``metrics/sweep/<backend>/<method>-<budget>.json``. A
 metrics file whose input fingerprint matches is reused, so an interrupted sweep resumes
 where it stopped. The combined table goes to ``metrics/sweep.json`` (flat) and
 ``plots/sweep.csv``, and one plot of perplexity against average bits per backend to
 ``plots/sweep/ppl_vs_bits_<backend>.png`` (one output folder, whatever the backends).
-
-Before it evaluates anything the stage removes IMPQ assignments of budgets no longer in
-``budgets`` (:func:`prune_stale_assignments`); see there why.
 
 A non-finite perplexity (a 2-bit model can diverge) is recorded with ``ppl: null`` and
 ``ppl_status`` ``"inf"`` or ``"nan"``; it is counted and shown, never dropped.
@@ -38,6 +36,7 @@ from impq.assignment import Assignment
 from impq.backends import get_backend
 from impq.backends.base import expected_bytes, set_submodule
 from impq.config import ModelConfig, Params
+from impq.estimate import OBJECTIVES
 from impq.eval import PerplexityResult, perplexity
 from impq.models import block_linears, get_layout, load_model
 from impq.pipeline.assign import assignment_path
@@ -57,7 +56,6 @@ __all__ = [
     "metrics_path",
     "plot_dir",
     "plot_paths",
-    "prune_stale_assignments",
     "quantize_one",
     "run",
     "run_one",
@@ -107,34 +105,11 @@ def combinations(params: Params) -> list[Combination]:
 
 
 def assignment_input_path(params: Params, method: str, budget: float) -> Path:
-    """The assignment a combination reads: the ``assign`` stage's for ``impq``, else the
-    ``baselines`` stage's."""
-    if method == "impq":
-        return assignment_path(params, budget)
+    """The assignment a combination reads: the ``assign`` stage's for an objective method
+    (:data:`~impq.estimate.OBJECTIVES`), else the ``baselines`` stage's."""
+    if method in OBJECTIVES:
+        return assignment_path(params, budget, method)
     return baseline_path(params, budget, method)
-
-
-def prune_stale_assignments(params: Params) -> list[Path]:
-    """Remove IMPQ assignments of budgets that are no longer in ``budgets``; return them.
-
-    The ``assign`` stage is a DVC ``foreach`` over ``budgets``: each budget's file is the
-    output of its own stage ``assign@<budget>``, and the sweep depends on their folder
-    ``artifacts/assign/impq`` (DVC 3.67 cannot template a list of paths into ``deps``: a
-    list value is rejected outside ``foreach``). When a budget leaves ``budgets`` its
-    stage disappears but DVC leaves its file in the workspace, where it would become part
-    of the folder's hash, while a clone pulls only the outputs of current stages and would
-    see that dependency as modified. DVC hashes a stage's dependencies after its command
-    ran (``Stage.run`` -> ``save`` -> ``save_deps``), so removing the stale files here
-    makes the recorded hash that of exactly the current stages' outputs. Any budget change
-    reruns the sweep (``budgets`` is one of its params), so no stale file survives it.
-    """
-    folder = assignment_path(params, 0.0).parent
-    current = {assignment_path(params, b).name for b in params.budgets}
-    stale = sorted(p for p in folder.glob("*.json") if p.name not in current)
-    for path in stale:
-        path.unlink()
-        log.info("removed %s: budget no longer in budgets", path)
-    return stale
 
 
 def metrics_path(params: Params, combo: Combination) -> Path:
@@ -516,7 +491,6 @@ def run(params: Params) -> tuple[list[dict[str, Any]], dict[str, Any], list[Path
     Returns:
         The rows, the float reference metrics and the table and plot files written.
     """
-    prune_stale_assignments(params)
     reuse: dict[str, dict[str, Any]] = {}
     rows = []
     float_model = FloatModel(params.model)  # loaded once, on first use

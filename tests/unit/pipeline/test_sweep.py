@@ -163,18 +163,20 @@ def test_non_finite_perplexity_is_recorded_not_dropped(tmp_path: Path) -> None:
     assert all(p.is_file() for p in written)
 
 
-def test_sweep_removes_assignments_of_budgets_no_longer_configured(tmp_path: Path) -> None:
-    params = _setup(tmp_path, methods=["impq", "uniform"])
-    for budget in [*BUDGETS, 3.5]:  # 3.5: the output of a removed stage assign@3.5
-        a = Assignment.load(baselines.baseline_path(params, 2.5, "uniform"))
-        replace(a, method="impq", budget_bits=budget).save(assignment_path(params, budget))
-    stale = assignment_path(params, 3.5)
-    assert sweep.assignment_input_path(params, "impq", 3.0) == assignment_path(params, 3.0)
+def test_sweep_reads_objective_methods_from_the_assign_stage(tmp_path: Path) -> None:
+    params = _setup(tmp_path, methods=["impq", "surrogate", "uniform"])
+    for method in ("impq", "surrogate"):
+        for budget in BUDGETS:
+            a = Assignment.load(baselines.baseline_path(params, 2.5, "uniform"))
+            path = assignment_path(params, budget, method)
+            replace(a, method=method, budget_bits=budget).save(path)
+            assert sweep.assignment_input_path(params, method, budget) == path
+    assert sweep.assignment_input_path(params, "uniform", 3.0) == baselines.baseline_path(
+        params, 3.0, "uniform"
+    )
     rows, _, _ = sweep.run(params)
-    assert not stale.exists()
-    assert sorted(p.name for p in stale.parent.iterdir()) == ["2.5.json", "3.0.json"]
     assert {(r["method"], r["budget"]) for r in rows} == {
-        (m, b) for m in ("impq", "uniform") for b in BUDGETS
+        (m, b) for m in ("impq", "surrogate", "uniform") for b in BUDGETS
     }
 
 
