@@ -80,7 +80,8 @@ def spqe_flow(params: Params, params_path: str = "params.yaml") -> list[Path]:
 
 @flow(name="interactions")
 def interactions_flow(params: Params, params_path: str = "params.yaml") -> list[Path]:
-    """Write ``artifacts/spqe/{shapley.npz,marginals.npy}`` and ``metrics/spqe.json``."""
+    """Write ``artifacts/spqe/{shapley.npz,marginals.npy,objectives/}`` and
+    ``metrics/spqe.json``."""
     key = {
         "params": params_subset(params, *PARAM_KEYS),
         "samples": fingerprint_path(spqe.samples_path(params)),
@@ -92,4 +93,6 @@ def interactions_flow(params: Params, params_path: str = "params.yaml") -> list[
         run.log_metrics(read_json(spqe.metrics_path(params)))
         run.log_artifact(spqe.shapley_path(params), "spqe")
         run.log_artifact(spqe.marginals_path(params), "spqe")
+        for path in sorted(interactions.objectives_dir(params).glob("*.npz")):
+            run.log_artifact(path, "spqe/objectives")
     return paths

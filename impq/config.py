@@ -232,8 +232,8 @@ class Params(_Section):
     @field_validator("budgets", mode="before")
     @classmethod
     def _budgets_written_as_decimals(cls, budgets: object) -> object:
-        # DVC names each assign@<budget> output after the value as written in params.yaml,
-        # and the stages after the float: the two agree only for decimals such as 3.0.
+        # Artifacts are named after the float (<method>/3.0.json, quanto/impq/3.0/ppl); a
+        # budget written as a decimal reads the same in params.yaml and in those names.
         if isinstance(budgets, list):
             for b in budgets:
                 if isinstance(b, int) and not isinstance(b, bool):

@@ -14,7 +14,12 @@ import yaml
 from impq.artifacts import read_json, write_tensors
 from impq.backends import UnsupportedError
 from impq.config import Params, SpqeConfig, parse_params
-from impq.estimate import ShapleyResult, all_coalitions
+from impq.estimate import (
+    PermutationSampling,
+    PermutationSamplingSII,
+    ShapleyResult,
+    all_coalitions,
+)
 from impq.models.tiny import tiny_model
 from impq.pipeline import interactions, spqe
 from impq.solve import problem_from_shapley
@@ -161,6 +166,29 @@ def test_samples_of_another_walk_kind_are_refused(tmp_path: Path, model_dir: Pat
     other = params.model_copy(update={"spqe": params.spqe.model_copy(update={"walks": "prefix"})})
     with pytest.raises(ValueError, match="run `impq spqe` again"):
         interactions.run(other)
+
+
+def test_switching_to_sii_walks_evaluates_only_the_missing_coalitions(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    params = _params(tmp_path, model_dir, n_samples=2)
+    spqe.run(params, progress=False)
+    prefix = np.load(spqe.samples_path(params))["walks"]
+    sii = params.model_copy(update={"spqe": params.spqe.model_copy(update={"walks": "sii"})})
+    spqe.run(sii, progress=False)
+    metrics = read_json(spqe.sampling_metrics_path(sii))
+    with np.load(spqe.samples_path(sii)) as data:
+        perms = data["permutations"]
+    known = {tuple(r) for p in perms for r in PermutationSampling().coalitions(p)}
+    asked = [tuple(r) for p in perms for r in PermutationSamplingSII().coalitions(p)]
+    # each coalition the prefix walks lacked is evaluated once; nothing else is
+    assert metrics["evaluations_this_run"] == len(set(asked) - known) > 0
+    assert metrics["evaluations_reused"] == 2 + len(asked) - len(set(asked) - known)
+    with np.load(spqe.samples_path(sii)) as data:
+        assert str(data["estimator"]) == "permutation-sii"
+        np.testing.assert_array_equal(data["walks"][:, 1::2], prefix)
+    interactions.run(sii)  # the sii objective can now be assembled
+    assert interactions.objective_path(sii, "sii").is_file()
 
 
 def test_a_method_needing_other_walks_is_refused_before_sampling(
