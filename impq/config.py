@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
     "BackendsConfig",
@@ -19,6 +19,7 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "EvalConfig",
+    "ExportConfig",
     "ModelConfig",
     "Params",
     "PathsConfig",
@@ -158,6 +159,26 @@ class TrackingConfig(_Section):
     )
 
 
+class ExportConfig(_Section):
+    """The shipped model: which method's assignment, at which budget, in which format."""
+
+    method: str = Field("impq", description="Whose assignment: impq or a baseline of eval.methods.")
+    budget: float | None = Field(
+        None, description="Average bits, one of `budgets`; null: the largest of `budgets`."
+    )
+    backend: str = Field("hqq", description="Format: quanto, hqq or gptq (impq.export).")
+    out: str = Field("artifacts/export", description="Folder the model is written to.")
+
+    @field_validator("backend")
+    @classmethod
+    def _registered_backend(cls, backend: str) -> str:
+        from impq.export.base import EXPORTERS
+
+        if backend not in EXPORTERS:
+            raise ValueError(f"unknown export backend {backend!r}; choose from {sorted(EXPORTERS)}")
+        return backend
+
+
 class PathsConfig(_Section):
     """Where stages write their artifacts, metrics and plots (relative to the repo)."""
 
@@ -177,6 +198,7 @@ class Params(_Section):
     budgets: list[float] = [2.5, 3.0, 3.5]
     eval: EvalConfig = EvalConfig()
     tracking: TrackingConfig = TrackingConfig()
+    export: ExportConfig = ExportConfig()
     paths: PathsConfig = PathsConfig()
 
     @field_validator("budgets", mode="before")
@@ -197,6 +219,28 @@ class Params(_Section):
             if not 2.0 <= b <= 8.0:
                 raise ValueError(f"budget {b} is outside [2, 8] average bits")
         return budgets
+
+    @model_validator(mode="after")
+    def _export_names_a_method_and_budget(self) -> Params:
+        cfg = self.export
+        if cfg.method != "impq":
+            from impq.baselines import BASELINES
+
+            if cfg.method not in BASELINES:
+                raise ValueError(
+                    f"export.method {cfg.method!r} is not a method; choose from "
+                    f"{['impq', *sorted(BASELINES)]}"
+                )
+        if cfg.budget is not None and cfg.budget not in self.budgets:
+            raise ValueError(
+                f"export.budget {cfg.budget} is not in budgets {self.budgets}; add it there, "
+                "or set export.budget to null (the largest budget)"
+            )
+        return self
+
+    def export_budget(self) -> float:
+        """The budget the export stage ships: ``export.budget``, else the largest budget."""
+        return self.export.budget if self.export.budget is not None else max(self.budgets)
 
 
 def _format_errors(err: ValidationError) -> str:

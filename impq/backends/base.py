@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -193,10 +193,11 @@ def assigned_linears(
 
 def linear_shapes(model: nn.Module, blocks: Iterable[int]) -> dict[int, list[tuple[int, int]]]:
     """Block -> ``(out_features, in_features)`` of its linears, float or quantized."""
-    return {
-        b: [(int(m.out_features), int(m.in_features)) for m in block_linears(model, b).values()]
-        for b in blocks
-    }
+    shapes: dict[int, list[tuple[int, int]]] = {}
+    for b in blocks:
+        linears: list[Any] = list(block_linears(model, b).values())
+        shapes[b] = [(int(m.out_features), int(m.in_features)) for m in linears]
+    return shapes
 
 
 def expected_bytes(
