@@ -12,6 +12,11 @@ GPTQModel's ``TorchLinear`` kernel (the one that runs on CPU and CUDA alike) com
 float16 or bfloat16 only, so a quantized model runs in bfloat16 (``dtype``). Its stored
 tensors per linear are ``qweight`` (codes packed in int32), ``qzeros`` (packed at the
 same bits), ``scales`` (16-bit) and ``g_idx`` (one int32 per input column).
+
+The checkpoint is GPTQModel's own Hugging Face folder (``GPTQModel.load`` reads it without
+impq), plus ``impq_quantization.json`` (the assignment, for :meth:`GptqBackend.load`).
+GPTQModel insists on a tokenizer, so the folder holds a stand-in one (token ids only);
+the export stage replaces it by the source model's.
 """
 
 from __future__ import annotations

@@ -13,8 +13,9 @@ format. Nothing written is trusted:
    (``eval`` protocol) must match the in-process model's within the exporter's
    ``ppl_rtol``.
 
-The folder is written beside ``export.out`` and moved there only when every check
-passed. The figures go to ``metrics/export.json``.
+The source model's tokenizer is written beside the weights. The folder is written beside
+``export.out`` and moved there only when every check passed. The figures go to
+``metrics/export.json``.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from impq.config import Params
 from impq.eval import perplexity
 from impq.export import ExportCheckError, Exporter, check_stored, get_exporter
 from impq.export.files import folder_bytes
-from impq.models import block_linears, get_layout, load_model
+from impq.models import block_linears, get_layout, load_model, load_tokenizer
 from impq.pipeline.prepare import calibration_path, eval_tokens_path
 from impq.pipeline.sweep import assignment_input_path
 
@@ -69,6 +70,16 @@ def expected_linears(model: nn.Module, bits: dict[int, int]) -> dict[str, tuple[
         for block, b in bits.items()
         for name, m in block_linears(model, block).items()
     }
+
+
+def _write_tokenizer(params: Params, folder: Path) -> None:
+    """Ship the source model's tokenizer beside the weights (when it has one)."""
+    try:
+        tokenizer = load_tokenizer(params.model)
+    except (OSError, ValueError) as err:
+        log.warning("%s has no tokenizer to ship with the export (%s)", params.model.source, err)
+        return
+    tokenizer.save_pretrained(str(folder))
 
 
 def _ppl(params: Params, model: nn.Module, ids: torch.Tensor) -> tuple[float, int]:
@@ -140,6 +151,7 @@ def run(params: Params) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         in_process = exporter.export(model, assignment.bits, group, calibration, tmp)
+        _write_tokenizer(params, tmp)  # replaces the stand-in GPTQModel needs to quantize
         stored = exporter.read_stored(tmp)
         check_stored(stored, expected, group)
         stored_total = sum(s.nbytes for s in stored.values())

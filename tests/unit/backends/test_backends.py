@@ -74,6 +74,19 @@ def test_two_bit_blocks_store_half_the_code_bytes_of_four_bit(name: str) -> None
     assert at[4] - at[2] == code_diff + zero_diff
 
 
+@pytest.mark.parametrize(("dtype", "width"), [(torch.float32, 4), (torch.bfloat16, 2)])
+def test_quanto_metadata_takes_the_model_dtype_and_hqq_16_bits(
+    dtype: torch.dtype, width: int
+) -> None:
+    for name, meta in (("quanto", width), ("hqq", 2)):
+        backend = get_backend(name)
+        model = tiny_model("llama", num_layers=2).to(dtype)
+        footprint = backend.footprint(model)
+        assert footprint.scale_bytes == footprint.zero_bytes == meta
+        expected = expected_bytes(model, {0: 2}, GROUP, footprint)
+        assert backend.stored_bytes(backend.quantize(model, {0: 2}, GROUP)) == expected
+
+
 @pytest.mark.parametrize("name", ["quanto", "hqq"])
 def test_in_place_quantization_returns_the_same_model(name: str) -> None:
     model = tiny_model("qwen3", num_layers=2)
