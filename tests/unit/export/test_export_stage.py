@@ -126,3 +126,13 @@ def test_dvc_stage_declares_the_model_folder_and_the_metrics() -> None:
     assert "metrics/export.json" in dvc["metrics"]
     defaults = yaml.safe_load((REPO / "params.yaml").read_text())["export"]
     assert parse_params({"model": {"source": "x"}, "export": defaults}).export.backend == "hqq"
+
+
+def test_flow_retries_only_what_may_pass() -> None:
+    from prefect.states import Failed
+
+    from flows.export import _may_pass
+
+    assert not _may_pass(None, None, Failed(data=OverBudgetError("over")))
+    assert not _may_pass(None, None, Failed(data=FileNotFoundError("gone")))
+    assert _may_pass(None, None, Failed(data=RuntimeError("flaky")))
