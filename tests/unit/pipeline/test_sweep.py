@@ -14,6 +14,8 @@ import torch
 
 from impq.artifacts import fingerprint, write_tensors
 from impq.assignment import Assignment
+from impq.backends import get_backend
+from impq.backends.base import OverBudgetError
 from impq.config import Params, parse_params
 from impq.models.tiny import tiny_model
 from impq.pipeline import baselines, sweep
@@ -164,3 +166,14 @@ def test_sweep_removes_assignments_of_budgets_no_longer_configured(tmp_path: Pat
     assert {(r["method"], r["budget"]) for r in rows} == {
         (m, b) for m in ("impq", "uniform") for b in BUDGETS
     }
+
+
+def test_sweep_fails_loudly_when_a_model_exceeds_its_budget() -> None:
+    params = parse_params({"model": {"source": "x"}, "backends": {"group_size": 32}})
+    bits = dict.fromkeys(range(4), 4)
+    model = get_backend("hqq").quantize(tiny_model("llama", num_layers=4), bits, 32)
+    stored = get_backend("hqq").stored_bytes(model)
+    a = Assignment(bits, "lim", 3.0, stored_bytes=0, avg_bits=4.0, extra={"precisions": [2, 4]})
+    with pytest.raises(OverBudgetError, match="'hqq' stores"):
+        sweep.check_budget(params, "hqq", a, model, stored)
+    sweep.check_budget(params, "hqq", replace(a, budget_bits=4.0), model, stored)  # fits
