@@ -102,6 +102,17 @@ def _compare(params: Params, args: argparse.Namespace) -> None:
         print(f"wrote {path}")
 
 
+def _export(params: Params, args: argparse.Namespace) -> None:
+    m = run_flow("flows.export:export_flow", params, args)
+    print(
+        f"wrote {m['out']} ({m['backend']}, {m['method']} at {m['budget']} bits): "
+        f"{m['linears']} quantized linears checked, {m['stored_bytes']} of "
+        f"{m['budget_bytes']} budget bytes ({m['bits_per_weight']:.3f} bits/weight), "
+        f"{m['size_on_disk_bytes']} bytes on disk; perplexity {m['ppl_in_process']:.4f} "
+        f"in process, {m['ppl_reloaded']:.4f} reloaded"
+    )
+
+
 class Stage(NamedTuple):
     """One subcommand: its help, its handler, and (optionally) its extra arguments."""
 
@@ -125,6 +136,7 @@ STAGES: dict[str, Stage] = {
     "baselines": Stage("isolated-metric baseline assignments (LIM, ZD, ...)", _baselines),
     "sweep": Stage("quantize and evaluate every backend x method x budget", _sweep),
     "compare": Stage("perplexity intervals and ratios to the best isolated baseline", _compare),
+    "export": Stage("write the chosen model for its runtime and check it", _export),
     "serve": Stage("serve the whole pipeline as a Prefect deployment", _serve, _serve_arguments),
 }
 """Stage name -> Stage; a handler runs the stage's flow (see :func:`run_flow`) and prints."""

@@ -27,6 +27,7 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "EvalConfig",
+    "ExportConfig",
     "ModelConfig",
     "Params",
     "PathsConfig",
@@ -206,6 +207,26 @@ class TrackingConfig(_Section):
     )
 
 
+class ExportConfig(_Section):
+    """The shipped model: which method's assignment, at which budget, in which format."""
+
+    method: str = Field("impq", description="Whose assignment: impq or a baseline of eval.methods.")
+    budget: float | None = Field(
+        None, description="Average bits, one of `budgets`; null: the largest of `budgets`."
+    )
+    backend: str = Field("hqq", description="Format: quanto, hqq or gptq (impq.export).")
+    out: str = Field("artifacts/export", description="Folder the model is written to.")
+
+    @field_validator("backend")
+    @classmethod
+    def _registered_backend(cls, backend: str) -> str:
+        from impq.export.base import EXPORTERS
+
+        if backend not in EXPORTERS:
+            raise ValueError(f"unknown export backend {backend!r}; choose from {sorted(EXPORTERS)}")
+        return backend
+
+
 class PathsConfig(_Section):
     """Where stages write their artifacts, metrics and plots (relative to the repo)."""
 
@@ -227,6 +248,7 @@ class Params(_Section):
     eval: EvalConfig = EvalConfig()
     compare: CompareConfig = CompareConfig()
     tracking: TrackingConfig = TrackingConfig()
+    export: ExportConfig = ExportConfig()
     paths: PathsConfig = PathsConfig()
 
     @field_validator("budgets", mode="before")
@@ -261,6 +283,31 @@ class Params(_Section):
                 f"add them to eval.methods or remove them from compare.isolated"
             )
         return self
+
+    @model_validator(mode="after")
+    def _export_names_a_method_and_budget(self) -> Params:
+        cfg = self.export
+        if "export" in self.model_fields_set:  # the default section is checked when used
+            self.check_export_method()
+        if cfg.budget is not None and cfg.budget not in self.budgets:
+            raise ValueError(
+                f"export.budget {cfg.budget} is not in budgets {self.budgets}; add it there, "
+                "or set export.budget to null (the largest budget)"
+            )
+        return self
+
+    def check_export_method(self) -> None:
+        """Raise ValueError when no stage writes ``export.method``'s assignment."""
+        if self.export.method not in self.eval.methods:
+            raise ValueError(
+                f"export.method {self.export.method!r} is not in eval.methods "
+                f"{self.eval.methods}, so no stage writes its assignment; add it there or "
+                "export another method"
+            )
+
+    def export_budget(self) -> float:
+        """The budget the export stage ships: ``export.budget``, else the largest budget."""
+        return self.export.budget if self.export.budget is not None else max(self.budgets)
 
 
 def _format_errors(err: ValidationError) -> str:

@@ -12,6 +12,11 @@ GPTQModel's ``TorchLinear`` kernel (the one that runs on CPU and CUDA alike) com
 float16 or bfloat16 only, so a quantized model runs in bfloat16 (``dtype``). Its stored
 tensors per linear are ``qweight`` (codes packed in int32), ``qzeros`` (packed at the
 same bits), ``scales`` (16-bit) and ``g_idx`` (one int32 per input column).
+
+The checkpoint is GPTQModel's own Hugging Face folder (``GPTQModel.load`` reads it without
+impq), plus ``impq_quantization.json`` (the assignment, for :meth:`GptqBackend.load`).
+GPTQModel insists on a tokenizer, so the folder holds a stand-in one (token ids only);
+the export stage replaces it by the source model's.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from impq.backends.base import (
     check_group_size,
     stored_tensor_bytes,
 )
+from impq.footprint import Footprint
 from impq.models import decoder_blocks, get_layout
 
 __all__ = ["GPTQ_INSTALL", "GptqBackend"]
@@ -46,6 +52,9 @@ GPTQ_INSTALL = "pip install -c constraints.txt --no-build-isolation 'gptqmodel==
 """How to install GPTQModel without pip fetching a CUDA build of torch."""
 
 _STORED = ("qweight", "qzeros", "scales", "g_idx")
+_MIN_CPU_WORKERS = 2
+"""GPTQModel 7.6 builds a 2-worker ``model_loader:cpu`` pool inside its CPU pool, so it
+refuses ``GPTQMODEL_CPU_WORKERS`` below 2 ("requests 2 workers but parent 'cpu' only has 1")."""
 _CHECKPOINT_ATTR = "_impq_gptq_checkpoint"
 _IMPQ_FILE = "impq_quantization.json"
 
@@ -73,6 +82,20 @@ def _dynamic(model: nn.Module, assignment: dict[int, int], default_bits: int) ->
     if skipped:
         out[rf"-:^{prefix}\.({'|'.join(skipped)})\."] = {}
     return out
+
+
+def _cpu_workers() -> None:
+    """Set ``GPTQMODEL_CPU_WORKERS`` to 2 unless a larger value is set (see
+    :data:`_MIN_CPU_WORKERS`)."""
+    value = os.environ.get("GPTQMODEL_CPU_WORKERS", "")
+    if value.isdigit() and int(value) >= _MIN_CPU_WORKERS:
+        return
+    if value:
+        log.warning(
+            "GPTQMODEL_CPU_WORKERS=%s: GPTQModel needs at least %d; using %d",
+            value, _MIN_CPU_WORKERS, _MIN_CPU_WORKERS,
+        )  # fmt: skip
+    os.environ["GPTQMODEL_CPU_WORKERS"] = str(_MIN_CPU_WORKERS)
 
 
 def _send_logs_to(folder: Path) -> None:
@@ -171,7 +194,7 @@ class GptqBackend:
             raise ValueError("gptq needs at least one assigned block")
         if calibration is None:
             raise ValueError("gptq needs calibration token ids (n, seqlen); got None")
-        os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(1, min(2, os.cpu_count() or 1))))
+        _cpu_workers()
         default = max(set(assignment.values()), key=list(assignment.values()).count)
         qconfig = gm.QuantizeConfig(
             bits=default,
@@ -204,6 +227,11 @@ class GptqBackend:
     def stored_bytes(self, model: nn.Module) -> int:
         """Bytes of qweight, qzeros, scales and g_idx of every GPTQ linear in the blocks."""
         return stored_tensor_bytes(_quant_modules(model).values(), _STORED.__contains__)
+
+    def footprint(self, model: nn.Module) -> Footprint:
+        """int32-packed codes, a 16-bit scale and a zero packed at the weight's bits per
+        group, and one int32 ``g_idx`` entry per input column."""
+        return Footprint(scale_bytes=2, zero_bytes=0, zero_packed=True, column_bytes=4)
 
     def save(self, model: nn.Module, path: Path) -> None:
         """Copy the GPTQModel checkpoint the model was loaded from to ``path``."""

@@ -34,7 +34,7 @@ from torch import nn
 from impq.artifacts import atomic_path, fingerprint, read_json, read_tensors, write_json
 from impq.assignment import Assignment
 from impq.backends import get_backend
-from impq.backends.base import expected_bytes, set_submodule
+from impq.backends.base import check_within_budget, expected_bytes, set_submodule
 from impq.config import ModelConfig, Params
 from impq.estimate import OBJECTIVES
 from impq.eval import PerplexityResult, perplexity
@@ -49,6 +49,7 @@ __all__ = [
     "Combination",
     "FloatModel",
     "assignment_input_path",
+    "check_budget",
     "combinations",
     "evaluate_one",
     "float_metrics",
@@ -266,13 +267,13 @@ def quantize_one(
     """
     reference = cache.float_model.model if cache is not None else load_model(params.model)
     group = params.backends.group_size
-    expected = expected_bytes(reference, bits, group)
+    engine = get_backend(backend)
+    expected = expected_bytes(reference, bits, group, engine.footprint(reference))
     n_weights = sum(
         m.get_parameter("weight").numel()
         for b in bits
         for m in block_linears(reference, b).values()
     )
-    engine = get_backend(backend)
     start = time.perf_counter()
     if cache is not None and engine.data_free:
         quantized, blocks_quantized = cache.assemble(backend, bits)
@@ -292,6 +293,21 @@ def quantize_one(
         "blocks_quantized": blocks_quantized,
     }
     return quantized, facts
+
+
+def check_budget(
+    params: Params, backend: str, assignment: Assignment, model: nn.Module, stored: int
+) -> None:
+    """Fail loudly when a quantized model stores more than its budget in its backend's bytes.
+
+    Raises:
+        OverBudgetError: see :func:`impq.backends.base.check_within_budget`.
+    """
+    precisions = assignment.extra.get("precisions", params.solver.precisions)
+    check_within_budget(
+        get_backend(backend), model, assignment.budget_bits, precisions,
+        params.backends.group_size, stored,
+    )  # fmt: skip
 
 
 def evaluate_one(params: Params, model: nn.Module, ids: torch.Tensor) -> dict[str, Any]:
@@ -365,6 +381,7 @@ def run_one(
         }
     else:
         model, facts = quantize_one(params, backend, assignment.bits, cache=cache)
+        check_budget(params, backend, assignment, model, facts["stored_bytes"])
         row = {**head, **facts, **evaluate_one(params, model, ids)}
         del model
     write_json(path, row, versioned=False)

@@ -26,6 +26,7 @@ STAGE_NAMES = {
     "baselines",
     "sweep",
     "report",
+    "export",
 }
 """Every stage: each is a Prefect flow of that name and an MLflow run tagged with it."""
 

@@ -15,6 +15,8 @@ import torch
 
 from impq.artifacts import fingerprint, write_tensors
 from impq.assignment import Assignment
+from impq.backends import get_backend
+from impq.backends.base import OverBudgetError
 from impq.config import Params, parse_params
 from impq.models import block_linears
 from impq.models.tiny import tiny_model
@@ -79,9 +81,7 @@ def test_sweep_table_plots_sizes_and_resume(tmp_path: Path) -> None:
     assert reference["ppl_finite"]
     for row in rows:
         assert row["ppl_finite"] and row["ppl"] > 1
-        # quanto/hqq keep float32 scale and zero: 4 bytes per group over the footprint model
-        groups = _groups(params, row)
-        assert row["expected_bytes"] <= row["stored_bytes"] <= row["expected_bytes"] + 4 * groups
+        assert row["stored_bytes"] == row["expected_bytes"]  # the backend's own footprint
     uniform = {r["budget"]: r for r in rows if r["backend"] == "hqq" and r["method"] == "uniform"}
     assert uniform[3.0]["reused_from"] == "uniform-2.5"
     assert uniform[3.0]["ppl"] == uniform[2.5]["ppl"]
@@ -110,14 +110,6 @@ def test_sweep_table_plots_sizes_and_resume(tmp_path: Path) -> None:
     again, _, _ = sweep.run(params)
     assert again == rows
     assert stamps == {p: p.stat().st_mtime_ns for p in stamps}  # nothing recomputed
-
-
-def _groups(params: Params, row: dict[str, Any]) -> int:
-    """Scale/zero groups of the quantized linears of the row's assignment."""
-    model = tiny_model("llama", num_layers=4)
-    size = params.backends.group_size
-    blocks = range(len(row["bits"].split(",")))
-    return sum(m.weight.numel() // size for i in blocks for m in block_linears(model, i).values())
 
 
 @pytest.mark.parametrize("backend", ["quanto", "hqq"])
@@ -238,6 +230,9 @@ def test_a_backend_that_needs_calibration_quantizes_a_copy(
         def stored_bytes(self, model: Any) -> int:
             return quanto.stored_bytes(model)
 
+        def footprint(self, model: Any) -> Any:
+            return quanto.footprint(model)
+
     monkeypatch.setattr(sweep, "get_backend", lambda name: Calibrated())
     loads = _count_loads(monkeypatch)
     ids = torch.randint(0, 256, (2, 16), generator=torch.Generator().manual_seed(1))
@@ -270,3 +265,14 @@ def test_gptq_cells_share_one_float_model(tmp_path: Path, monkeypatch: pytest.Mo
     assert len(loads) == 1
     assert torch.equal(cache.float_model.model(ids).logits, before)
     assert all(torch.isfinite(m(ids).logits).all() for m in models)
+
+
+def test_sweep_fails_loudly_when_a_model_exceeds_its_budget() -> None:
+    params = parse_params({"model": {"source": "x"}, "backends": {"group_size": 32}})
+    bits = dict.fromkeys(range(4), 4)
+    model = get_backend("hqq").quantize(tiny_model("llama", num_layers=4), bits, 32)
+    stored = get_backend("hqq").stored_bytes(model)
+    a = Assignment(bits, "lim", 3.0, stored_bytes=0, avg_bits=4.0, extra={"precisions": [2, 4]})
+    with pytest.raises(OverBudgetError, match="'hqq' stores"):
+        sweep.check_budget(params, "hqq", a, model, stored)
+    sweep.check_budget(params, "hqq", replace(a, budget_bits=4.0), model, stored)  # fits
