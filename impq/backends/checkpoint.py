@@ -84,10 +84,17 @@ def read_checkpoint(
 
 
 def skeleton(config: Any) -> nn.Module:
-    """A float model of ``config`` in eval mode, to be filled from a checkpoint."""
+    """A float model of ``config`` in eval mode, to be filled from a checkpoint.
+
+    Its experts are split like :func:`impq.models.load_model` splits them, so the module
+    names match those of the model that was saved.
+    """
     from transformers import AutoModelForCausalLM
 
+    from impq.models import unfuse_experts
+
     model: nn.Module = AutoModelForCausalLM.from_config(config)
+    unfuse_experts(model)
     return model.eval()
 
 

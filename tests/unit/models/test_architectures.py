@@ -1,0 +1,141 @@
+"""Families without a built-in layout, end to end on tiny random models: the inferred
+layout drives the model game, SPQE, LIM and every backend.
+
+Gemma-3 alternates sliding-window and full attention (its window is shorter than the
+inputs here), Phi-3 has fused ``qkv_proj`` / ``gate_up_proj``, Qwen2-MoE and OLMoE are
+mixtures of experts (every expert's linears in the block's player, routers in float).
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from impq.backends import get_backend
+from impq.backends.base import expected_bytes
+from impq.baselines.lim import lim_scores
+from impq.estimate import PermutationSampling
+from impq.eval import batch_nll
+from impq.game import ModelGame, weight_quantizer
+from impq.models import block_linears, decoder_blocks, get_layout
+from impq.models.tiny import TINY_INFERRED_ARCHITECTURES, TINY_SLIDING_WINDOW, tiny_model
+
+GROUP = 32
+MIXED = {0: 2, 1: 4, 2: 2}  # block 3 stays in float
+QUANTIZE = weight_quantizer("quanto", GROUP)
+needs_gptq = pytest.mark.skipif(
+    importlib.util.find_spec("gptqmodel") is None, reason="gptqmodel is not installed"
+)
+BACKEND_PARAMS = ["quanto", "hqq", pytest.param("gptq", marks=[needs_gptq, pytest.mark.slow])]
+SEQLEN = 3 * TINY_SLIDING_WINDOW
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _ids(n: int, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, 256, (n, SEQLEN), generator=torch.Generator().manual_seed(seed))
+
+
+def _plain_nll(model: nn.Module, ids: torch.Tensor, low: np.ndarray) -> float:
+    """Mean NLL of a copy of ``model`` quantized block by block, by its own forward."""
+    ref = copy.deepcopy(model)
+    with torch.no_grad():
+        for i in range(len(decoder_blocks(ref))):
+            for lin in block_linears(ref, i).values():
+                lin.weight.data = QUANTIZE(lin.weight.data, 2 if low[i] else 4)
+    return batch_nll(ref, ids).sum().item() / (ids.shape[0] * (ids.shape[1] - 1))
+
+
+@pytest.mark.parametrize("arch", TINY_INFERRED_ARCHITECTURES)
+def test_game_equals_a_plain_forward_and_spqe_runs(arch: str) -> None:
+    model = tiny_model(arch, num_layers=4, seed=1)
+    assert get_layout(model).source.startswith("inferred")
+    ids = _ids(3)
+    configs = np.array([[1, 0, 1, 0], [0, 1, 1, 1]], dtype=bool)
+    # the start-up check compares the block-by-block path with the model's forward
+    with ModelGame(model, ids, QUANTIZE, batch_size=2, progress=False) as game:
+        values = game(configs)
+        result = PermutationSampling().estimate(game, 2 + 2 * 4, np.random.default_rng(0))
+    for config, value in zip(configs, values, strict=True):
+        assert value == pytest.approx(_plain_nll(model, ids, config), rel=1e-5)
+    assert result.marginals is not None and result.marginals.shape == (2, 4)
+    assert np.isfinite(result.values).all()
+    # along each permutation the marginals add up to v(all low) - v(all high)
+    ends = _plain_nll(model, ids, np.ones(4, bool)) - _plain_nll(model, ids, np.zeros(4, bool))
+    np.testing.assert_allclose(result.marginals.sum(axis=1), ends, rtol=1e-4)
+
+
+@pytest.mark.parametrize("arch", TINY_INFERRED_ARCHITECTURES)
+def test_lim_agrees_with_output_hidden_states(arch: str) -> None:
+    model = tiny_model(arch, num_layers=3)
+    ids = _ids(2)
+    with torch.inference_mode():
+        hidden = model(ids, output_hidden_states=True).hidden_states
+    # hidden_states[i] enters block i; the last entry is after the final norm: skip it
+    by_hand = [
+        -torch.nn.functional.cosine_similarity(hidden[i], hidden[i + 1], dim=-1).mean().item()
+        for i in range(2)
+    ]
+    scores = lim_scores(model, ids, batch_size=1)
+    assert scores.shape == (3,) and np.isfinite(scores).all()
+    np.testing.assert_allclose(scores[:2], by_hand, atol=1e-5)
+
+
+def _slack(name: str, model: nn.Module) -> tuple[int, int]:
+    """Allowed (below, above) the footprint model under ``MIXED``, from each backend's
+    metadata: quanto and hqq keep scale and zero in float32 (8 bytes per group, not 4);
+    gptq a 16-bit scale and a packed zero per group, plus an int32 g_idx per column."""
+    linears = [m for b in MIXED for m in block_linears(model, b).values()]
+    groups = sum(m.weight.numel() // GROUP for m in linears)
+    if name in ("quanto", "hqq"):
+        return 0, 4 * groups
+    return 2 * groups, 4 * sum(m.in_features for m in linears)
+
+
+@pytest.mark.parametrize("arch", TINY_INFERRED_ARCHITECTURES)
+@pytest.mark.parametrize("name", BACKEND_PARAMS)
+def test_a_mixed_assignment_on_every_backend(name: str, arch: str, tmp_path: Path) -> None:
+    backend = get_backend(name)
+    model = tiny_model(arch, num_layers=4)
+    expected = expected_bytes(model, MIXED, GROUP)
+    below, above = _slack(name, model)
+    float_weights = sum(m.weight.numel() for m in block_linears(model, 3).values())
+    ids = _ids(2)
+    calibration = torch.randint(0, 256, (4, 32), generator=torch.Generator().manual_seed(1))
+
+    q = backend.quantize(model, MIXED, GROUP, calibration)
+    stored = backend.stored_bytes(q)
+    assert expected - below <= stored <= expected + above
+    unassigned = block_linears(q, 3).values()  # in float (gptq splits Phi-3's gate_up_proj)
+    assert all(type(m) is nn.Linear for m in unassigned)
+    assert sum(m.weight.numel() for m in unassigned) == float_weights
+    logits = q(ids).logits
+    assert logits.shape == (2, SEQLEN, 256) and torch.isfinite(logits).all()
+
+    backend.save(q, tmp_path / "ckpt")
+    loaded = backend.load(tmp_path / "ckpt")
+    assert backend.stored_bytes(loaded) == stored
+    assert torch.equal(loaded(ids).logits, logits)
+
+
+def test_two_bit_moe_blocks_store_half_the_expert_code_bytes() -> None:
+    backend = get_backend("hqq")
+    n_weights = sum(m.weight.numel() for m in block_linears(tiny_model("olmoe", 2), 0).values())
+    at = {
+        bits: backend.stored_bytes(backend.quantize(tiny_model("olmoe", 2), {0: bits}, GROUP))
+        for bits in (2, 4)
+    }
+    assert at[4] - at[2] == n_weights * (4 - 2) // 8
