@@ -139,3 +139,69 @@ def test_two_bit_moe_blocks_store_half_the_expert_code_bytes() -> None:
         for bits in (2, 4)
     }
     assert at[4] - at[2] == n_weights * (4 - 2) // 8
+
+
+class _FakeGptqLinear(nn.Module):
+    """What GPTQModel's quantized linears look like to the coverage check."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        for name in ("qweight", "qzeros", "scales"):
+            self.register_buffer(name, torch.zeros(1))
+
+
+def test_gptq_coverage_check_names_the_linears_it_left_out() -> None:
+    from impq.backends.base import UnsupportedError, set_submodule
+    from impq.backends.gptq import _check_coverage
+
+    model = tiny_model("phi3", num_layers=2)
+    quantized = copy.deepcopy(model)
+    for rel, linear in block_linears(model, 0).items():
+        if rel != "mlp.down_proj":
+            set_submodule(quantized, f"model.layers.0.{rel}", _FakeGptqLinear(linear))
+    with pytest.raises(
+        UnsupportedError, match=r"block 0 .*not quantized: \['model\.layers\.0\.mlp\.down_proj'\]"
+    ):
+        _check_coverage(model, quantized, {0: 4})
+    set_submodule(
+        quantized,
+        "model.layers.0.mlp.down_proj",
+        _FakeGptqLinear(model.model.layers[0].mlp.down_proj),
+    )
+    _check_coverage(model, quantized, {0: 4})
+    with pytest.raises(UnsupportedError, match=r"block 0 .*layout names 0"):
+        _check_coverage(model, quantized, {1: 4})
+
+
+@needs_gptq
+@pytest.mark.slow
+def test_gptq_quantizes_only_the_linears_a_declared_layout_names() -> None:
+    from impq.models import LayerLayout, declare_layout
+
+    model = tiny_model("olmo2", num_layers=3)
+    declare_layout(model, LayerLayout("model.layers", ("mlp.*",)))
+    calibration = torch.randint(0, 256, (4, 32), generator=torch.Generator().manual_seed(1))
+    q = get_backend("gptq").quantize(model, {0: 2, 1: 4}, GROUP, calibration)
+    quantized = {n for n, m in q.named_modules() if hasattr(m, "qweight")}
+    assert quantized == {
+        f"model.layers.{i}.mlp.{p}" for i in (0, 1) for p in ("gate_proj", "up_proj", "down_proj")
+    }
+
+
+@needs_gptq
+@pytest.mark.slow
+def test_gptq_names_an_architecture_its_definition_does_not_fit() -> None:
+    from transformers import AutoModelForCausalLM, Qwen2MoeConfig
+
+    from impq.backends import UnsupportedError
+    from impq.models import unfuse_experts
+    from impq.models.tiny import tiny_config
+
+    # GPTQModel's Qwen2-MoE definition expects experts in every block; block 1 is dense
+    config = Qwen2MoeConfig(**{**tiny_config("qwen2_moe").to_dict(), "mlp_only_layers": [1]})
+    model = AutoModelForCausalLM.from_config(config).eval()
+    unfuse_experts(model)
+    calibration = torch.randint(0, 256, (4, 32), generator=torch.Generator().manual_seed(1))
+    with pytest.raises(UnsupportedError, match=r"Qwen2MoeForCausalLM .*mlp\.shared_expert"):
+        get_backend("gptq").quantize(model, {0: 2, 1: 4}, GROUP, calibration)

@@ -243,7 +243,7 @@ def test_a_malformed_layout_fails_when_params_load(layout: dict[str, object], me
 def test_a_declared_layout_is_checked_before_use() -> None:
     model = tiny_model("llama", num_layers=2)
     model.model.layers[1].mlp = nn.Identity()
-    with pytest.raises(LayoutError, match="block 1 of model.layers holds none"):
+    with pytest.raises(LayoutError, match=r"block 1 of model\.layers holds none"):
         declare_layout(model, LayerLayout("model.layers", ("mlp.*",)))
 
 
