@@ -205,3 +205,62 @@ def test_gptq_names_an_architecture_its_definition_does_not_fit() -> None:
     calibration = torch.randint(0, 256, (4, 32), generator=torch.Generator().manual_seed(1))
     with pytest.raises(UnsupportedError, match=r"Qwen2MoeForCausalLM .*mlp\.shared_expert"):
         get_backend("gptq").quantize(model, {0: 2, 1: 4}, GROUP, calibration)
+
+
+_SMALL: dict[str, object] = dict(
+    vocab_size=256,
+    hidden_size=64,
+    intermediate_size=128,
+    moe_intermediate_size=32,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    num_hidden_layers=3,
+    num_experts=4,
+    num_local_experts=4,
+    num_experts_per_tok=2,
+    max_position_embeddings=512,
+    pad_token_id=0,
+    bos_token_id=1,
+    eos_token_id=2,
+)
+MORE_FAMILIES = {
+    "granite": {"logits_scaling": 4.0},
+    "smollm3": {},
+    "starcoder2": {},
+    "stablelm": {},
+    "cohere": {"logit_scale": 0.25},
+    "phi": {},
+    "gpt_neox": {},
+    "falcon": {},
+    "mixtral": {},
+    "qwen3_moe": {},
+    "granitemoe": {"logits_scaling": 4.0},
+}
+"""Families with their own final norm names or head scalings (README's list)."""
+
+
+@pytest.mark.parametrize("model_type", sorted(MORE_FAMILIES))
+def test_more_families_infer_a_layout_the_game_reproduces(model_type: str) -> None:
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from impq.models import unfuse_experts
+
+    config = AutoConfig.for_model(model_type, **_SMALL, **MORE_FAMILIES[model_type])
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    unfuse_experts(model)
+    assert get_layout(model).source.startswith("inferred")
+    assert all(block_linears(model, i) for i in range(3))
+    ids = torch.randint(0, 256, (2, 16), generator=torch.Generator().manual_seed(0))
+    with ModelGame(model, ids, QUANTIZE, progress=False) as game:  # start-up check inside
+        assert np.isfinite(game(np.array([[True, False, True]]))).all()
+
+
+def test_gpt2_conv1d_blocks_are_refused_by_name() -> None:
+    from transformers import AutoModelForCausalLM, GPT2Config
+
+    from impq.models import LayoutError
+
+    model = AutoModelForCausalLM.from_config(GPT2Config(n_layer=2, n_embd=32, n_head=2))
+    with pytest.raises(LayoutError, match=r"transformer\.h hold no nn\.Linear"):
+        get_layout(model)
