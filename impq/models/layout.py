@@ -161,8 +161,11 @@ def _infer_blocks(model: nn.Module) -> tuple[str, str]:
         candidates, why = named, "the class _no_split_modules names"
         in_decoder = {n: m for n, m in named.items() if _under(n, decoder_path)}
         candidates = in_decoder or candidates
-    else:
+    else:  # the outermost lists: not the experts or heads inside a block
         candidates = {n: m for n, m in lists.items() if _under(n, base_path)} or lists
+        candidates = {
+            n: m for n, m in candidates.items() if not any(n.startswith(o + ".") for o in lists)
+        }
         why = "the longest ModuleList of one block class"
     if not candidates:
         raise LayoutError(

@@ -276,3 +276,24 @@ def test_the_final_norm_follows_the_blocks() -> None:
     stacks = _TwoStacks()
     declare_layout(stacks, LayerLayout("decoder", ("0",)))
     assert final_norm(stacks) is None
+
+
+class _Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.experts = nn.ModuleList(nn.Linear(4, 4) for _ in range(5))
+
+
+class _Stack(nn.Module):
+    """No _no_split_modules: the blocks are the outermost list, though experts are longer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(_Block() for _ in range(2))
+
+
+def test_the_longest_list_is_looked_for_outside_the_blocks() -> None:
+    model = _Stack()
+    layout = get_layout(model)
+    assert layout.blocks == "layers" and "longest" in layout.source
+    assert set(block_linears(model, 1)) == {f"experts.{e}" for e in range(5)}
