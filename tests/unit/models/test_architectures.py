@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch import nn
 
-from impq.backends import get_backend
+from impq.backends import UnsupportedError, get_backend
 from impq.backends.base import expected_bytes
 from impq.baselines.lim import lim_scores
 from impq.estimate import PermutationSampling
@@ -152,7 +152,7 @@ class _FakeGptqLinear(nn.Module):
 
 
 def test_gptq_coverage_check_names_the_linears_it_left_out() -> None:
-    from impq.backends.base import UnsupportedError, set_submodule
+    from impq.backends.base import set_submodule
     from impq.backends.gptq import _check_coverage
 
     model = tiny_model("phi3", num_layers=2)
@@ -194,7 +194,6 @@ def test_gptq_quantizes_only_the_linears_a_declared_layout_names() -> None:
 def test_gptq_names_an_architecture_its_definition_does_not_fit() -> None:
     from transformers import AutoModelForCausalLM, Qwen2MoeConfig
 
-    from impq.backends import UnsupportedError
     from impq.models import unfuse_experts
     from impq.models.tiny import tiny_config
 
@@ -264,3 +263,11 @@ def test_gpt2_conv1d_blocks_are_refused_by_name() -> None:
     model = AutoModelForCausalLM.from_config(GPT2Config(n_layer=2, n_embd=32, n_head=2))
     with pytest.raises(LayoutError, match=r"transformer\.h hold no nn\.Linear"):
         get_layout(model)
+
+
+@pytest.mark.parametrize("name", ["quanto", "hqq"])
+def test_a_linear_the_group_size_does_not_fit_is_named(name: str) -> None:
+    model = tiny_model("phi3", num_layers=2)  # o_proj, qkv_proj, gate_up_proj: 64 inputs
+    match = r"model\.layers\.0\.self_attn\.o_proj: .*input width 64"
+    with pytest.raises(UnsupportedError, match=match):
+        get_backend(name).quantize(model, {0: 4}, 128)
