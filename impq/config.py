@@ -28,6 +28,7 @@ __all__ = [
     "DataConfig",
     "EvalConfig",
     "ExportConfig",
+    "LayoutConfig",
     "ModelConfig",
     "Params",
     "PathsConfig",
@@ -48,6 +49,32 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class LayoutConfig(_Section):
+    """Where the decoder blocks and their linears are, for a model whose inferred layout is
+    wrong (checked against the model when it loads)."""
+
+    blocks: str = Field(
+        min_length=1, description="Dotted path of the ModuleList of blocks, e.g. model.layers."
+    )
+    linears: list[str] = Field(
+        min_length=1,
+        description="Paths inside a block of the linears to quantize; fnmatch patterns "
+        "such as 'mlp.experts.*.down_proj' are allowed.",
+    )
+
+    @field_validator("linears")
+    @classmethod
+    def _distinct(cls, linears: list[str]) -> list[str]:
+        for name in linears:
+            if not name or name != name.strip() or name.startswith(".") or name.endswith("."):
+                raise ValueError(f"{name!r} is not a dotted path inside a block")
+        if len(set(linears)) != len(linears):
+            raise ValueError(
+                f"entries repeat: {sorted(n for n in set(linears) if linears.count(n) > 1)}"
+            )
+        return linears
+
+
 class ModelConfig(_Section):
     """Which checkpoint to quantize and where to run it."""
 
@@ -55,6 +82,9 @@ class ModelConfig(_Section):
     gguf_file: str | None = Field(None, description="GGUF file inside `source`, if any.")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    layout: LayoutConfig | None = Field(
+        None, description="null: the built-in layout of the family, else inferred."
+    )
 
 
 class CalibrationConfig(_Section):

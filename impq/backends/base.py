@@ -186,8 +186,12 @@ def assigned_linears(
                     f"backend {backend!r} quantizes float nn.Linear modules; block {block} "
                     f"{rel} is a {type(module).__name__} (already quantized?)"
                 )
-            check_group_size(backend, module.weight, group_size)
-            out[f"{layout.blocks}.{block}.{rel}"] = (module, bits)
+            name = f"{layout.blocks}.{block}.{rel}"
+            try:
+                check_group_size(backend, module.weight, group_size)
+            except UnsupportedError as err:
+                raise UnsupportedError(f"{name}: {err}") from None
+            out[name] = (module, bits)
     return out
 
 

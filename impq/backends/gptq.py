@@ -42,7 +42,7 @@ from impq.backends.base import (
     stored_tensor_bytes,
 )
 from impq.footprint import Footprint
-from impq.models import decoder_blocks, get_layout
+from impq.models import block_linears, decoder_blocks, get_layout
 
 __all__ = ["GPTQ_INSTALL", "GptqBackend"]
 
@@ -72,9 +72,15 @@ def _gptqmodel() -> Any:
 
 
 def _dynamic(model: nn.Module, assignment: dict[int, int], default_bits: int) -> dict[str, Any]:
-    """GPTQModel ``dynamic`` overrides: other bits per block, unassigned blocks skipped."""
+    """GPTQModel ``dynamic`` overrides: linears outside the layout and unassigned blocks
+    skipped, other bits per block (GPTQModel applies the first pattern that matches)."""
     prefix = re.escape(get_layout(model).blocks)
     out: dict[str, Any] = {}
+    for i in sorted(assignment):
+        kept = block_linears(model, i)
+        for rel, m in decoder_blocks(model)[i].named_modules():
+            if isinstance(m, nn.Linear) and rel not in kept:
+                out[rf"-:^{prefix}\.{i}\.{re.escape(rel)}$"] = {}
     for bits in sorted(set(assignment.values()) - {default_bits}):
         blocks = "|".join(str(i) for i, b in sorted(assignment.items()) if b == bits)
         out[rf"+:^{prefix}\.({blocks})\."] = {"bits": bits}
@@ -135,6 +141,30 @@ def _eager(model: nn.Module) -> nn.Module:
         if "dequantize_weight" in vars(m):
             del m.dequantize_weight
     return model
+
+
+def _check_coverage(model: nn.Module, quantized: nn.Module, assignment: dict[int, int]) -> None:
+    """Raise unless GPTQModel quantized exactly the layout's weights of each block.
+
+    GPTQModel has its own definition of each architecture (or guesses one for an unknown
+    type) and may split fused projections (Phi-3's ``gate_up_proj``), so blocks are
+    compared by their number of quantized weights, not by module names.
+    """
+    prefix = get_layout(model).blocks
+    done = _quant_modules(quantized)
+    for i in range(len(decoder_blocks(model))):
+        linears = block_linears(model, i) if i in assignment else {}
+        want = sum(m.get_parameter("weight").numel() for m in linears.values())
+        ours = {n: m for n, m in done.items() if n.startswith(f"{prefix}.{i}.")}
+        got = sum(int(m.in_features) * int(m.out_features) for m in ours.values())
+        if got != want:
+            missing = [f"{prefix}.{i}.{r}" for r in linears if f"{prefix}.{i}.{r}" not in ours]
+            extra = sorted(set(ours) - {f"{prefix}.{i}.{r}" for r in linears})
+            raise UnsupportedError(
+                f"backend 'gptq': GPTQModel quantized {got} weights of block {i} where the "
+                f"layout names {want} ({type(model).__name__}); not quantized: "
+                f"{missing[:5] or 'none'}, quantized beyond the layout: {extra[:5] or 'none'}"
+            )
 
 
 def _quant_modules(model: nn.Module) -> dict[str, Any]:
@@ -210,8 +240,15 @@ class GptqBackend:
             hf.save_pretrained(str(float_dir))
             _write_stand_in_tokenizer(float_dir, int(hf.config.vocab_size))
             _send_logs_to(float_dir / "logs")
-            g = gm.GPTQModel.load(str(float_dir), qconfig, device=str(device), dtype=self.dtype)
-            g.quantize(_calibration_rows(calibration), batch_size=1)
+            rows = _calibration_rows(calibration)
+            try:
+                g = gm.GPTQModel.load(str(float_dir), qconfig, device=str(device), dtype=self.dtype)
+                g.quantize(rows, batch_size=1)
+            except ValueError as err:  # its architecture definition does not fit the model
+                raise UnsupportedError(
+                    f"backend 'gptq': GPTQModel cannot quantize {type(model).__name__} "
+                    f"(model_type {hf.config.model_type!r}): {err}"
+                ) from err
             g.save(str(out))
             del g
         write_json(
@@ -221,6 +258,7 @@ class GptqBackend:
         quantized = self.load(out, device)
         setattr(quantized, _CHECKPOINT_ATTR, str(out))
         weakref.finalize(quantized, shutil.rmtree, str(out), ignore_errors=True)
+        _check_coverage(model, quantized, assignment)
         log.info("gptq: quantized %d blocks (default %d bits)", len(assignment), default)
         return quantized
 

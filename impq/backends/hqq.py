@@ -31,7 +31,7 @@ from impq.backends.base import (
     stored_tensor_bytes,
 )
 from impq.footprint import Footprint
-from impq.models import get_layout
+from impq.models import ExpertLinears, get_layout
 
 __all__ = ["META_DTYPE", "HqqBackend"]
 
@@ -153,6 +153,13 @@ class HqqBackend:
 
         if not _hqq_modules(model):
             raise ValueError("the model has no HQQLinear layers; quantize it first")
+        split = [n for n, m in model.named_modules() if isinstance(m, ExpertLinears)]
+        if split:
+            raise UnsupportedError(
+                f"hqq cannot save {split[0]} (mixture-of-experts weights split per expert): "
+                "HQQ's loader (AutoHQQHFModel.from_quantized) rebuilds transformers' fused "
+                "experts, so the checkpoint would not load; save MoE models with quanto or gptq"
+            )
         Path(path).mkdir(parents=True, exist_ok=True)
         AutoHQQHFModel.save_quantized(model, str(path))
 

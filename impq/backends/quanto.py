@@ -32,7 +32,7 @@ from torch import nn
 
 from impq.backends.base import assigned_linears, check_bits, check_group_size, stored_tensor_bytes
 from impq.footprint import Footprint
-from impq.models import decoder_blocks, get_layout
+from impq.models import decoder_blocks, get_layout, unfuse_experts
 
 __all__ = ["QMAP_FILE", "QuantoBackend"]
 
@@ -216,6 +216,7 @@ class QuantoBackend:
         qmap = json.loads((path / QMAP_FILE).read_text())
         config = AutoConfig.from_pretrained(str(path))
         model = AutoModelForCausalLM.from_config(config, dtype=getattr(config, "dtype", None))
+        unfuse_experts(model)  # named as the quantized model was (impq.models.load_model)
         plan = {
             name: (int(qtypes[q["weights"]].bits), int(q["group_size"])) for name, q in qmap.items()
         }

@@ -27,7 +27,7 @@ from impq.artifacts import fingerprint
 from impq.backends import UnsupportedError, get_backend
 from impq.game.base import Game
 from impq.game.states import StateCache
-from impq.models import block_linears, decoder_blocks
+from impq.models import block_linears, decoder_blocks, final_norm
 
 __all__ = [
     "DEFAULT_CACHE_MB",
@@ -203,8 +203,14 @@ class ModelGame(Game):
 
     def _head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         model: Any = self.model
-        logits = model.get_output_embeddings()(model.get_decoder().norm(hidden))
-        cap = getattr(model.config, "final_logit_softcapping", None)
+        norm = final_norm(model)
+        logits = model.get_output_embeddings()(hidden if norm is None else norm(hidden))
+        config = model.config
+        if getattr(config, "logits_scaling", None):  # Granite
+            logits = logits / config.logits_scaling
+        if getattr(config, "logit_scale", None):  # Cohere
+            logits = logits * config.logit_scale
+        cap = getattr(config, "final_logit_softcapping", None)
         if cap is not None:
             logits = torch.tanh(logits / cap) * cap
         return logits

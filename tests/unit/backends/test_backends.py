@@ -107,10 +107,11 @@ def test_bad_requests_raise_and_leave_the_model_alone(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["quanto", "hqq"])
-def test_unknown_architecture_is_unsupported(name: str) -> None:
+def test_model_without_decoder_blocks_is_unsupported(name: str) -> None:
     model = tiny_model("llama", num_layers=2)
-    model.config.model_type = "no-such-arch"
-    with pytest.raises(UnsupportedError, match="no layer layout"):
+    model.config.model_type = "no-such-arch"  # no built-in layout: inference must find blocks
+    model.model.layers = nn.Sequential(*model.model.layers)  # type: ignore[assignment]
+    with pytest.raises(UnsupportedError, match="cannot infer the decoder blocks"):
         get_backend(name).quantize(model, {0: 4}, GROUP)
 
 

@@ -30,11 +30,12 @@ class _Out:
 
 
 class _ToyLM(nn.Module):
-    """Embedding, then blocks y = W x, laid out like a Llama (model.layers)."""
+    """Embedding, then blocks y = W x at model.layers (declared in its config)."""
 
     def __init__(self, emb: torch.Tensor, mats: list[torch.Tensor]) -> None:
         super().__init__()
-        self.config = type("Cfg", (), {"model_type": "llama"})()
+        layout = {"blocks": "model.layers", "linears": ["*"]}
+        self.config = type("Cfg", (), {"model_type": "toy", "impq_layout": layout})()
         self.emb = nn.Embedding.from_pretrained(emb)
         self.model = _Blocks(mats)
 
