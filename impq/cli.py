@@ -88,6 +88,16 @@ def _baselines(params: Params, args: argparse.Namespace) -> None:
         print(f"wrote {path}")
 
 
+def _evopress(params: Params, args: argparse.Namespace) -> None:
+    for path in run_flow("flows.evopress:evopress_flow", params, args):
+        print(f"wrote {path}")
+
+
+def _verify(params: Params, args: argparse.Namespace) -> None:
+    for path in run_flow("flows.verify:verify_flow", params, args):
+        print(f"wrote {path}")
+
+
 def _sweep(params: Params, args: argparse.Namespace) -> None:
     from impq.pipeline import sweep
 
@@ -115,6 +125,8 @@ STAGES: dict[str, Stage] = {
     "report": Stage("plot Shapley values and the interaction heatmap", _report),
     "assign": Stage("bit assignment per budget (IMPQ program)", _assign, _assign_arguments),
     "baselines": Stage("isolated-metric baseline assignments (LIM, ZD, ...)", _baselines),
+    "evopress": Stage("EvoPress search per budget at SPQE's evaluation count", _evopress),
+    "verify": Stage("verified final pick per budget on held-back calibration data", _verify),
     "sweep": Stage("quantize and evaluate every backend x method x budget", _sweep),
     "serve": Stage("serve the whole pipeline as a Prefect deployment", _serve, _serve_arguments),
 }

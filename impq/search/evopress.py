@@ -38,6 +38,7 @@ from functools import partial
 import numpy as np
 
 from impq.game.base import Game
+from impq.search.coalition import require_two_precisions
 from impq.solve.problem import BitProblem
 
 __all__ = ["EvoPressResult", "Stage", "evopress", "mutate", "random_feasible"]
@@ -88,11 +89,7 @@ class EvoPressResult:
 
 
 def _sizes(problem: BitProblem) -> tuple[np.ndarray, np.ndarray]:
-    if len(problem.precisions) != 2:
-        raise ValueError(
-            f"EvoPress searches coalitions of low/high blocks; the problem has precisions "
-            f"{list(problem.precisions)} (use exactly two)"
-        )
+    require_two_precisions(problem)
     return problem.sizes[:, 0], problem.sizes[:, 1]
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from impq.game.base import Game
+from impq.search.coalition import choice_of
 from impq.solve.problem import BitProblem
 
 __all__ = ["Candidate", "VerifiedPick", "best_swap", "candidates", "verified_pick"]
@@ -64,15 +65,6 @@ class VerifiedPick:
         return not np.array_equal(self.pick.coalition, self.reference.coalition)
 
 
-def _choices(problem: BitProblem, coalitions: np.ndarray) -> np.ndarray:
-    if len(problem.precisions) != 2:
-        raise ValueError(
-            f"the verified pick compares low/high coalitions; the problem has precisions "
-            f"{list(problem.precisions)} (use exactly two)"
-        )
-    return (~np.asarray(coalitions, dtype=bool)).astype(np.int64)
-
-
 def best_swap(problem: BitProblem, coalition: np.ndarray) -> np.ndarray | None:
     """The feasible neighbour (one low block raised, one high block lowered) of lowest
     objective, or None when no swap fits the budget."""
@@ -85,7 +77,7 @@ def best_swap(problem: BitProblem, coalition: np.ndarray) -> np.ndarray | None:
     rows = np.arange(len(up))
     neighbours[rows, up] = False
     neighbours[rows, down] = True
-    choices = _choices(problem, neighbours)
+    choices = choice_of(problem, neighbours)
     feasible = np.asarray(problem.stored_bytes(choices)) <= problem.budget_bytes
     if not feasible.any():
         return None
@@ -110,7 +102,7 @@ def candidates(
         raise ValueError(f"the objective's choice {reference!r} is not among {list(assignments)}")
     names = [reference, *(m for m in assignments if m != reference)]
     for name in names:
-        used = int(problem.stored_bytes(_choices(problem, assignments[name])))
+        used = int(problem.stored_bytes(choice_of(problem, assignments[name])))
         if used > problem.budget_bytes:
             raise ValueError(
                 f"{name}'s assignment takes {used} bytes, over the budget of {problem.budget_bytes}"
@@ -121,7 +113,7 @@ def candidates(
         neighbour = best_swap(problem, c.coalition)
         if neighbour is not None:
             swaps.append(Candidate(f"{c.name}+swap", neighbour))
-    swaps.sort(key=lambda c: float(problem.objective(_choices(problem, c.coalition))))
+    swaps.sort(key=lambda c: float(problem.objective(choice_of(problem, c.coalition))))
     out: list[Candidate] = []
     seen: set[bytes] = set()
     for c in [*methods, *swaps]:
