@@ -88,6 +88,16 @@ def _baselines(params: Params, args: argparse.Namespace) -> None:
         print(f"wrote {path}")
 
 
+def _evopress(params: Params, args: argparse.Namespace) -> None:
+    for path in run_flow("flows.evopress:evopress_flow", params, args):
+        print(f"wrote {path}")
+
+
+def _verify(params: Params, args: argparse.Namespace) -> None:
+    for path in run_flow("flows.verify:verify_flow", params, args):
+        print(f"wrote {path}")
+
+
 def _sweep(params: Params, args: argparse.Namespace) -> None:
     from impq.pipeline import sweep
 
@@ -134,6 +144,8 @@ STAGES: dict[str, Stage] = {
         "bit assignment of every objective method per budget", _assign, _assign_arguments
     ),
     "baselines": Stage("isolated-metric baseline assignments (LIM, ZD, ...)", _baselines),
+    "evopress": Stage("EvoPress search per budget at SPQE's evaluation count", _evopress),
+    "verify": Stage("verified final pick per budget on held-back calibration data", _verify),
     "sweep": Stage("quantize and evaluate every backend x method x budget", _sweep),
     "compare": Stage("perplexity intervals and ratios to the best isolated baseline", _compare),
     "export": Stage("write the chosen model for its runtime and check it", _export),

@@ -6,6 +6,7 @@ the key's path instead of silently falling back to a default.
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 from typing import Literal
@@ -27,6 +28,7 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "EvalConfig",
+    "EvoPressConfig",
     "ExportConfig",
     "LayoutConfig",
     "ModelConfig",
@@ -35,6 +37,7 @@ __all__ = [
     "SolverConfig",
     "SpqeConfig",
     "TrackingConfig",
+    "VerifyConfig",
     "load_params",
 ]
 
@@ -203,13 +206,78 @@ class EvalConfig(_Section):
     batch_size: int = Field(8, gt=0)
     max_windows: int | None = Field(None, gt=0, description="null = the whole test split")
     methods: list[str] = Field(
-        ["impq", "shapley", "lim", "zd", "uniform", "random"],
+        [
+            "impq",
+            "surrogate",
+            "shapley",
+            "lim",
+            "zd",
+            "uniform",
+            "random-0",
+            "random-1",
+            "random-2",
+            "evopress",
+            "verified",
+        ],
         description=(
-            "Objective methods (assign stage): impq, sii, surrogate; baselines: shapley, "
-            "lim, zd, uniform, random."
+            "Objective methods (assign stage): impq, sii, surrogate; evopress, verified "
+            "(their own stages); baselines: shapley, lim, zd, zd-tuned, uniform, random "
+            "(random-<k>: seed eval.seed + k)."
         ),
     )
-    seed: int = Field(0, description="Seed of the random baseline's block order.")
+    seed: int = Field(0, description="Seed of the random baseline's block order (random-0).")
+
+
+class EvoPressConfig(_Section):
+    """The EvoPress baseline: evolutionary search on the model game at SPQE's evaluation count.
+
+    Selection runs in stages of growing calibration size: stage ``k`` scores the
+    survivors of stage ``k - 1`` on ``sequences[k]`` random calibration sequences (of the
+    ones SPQE used) and keeps ``survivors[k]``; the last stage uses every sequence and
+    keeps one, the next parent.
+    """
+
+    offspring: int = Field(16, gt=0, description="Mutants per generation (EvoPress: 128).")
+    initial: int = Field(16, gt=0, description="Random feasible starting points.")
+    survivors: list[int] = Field(
+        [4, 1], min_length=1, description="Survivors of each selection stage; the last is 1."
+    )
+    sequences: list[int | None] = Field(
+        [2, None],
+        min_length=1,
+        description="Calibration sequences per stage, growing; the last is null (all of them).",
+    )
+    max_evaluations: int | None = Field(
+        None, gt=0, description="Cap on model evaluations; null: as many as SPQE used."
+    )
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _stages_consistent(self) -> EvoPressConfig:
+        s, n = self.survivors, self.sequences
+        if len(s) != len(n):
+            raise ValueError(f"survivors {s} and sequences {n} need one entry per stage")
+        if s[-1] != 1 or n[-1] is not None:
+            raise ValueError("the last stage keeps 1 survivor on every sequence (1 and null)")
+        if any(x <= 0 for x in s) or any(b > a for a, b in itertools.pairwise(s)):
+            raise ValueError(f"survivors must be positive and non-increasing, got {s}")
+        if s[0] > self.offspring:
+            raise ValueError(f"survivors[0]={s[0]} exceeds offspring={self.offspring}")
+        inner = [x if x is not None else 0 for x in n[:-1]]
+        if any(x <= 0 for x in inner) or any(b <= a for a, b in itertools.pairwise(inner)):
+            raise ValueError(f"sequences before the last must be growing positive ints, got {n}")
+        return self
+
+
+class VerifyConfig(_Section):
+    """The verified pick: candidates scored on calibration sequences SPQE did not use."""
+
+    max_evaluations: int | None = Field(
+        None, gt=0, description="Model evaluations per budget; null: 2L."
+    )
+    n_samples: int | None = Field(
+        None, gt=0, description="Held-back sequences to use; null: every one SPQE left."
+    )
 
 
 class CompareConfig(_Section):
@@ -277,6 +345,8 @@ class Params(_Section):
     budgets: list[float] = [2.5, 3.0, 3.5]
     eval: EvalConfig = EvalConfig()
     compare: CompareConfig = CompareConfig()
+    evopress: EvoPressConfig = EvoPressConfig()
+    verify: VerifyConfig = VerifyConfig()
     tracking: TrackingConfig = TrackingConfig()
     export: ExportConfig = ExportConfig()
     paths: PathsConfig = PathsConfig()

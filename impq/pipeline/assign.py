@@ -22,7 +22,7 @@ from impq.config import Params
 from impq.estimate import objective_methods
 from impq.estimate.result import ShapleyResult
 from impq.pipeline.interactions import objective_path, objectives_dir
-from impq.solve import Solution, get_solver, problem_from_shapley
+from impq.solve import BitProblem, Solution, get_solver, problem_from_shapley
 
 __all__ = [
     "assignment_path",
@@ -60,19 +60,25 @@ def methods(params: Params) -> list[str]:
     return objective_methods(params.eval.methods, params.spqe.walks)
 
 
+def objective_problem(params: Params, result: ShapleyResult, budget: float) -> BitProblem:
+    """The program of an objective ``(φ, K)`` at ``budget``, under the configured precisions,
+    group size and bit range."""
+    return problem_from_shapley(
+        result,
+        budget,
+        precisions=params.solver.precisions,
+        group_size=params.backends.group_size,
+        low_bits=params.spqe.low_bits,
+        high_bits=params.spqe.high_bits,
+    )
+
+
 def solve_assignment(
     params: Params, result: ShapleyResult, budget: float, method: str
 ) -> Assignment:
     """Solve ``method``'s program for one budget with the configured solver (and exact check)."""
     cfg = params.solver
-    problem = problem_from_shapley(
-        result,
-        budget,
-        precisions=cfg.precisions,
-        group_size=params.backends.group_size,
-        low_bits=params.spqe.low_bits,
-        high_bits=params.spqe.high_bits,
-    )
+    problem = objective_problem(params, result, budget)
     solution = get_solver(cfg.name, cfg).solve(problem)
     off = ~np.eye(problem.n_blocks, dtype=bool)
     extra: dict[str, Any] = {

@@ -36,11 +36,9 @@ from impq.assignment import Assignment
 from impq.backends import get_backend
 from impq.backends.base import check_within_budget, expected_bytes, set_submodule
 from impq.config import ModelConfig, Params
-from impq.estimate import OBJECTIVES
 from impq.eval import PerplexityResult, perplexity
 from impq.models import block_linears, get_layout, load_model
-from impq.pipeline.assign import assignment_path
-from impq.pipeline.baselines import baseline_path
+from impq.pipeline import methods, replicates
 from impq.pipeline.prepare import calibration_path, eval_tokens_path
 
 __all__ = [
@@ -106,11 +104,9 @@ def combinations(params: Params) -> list[Combination]:
 
 
 def assignment_input_path(params: Params, method: str, budget: float) -> Path:
-    """The assignment a combination reads: the ``assign`` stage's for an objective method
-    (:data:`~impq.estimate.OBJECTIVES`), else the ``baselines`` stage's."""
-    if method in OBJECTIVES:
-        return assignment_path(params, budget, method)
-    return baseline_path(params, budget, method)
+    """The assignment a combination reads, from the stage that writes ``method``
+    (:func:`impq.pipeline.methods.assignment_input_path`)."""
+    return methods.assignment_input_path(params, method, budget)
 
 
 def metrics_path(params: Params, combo: Combination) -> Path:
@@ -426,6 +422,7 @@ def write_table(
         key = Combination(row["backend"], row["method"], row["budget"]).key
         for field in ("ppl", "ppl_status", "avg_bits", "bits_per_weight", "stored_bytes"):
             flat[f"{key}/{field}"] = row[field]
+    flat.update(replicates.flat_summary(rows))  # mean and spread over random-<k> seeds
     flat["non_finite"] = sum(not row["ppl_finite"] for row in rows)
     flat["combinations"] = len(rows)
     json_path, csv_path = table_paths(params)
@@ -496,6 +493,7 @@ def format_table(rows: list[dict[str, Any]], reference: dict[str, Any]) -> str:
             f"{r['backend']:8} {r['method']:8} {r['budget']:6.2f} {r['avg_bits']:8.3f} "
             f"{r['bits_per_weight']:10.3f} {r['stored_bytes'] / 1024:10.1f} {ppl:>12}"
         )
+    lines += replicates.table_lines(rows)  # mean and spread over random-<k> seeds
     ref = f"{reference['ppl']:.3f}" if reference["ppl"] is not None else reference["ppl_status"]
     bad = sum(not r["ppl_finite"] for r in rows)
     lines.append(f"float reference ppl {ref}; non-finite perplexities: {bad} of {len(rows)}")
