@@ -29,18 +29,23 @@ _COMMON: dict[str, Any] = dict(
 )
 
 
-def tiny_config(arch: str, num_layers: int = 4) -> PretrainedConfig:
-    """A small config of architecture ``arch`` (llama, gemma2 or qwen3)."""
+def tiny_config(arch: str, num_layers: int = 4, **overrides: Any) -> PretrainedConfig:
+    """A small config of architecture ``arch`` (llama, gemma2 or qwen3).
+
+    ``overrides`` replace the shared sizes (e.g. ``hidden_size=256`` for llama.cpp's
+    K-quants, whose rows must be a multiple of 256).
+    """
+    sizes = {**_COMMON, **overrides}
     if arch == "llama":
-        return LlamaConfig(num_hidden_layers=num_layers, tie_word_embeddings=False, **_COMMON)
+        return LlamaConfig(num_hidden_layers=num_layers, tie_word_embeddings=False, **sizes)
     if arch == "gemma2":
-        return Gemma2Config(num_hidden_layers=num_layers, sliding_window=64, **_COMMON)
+        return Gemma2Config(num_hidden_layers=num_layers, sliding_window=64, **sizes)
     if arch == "qwen3":
-        return Qwen3Config(num_hidden_layers=num_layers, tie_word_embeddings=False, **_COMMON)
+        return Qwen3Config(num_hidden_layers=num_layers, tie_word_embeddings=False, **sizes)
     raise ValueError(f"unknown tiny architecture {arch!r}; choose from {TINY_ARCHITECTURES}")
 
 
-def tiny_model(arch: str, num_layers: int = 4, seed: int = 0) -> PreTrainedModel:
+def tiny_model(arch: str, num_layers: int = 4, seed: int = 0, **overrides: Any) -> PreTrainedModel:
     """A tiny random model of ``arch`` in eval mode, the same for the same seed."""
     torch.manual_seed(seed)
-    return AutoModelForCausalLM.from_config(tiny_config(arch, num_layers)).eval()
+    return AutoModelForCausalLM.from_config(tiny_config(arch, num_layers, **overrides)).eval()

@@ -1,0 +1,1 @@
+"""Exporting a chosen assignment as a model file users can ship."""
