@@ -160,7 +160,7 @@ class GgufScorer:
         if not imatrix.is_file():
             calibration = read_tensors(calibration_path(self.params))[0]["input_ids"]
             seqlen = calibration.shape[1]
-            text, n = window_text(self._tokenizer, calibration, seqlen)
+            text, n = window_text(self._tokenizer, calibration, seqlen, check=False)
             compute_imatrix(
                 self._prepare(), text, seqlen, n, imatrix, self.settings.threads, self._tools
             )
