@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from gguf_models import MIXED, REFERENCE_MODEL, REPO, SETTINGS, save_tiny
-from transformers import AutoTokenizer
+from gguf_models import MIXED, REFERENCE_MODEL, SETTINGS, save_tiny, text_ids
 
 from impq.export.gguf import export_gguf
 from impq.export.llamacpp import LlamaCpp, LlamaCppNotBuiltError, find_llamacpp
@@ -24,38 +23,37 @@ def llamacpp() -> LlamaCpp:
 
 @pytest.fixture(scope="session")
 def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Architecture -> a saved tiny model folder (llama and qwen3)."""
+    """Architecture -> a saved tiny model folder (llama, qwen3, gemma2)."""
     return {
         arch: save_tiny(tmp_path_factory.mktemp(f"tiny-{arch}"), arch)
-        for arch in ("llama", "qwen3")
+        for arch in ("llama", "qwen3", "gemma2")
     }
 
 
 @pytest.fixture(scope="session")
-def text_ids() -> torch.Tensor:
+def reference_ids() -> torch.Tensor:
     """Token ids of real text (this repository's README) under the reference tokenizer."""
-    tokenizer = AutoTokenizer.from_pretrained(str(REFERENCE_MODEL))
-    ids = tokenizer((REPO / "README.md").read_text("utf-8"), add_special_tokens=False)["input_ids"]
-    return torch.tensor(ids, dtype=torch.int64)
+    return text_ids(REFERENCE_MODEL)
 
 
 @pytest.fixture(scope="session")
-def calibration(text_ids: torch.Tensor) -> torch.Tensor:
+def calibration(reference_ids: torch.Tensor) -> torch.Tensor:
     """Four windows of 64 tokens from the start of the text (evaluation uses the end)."""
-    return text_ids[: 4 * 64].view(4, 64)
+    return reference_ids[: 4 * 64].view(4, 64)
 
 
 @pytest.fixture(scope="session")
 def exported(
     llamacpp: LlamaCpp,
     tiny_dirs: dict[str, Path],
-    calibration: torch.Tensor,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, tuple[Path, Path]]:
-    """Architecture -> (mixed-precision GGUF, workdir holding the float GGUF and imatrix)."""
+    """Architecture -> (mixed-precision GGUF, workdir holding the float GGUF and imatrix),
+    calibrated on the start of the README under the model's own tokenizer."""
     out = {}
     for arch, folder in tiny_dirs.items():
         work = tmp_path_factory.mktemp(f"gguf-{arch}")
+        calibration = text_ids(folder)[: 4 * 64].view(4, 64)
         path = export_gguf(folder, MIXED, calibration, work / "mixed.gguf", SETTINGS, work)
         out[arch] = (path, work)
     return out

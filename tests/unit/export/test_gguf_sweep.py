@@ -48,7 +48,7 @@ def test_scorer_measures_and_scores_a_mixed_gguf(
     tiny_dirs: dict[str, Path],
     exported: dict[str, tuple[Path, Path]],
     calibration: torch.Tensor,
-    text_ids: torch.Tensor,
+    reference_ids: torch.Tensor,
     tmp_path: Path,
 ) -> None:
     params = _params(tiny_dirs["llama"], tmp_path, calibration)
@@ -56,7 +56,7 @@ def test_scorer_measures_and_scores_a_mixed_gguf(
     work.mkdir()
     shutil.copy(exported["llama"][1] / "model-f16.gguf", work)  # reuse the conversion
     scorer = get_backend("llamacpp").scorer(params, work, SETTINGS)
-    eval_ids = text_ids[-(WINDOWS + 1) * SEQLEN :]
+    eval_ids = reference_ids[-(WINDOWS + 1) * SEQLEN :]
     facts, result = scorer.measure(MIXED, eval_ids)
     assert facts["gguf_types"] == "Q2_K,Q4_K,Q2_K,Q4_K"
     # blocks of equal size, half at Q2_K and half at Q4_K
@@ -73,7 +73,7 @@ def test_scorer_measures_and_scores_a_mixed_gguf(
 
 
 def test_scorer_refuses_shapes_llamacpp_would_widen(
-    llamacpp: LlamaCpp, calibration: torch.Tensor, text_ids: torch.Tensor, tmp_path: Path
+    llamacpp: LlamaCpp, calibration: torch.Tensor, reference_ids: torch.Tensor, tmp_path: Path
 ) -> None:
     folder = save_tiny(
         tmp_path / "smollm2-like", "llama", num_layers=1, hidden_size=576,
@@ -81,5 +81,5 @@ def test_scorer_refuses_shapes_llamacpp_would_widen(
     )  # fmt: skip
     scorer = get_backend("llamacpp").scorer(_params(folder, tmp_path, calibration), tmp_path)
     with pytest.raises(GgufExportError, match=r"blk\.0\.attn_q\.weight \(576 columns"):
-        scorer.measure({0: 2}, text_ids[-(WINDOWS + 1) * SEQLEN :])
+        scorer.measure({0: 2}, reference_ids[-(WINDOWS + 1) * SEQLEN :])
     assert not (tmp_path / "imatrix.gguf").exists()
