@@ -105,6 +105,7 @@ BACKENDS: dict[str, str] = {
     "quanto": "impq.backends.quanto:QuantoBackend",
     "hqq": "impq.backends.hqq:HqqBackend",
     "gptq": "impq.backends.gptq:GptqBackend",
+    "llamacpp": "impq.backends.llamacpp:LlamaCppBackend",
 }
 """Backend name -> ``module:class``; the one place where backends are registered."""
 

@@ -52,18 +52,22 @@ TINY_SLIDING_WINDOW = 8
 """Window of the sliding-attention layers of the tiny Gemma-3 (shorter than test inputs)."""
 
 
-def _gemma3(n: int, vocab: int) -> PretrainedConfig:
+_Builder = Callable[[int, dict[str, Any]], PretrainedConfig]
+"""``(num_layers, sizes) -> config``; ``sizes`` are :data:`_COMMON` with the overrides."""
+
+
+def _gemma3(n: int, sizes: dict[str, Any]) -> PretrainedConfig:
     kinds = ["sliding_attention", "full_attention"]
     return Gemma3TextConfig(
         num_hidden_layers=n,
         layer_types=[kinds[i % 2] for i in range(n)],
         sliding_window=TINY_SLIDING_WINDOW,
         **_TOKENS,
-        **{**_COMMON, "vocab_size": vocab},
+        **sizes,
     )
 
 
-def _qwen2_moe(n: int, vocab: int) -> PretrainedConfig:
+def _qwen2_moe(n: int, sizes: dict[str, Any]) -> PretrainedConfig:
     return Qwen2MoeConfig(
         num_hidden_layers=n,
         moe_intermediate_size=32,
@@ -71,18 +75,18 @@ def _qwen2_moe(n: int, vocab: int) -> PretrainedConfig:
         tie_word_embeddings=False,
         **_MOE,
         **_TOKENS,
-        **{**_COMMON, "vocab_size": vocab},
+        **sizes,
     )
 
 
-def _simple(cls: Callable[..., PretrainedConfig], **extra: Any) -> Callable[[int, int], PretrainedConfig]:
-    def make(n: int, vocab: int) -> PretrainedConfig:
-        return cls(num_hidden_layers=n, **extra, **{**_COMMON, "vocab_size": vocab})
+def _simple(cls: Callable[..., PretrainedConfig], **extra: Any) -> _Builder:
+    def make(n: int, sizes: dict[str, Any]) -> PretrainedConfig:
+        return cls(num_hidden_layers=n, **extra, **sizes)
 
     return make
 
 
-_CONFIGS: dict[str, Callable[[int, int], PretrainedConfig]] = {
+_CONFIGS: dict[str, _Builder] = {
     "llama": _simple(LlamaConfig, tie_word_embeddings=False),
     "gemma2": _simple(Gemma2Config, sliding_window=64),
     "qwen3": _simple(Qwen3Config, tie_word_embeddings=False),
@@ -100,21 +104,23 @@ TINY_INFERRED_ARCHITECTURES = ("gemma3_text", "phi3", "olmo2", "qwen2_moe", "olm
 """Families without one: their layout is inferred."""
 
 
-def tiny_config(arch: str, num_layers: int = 4, vocab_size: int = 256) -> PretrainedConfig:
-    """A small config of architecture ``arch`` (one of the two tuples above)."""
+def tiny_config(arch: str, num_layers: int = 4, **overrides: Any) -> PretrainedConfig:
+    """A small config of architecture ``arch`` (one of the two tuples above).
+
+    ``overrides`` replace the shared sizes (e.g. ``vocab_size=4096``, or
+    ``hidden_size=256`` for llama.cpp's K-quants, whose rows must be a multiple of 256).
+    """
     if arch not in _CONFIGS:
         raise ValueError(f"unknown tiny architecture {arch!r}; choose from {sorted(_CONFIGS)}")
-    return _CONFIGS[arch](num_layers, vocab_size)
+    return _CONFIGS[arch](num_layers, {**_COMMON, **overrides})
 
 
-def tiny_model(
-    arch: str, num_layers: int = 4, seed: int = 0, vocab_size: int = 256
-) -> PreTrainedModel:
+def tiny_model(arch: str, num_layers: int = 4, seed: int = 0, **overrides: Any) -> PreTrainedModel:
     """A tiny random model of ``arch`` in eval mode, the same for the same seed.
 
     Like :func:`impq.models.load_model`, fused experts come split into ``nn.Linear``.
     """
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(tiny_config(arch, num_layers, vocab_size)).eval()
+    model = AutoModelForCausalLM.from_config(tiny_config(arch, num_layers, **overrides)).eval()
     unfuse_experts(model)
     return model

@@ -116,9 +116,9 @@ def test_model_without_decoder_blocks_is_unsupported(name: str) -> None:
 
 
 def test_registry_lists_valid_names_on_error() -> None:
-    with pytest.raises(ValueError, match=r"\['gptq', 'hqq', 'quanto'\]"):
+    with pytest.raises(ValueError, match=r"\['gptq', 'hqq', 'llamacpp', 'quanto'\]"):
         get_backend("awq")
-    assert set(BACKENDS) == {"quanto", "hqq", "gptq"}
+    assert set(BACKENDS) == {"quanto", "hqq", "gptq", "llamacpp"}
 
 
 @needs_gptq
