@@ -159,6 +159,7 @@ def run(params: Params) -> dict[str, Any]:
         diff = _check_reload(exporter, ppl_in, ppl_re)
         if out.exists():
             shutil.rmtree(out)
+        tmp.chmod(0o755)  # mkdtemp made it private
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
