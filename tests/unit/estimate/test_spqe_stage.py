@@ -212,3 +212,24 @@ def test_dvc_spqe_stage_tracks_every_spqe_key_but_the_assembly_options() -> None
 def test_gptq_is_refused_before_any_work(tmp_path: Path, model_dir: Path) -> None:
     with pytest.raises(UnsupportedError, match="gptq"):
         spqe.run(_params(tmp_path, model_dir, backend="gptq"), progress=False)
+
+
+def test_cache_size_changes_neither_the_samples_nor_the_checkpoint_key(
+    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys: list[str] = []
+    real = spqe.Checkpoint
+
+    def recording(path: Path, key: str) -> object:
+        keys.append(key)
+        return real(path, key)
+
+    monkeypatch.setattr(spqe, "Checkpoint", recording)
+    runs = [_params(tmp_path / str(mb), model_dir, cache_mb=mb) for mb in (None, 0.0)]
+    for params in runs:
+        spqe.run(params, progress=False)
+    assert keys[0] == keys[1]  # a run resumes whatever its cache size
+    assert spqe.samples_path(runs[0]).read_bytes() == spqe.samples_path(runs[1]).read_bytes()
+    metrics = [read_json(spqe.sampling_metrics_path(p)) for p in runs]
+    assert metrics[1]["block_evaluations_this_run"] > metrics[0]["block_evaluations_this_run"]
+    assert metrics[1]["state_cache_mb"] < metrics[0]["state_cache_mb"]
