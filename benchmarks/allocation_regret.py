@@ -18,9 +18,9 @@ assignment minus the true optimum, in loss units, averaged over 50 games per fam
 and the budgets 2.5, 3.0 and 3.5 bits.
 
 A method is one entry of :data:`METHODS`: a function ``(Case, BitProblem) -> choice``
-(``choice`` indexes ``problem.precisions`` per block). ``evopress`` is a hook (None until
-it is filled): EvoPress gets ``case.fresh_game()`` and ``case.evaluations`` (what the
-prefix walks cost) model evaluations. A method left None prints ``nan``.
+(``choice`` indexes ``problem.precisions`` per block). ``evopress`` (the search of
+:mod:`impq.search.evopress`) gets ``case.fresh_game()`` and ``case.evaluations`` (what the
+prefix walks cost) evaluations of the true game, as SPQE does.
 
     PYTHONPATH=. python benchmarks/allocation_regret.py [--games 50] [--seed 0]
 
@@ -49,6 +49,8 @@ from impq.estimate import (
     walks_from_samples,
 )
 from impq.game import TableGame
+from impq.search.coalition import choice_of
+from impq.search.evopress import evopress
 from impq.solve import BitProblem, get_solver
 from impq.solve.problem import problem_from_shapley
 
@@ -141,12 +143,18 @@ def shapley_greedy(case: Case, problem: BitProblem) -> np.ndarray:
     return problem.choice(baseline.assign(scores, problem))
 
 
+def evopress_search(case: Case, problem: BitProblem) -> np.ndarray:
+    """EvoPress on the true game with the evaluations SPQE's prefix walks cost."""
+    found = evopress(case.fresh_game(), problem, case.evaluations, seed=case.seed)
+    return choice_of(problem, found.coalition)
+
+
 METHODS: dict[str, Method | None] = {
     "paper": objective_method("impq", "prefix"),
     "sii": objective_method("sii", "sii"),
     "surrogate": objective_method("surrogate", "prefix"),
     "shapley": shapley_greedy,
-    "evopress": None,  # h13b: EvoPress with case.fresh_game() and case.evaluations evaluations
+    "evopress": evopress_search,
 }
 """Method name -> how it chooses an assignment; adding a method is one entry here."""
 
