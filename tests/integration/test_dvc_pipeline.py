@@ -28,9 +28,13 @@ STAGE_NAMES = {
     "verify",
     "sweep",
     "report",
+    "compare",
     "export",
 }
 """Every stage: each is a Prefect flow of that name and an MLflow run tagged with it."""
+
+BUDGET_STAGES = {"assign", "baselines", "evopress", "verify", "sweep", "compare", "export"}
+"""The stages that read ``budgets``: a budget change reruns exactly these."""
 
 
 def ran_stages(output: str) -> set[str]:
@@ -100,7 +104,7 @@ def test_one_budget_reruns_only_downstream(project: Path, server_env: dict[str, 
     text = params.read_text()
     assert "budgets:\n- 3.0\n" in text
     params.write_text(text.replace("budgets:\n- 3.0\n", "budgets:\n- 2.5\n"))
-    assert repro(project, server_env) == {"assign", "baselines", "evopress", "verify", "sweep"}
+    assert repro(project, server_env) == BUDGET_STAGES
     assert (project / "artifacts" / "assign" / "impq" / "2.5.json").is_file()
     assert not (
         project / "artifacts" / "assign" / "impq" / "3.0.json"
@@ -173,7 +177,7 @@ def test_alpha_change_reassembles_without_sampling(
     ran = repro(project, server_env)
     assert "spqe" not in ran and "prepare" not in ran and "evaluate" not in ran
     assert {"interactions", "assign", "baselines", "verify", "report"} <= ran
-    assert ran <= {"interactions", "assign", "baselines", "verify", "report", "sweep"}
+    assert ran <= {"interactions", "report", *BUDGET_STAGES} - {"evopress"}
     assert (project / "artifacts" / "spqe" / "samples.npz").read_bytes() == samples
     assert (project / "artifacts" / "spqe" / "shapley.npz").read_bytes() != shapley
     assert repro(project, server_env) == set()
@@ -182,13 +186,7 @@ def test_alpha_change_reassembles_without_sampling(
 def test_experiment_with_one_param_changed(project: Path, server_env: dict[str, str]) -> None:
     # runs last: it adds another pipeline execution to the tracking server
     out = run(["dvc", "exp", "run", "-S", "budgets=[3.5]"], project, server_env)
-    assert ran_stages(out.stdout + out.stderr) == {
-        "assign",
-        "baselines",
-        "evopress",
-        "verify",
-        "sweep",
-    }
+    assert ran_stages(out.stdout + out.stderr) == BUDGET_STAGES
     sweep = json.loads((project / "metrics" / "sweep.json").read_text())
     assert "quanto/impq/3.5/ppl" in sweep and "quanto/impq/2.5/ppl" not in sweep
     shown = run(["dvc", "exp", "show", "--json"], project, server_env).stdout
