@@ -6,6 +6,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 EXTRAS ?= dev,gptq
+# llama.cpp tools for the GGUF export and the llamacpp backend, built once per machine into
+# $IMPQ_LLAMACPP_DIR (default ~/.cache/impq/llama.cpp-<version>); LLAMACPP=0 skips them.
+LLAMACPP ?= 1
+LLAMACPP_JOBS ?= 2
 
 # Text comes from ../shared/data when it sits beside the checkout; otherwise from the hub.
 SHARED_DATA := $(abspath $(wildcard ../shared/data))
@@ -18,15 +22,18 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= 1
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup repro test lint
+.PHONY: setup repro test lint llamacpp
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(if $(filter 1,$(LLAMACPP)),llamacpp)
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[$(EXTRAS)]'
 	touch $@
+
+llamacpp: $(VENV)/.installed
+	$(BIN)/python -m impq.export.llamacpp build --jobs $(LLAMACPP_JOBS)
 
 repro: setup
 	dvc repro

@@ -5,6 +5,10 @@ calibration NLL increase; print it beside each block's ZD and LIM and the Spearm
 correlations. A positive correlation of a score with the damage means "higher score =
 more important". With an SPQE result at hand, the scores are also ranked against the
 Shapley values. Run: ``python benchmarks/zd_direction.py [--params params.yaml]``.
+
+This measurement picks a direction on the model under evaluation, so it is not how the
+baseline ``zd`` is defined (the published rule, ``-ZD``: see :mod:`impq.baselines.zd`);
+it is how ``zd-tuned`` got its sign (``+ZD`` on models/ref-llama-12l).
 """
 
 from __future__ import annotations
@@ -65,7 +69,7 @@ def main() -> None:
     print("block  2-bit dNLL      ZD      LIM")
     for i, (d, z, li) in enumerate(zip(damage_arr, zd, lim, strict=True)):
         print(f"{i:5d}  {d:10.4f}  {z:.4f}  {li:+.4f}")
-    for name, s in (("ZD", zd), ("-ZD", -zd), ("LIM", lim)):
+    for name, s in (("zd-tuned = +ZD", zd), ("zd (published) = -ZD", -zd), ("LIM", lim)):
         rho = spearmanr(s, damage_arr).statistic
         print(f"spearman({name}, 2-bit damage) = {rho:+.3f}")
     shapley = shapley_input_path(params)

@@ -1,4 +1,4 @@
-"""Flow ``assign``: the IMPQ bit assignment for each budget, solved by annealing."""
+"""Flow ``assign``: the bit assignment of each objective method for each budget."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from flows.common import (
 from impq import tracking
 from impq.assignment import Assignment
 from impq.config import Params
-from impq.pipeline import assign
+from impq.pipeline import assign, interactions
 
 __all__ = ["assign_flow"]
 
@@ -33,39 +33,43 @@ PARAM_KEYS = (
 
 
 @task(name="annealing-solve", **STAGE_TASK)
-def solve(params: Params, key: dict, budget: float) -> Files:
-    """Solve the program for one budget (and check it against the exact solver)."""
+def solve(params: Params, key: dict, method: str, budget: float) -> Files:
+    """Solve one method's program for one budget (and check it against the exact solver)."""
     fault_point("annealing-solve")
-    return snapshot(assign.run(params, budget=budget))
+    return snapshot(assign.run(params, budget=budget, method=method))
 
 
 @flow(name="assign")
 def assign_flow(
     params: Params, params_path: str = "params.yaml", budget: float | None = None
 ) -> list[Path]:
-    """Write ``artifacts/assign/impq/<budget>.json`` for ``budget`` (default: every one)."""
-    key = {
-        "params": params_subset(params, *PARAM_KEYS),
-        "shapley": fingerprint_path(assign.shapley_input_path(params)),
-        "code": code_version(),
-    }
+    """Write ``artifacts/assign/<method>/<budget>.json`` for every objective method of
+    ``eval.methods`` and ``budget`` (default: every budget)."""
+    methods = assign.methods(params)
     budgets = params.budgets if budget is None else [budget]
     written: list[Path] = []
+    assign.output_dir(params).mkdir(parents=True, exist_ok=True)
     with tracking.stage_run(params, "assign", params_path) as run:
-        run.log_params(params_subset(params, *PARAM_KEYS))
-        for b in budgets:
-            paths = restore(solve(params, {**key, "budget": float(b)}, float(b)))
-            with run.child(f"impq/{float(b)}", tags={"method": "impq", "budget": b}) as child:
-                a = Assignment.load(paths[0])
-                child.log_metrics(
-                    {
-                        "avg_bits": a.avg_bits,
-                        "stored_bytes": a.stored_bytes,
-                        "objective": a.extra.get("objective"),
-                        "gap_to_exact": a.extra.get("gap_to_exact"),
-                        "solve_seconds": a.extra.get("solve_seconds"),
-                    }
-                )
-                child.log_artifact(paths[0], "assign/impq")
-            written += paths
+        run.log_params({**params_subset(params, *PARAM_KEYS), "methods": methods})
+        for m in methods:
+            key = {
+                "params": params_subset(params, *PARAM_KEYS),
+                "objective": fingerprint_path(interactions.objective_path(params, m)),
+                "code": code_version(),
+            }
+            for b in budgets:
+                paths = restore(solve(params, {**key, "budget": float(b)}, m, float(b)))
+                with run.child(f"{m}/{float(b)}", tags={"method": m, "budget": b}) as child:
+                    a = Assignment.load(paths[0])
+                    child.log_metrics(
+                        {
+                            "avg_bits": a.avg_bits,
+                            "stored_bytes": a.stored_bytes,
+                            "objective": a.extra.get("objective"),
+                            "gap_to_exact": a.extra.get("gap_to_exact"),
+                            "solve_seconds": a.extra.get("solve_seconds"),
+                        }
+                    )
+                    child.log_artifact(paths[0], f"assign/{m}")
+                written += paths
     return written

@@ -1,8 +1,10 @@
 """Flows ``spqe`` and ``interactions``: SPQE coalition sampling, then interaction assembly.
 
-The sampling task is keyed by every ``spqe`` param but ``alpha``; the assembly task
-also by ``alpha``. A rerun with only ``spqe.alpha`` changed therefore hits the sampling
-task's cache (and DVC reruns only the ``interactions`` stage): no model evaluation.
+The sampling task is keyed by every ``spqe`` param but the assembly options
+(:data:`impq.pipeline.spqe.SAMPLING_EXCLUDES`: ``alpha``, ``min_pair_samples``,
+``interaction_fdr``); the assembly task also by them. A rerun with only ``spqe.alpha``
+changed therefore hits the sampling task's cache (and DVC reruns only the
+``interactions`` stage): no model evaluation.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ PARAM_KEYS = ("model", "spqe", "paths.artifacts", "paths.metrics")
 
 
 def sampling_params(params: Params) -> dict:
-    """The params the samples depend on: :data:`PARAM_KEYS` without ``spqe.alpha``."""
+    """The params the samples depend on: :data:`PARAM_KEYS` without the assembly options."""
     subset = params_subset(params, *PARAM_KEYS)
     subset["spqe"] = {k: v for k, v in subset["spqe"].items() if k not in spqe.SAMPLING_EXCLUDES}
     return subset
@@ -78,7 +80,8 @@ def spqe_flow(params: Params, params_path: str = "params.yaml") -> list[Path]:
 
 @flow(name="interactions")
 def interactions_flow(params: Params, params_path: str = "params.yaml") -> list[Path]:
-    """Write ``artifacts/spqe/{shapley.npz,marginals.npy}`` and ``metrics/spqe.json``."""
+    """Write ``artifacts/spqe/{shapley.npz,marginals.npy,objectives/}`` and
+    ``metrics/spqe.json``."""
     key = {
         "params": params_subset(params, *PARAM_KEYS),
         "samples": fingerprint_path(spqe.samples_path(params)),
@@ -90,4 +93,6 @@ def interactions_flow(params: Params, params_path: str = "params.yaml") -> list[
         run.log_metrics(read_json(spqe.metrics_path(params)))
         run.log_artifact(spqe.shapley_path(params), "spqe")
         run.log_artifact(spqe.marginals_path(params), "spqe")
+        for path in sorted(interactions.objectives_dir(params).glob("*.npz")):
+            run.log_artifact(path, "spqe/objectives")
     return paths

@@ -89,13 +89,7 @@ def float_reference(
 def sweep_flow(
     params: Params, params_path: str = "params.yaml"
 ) -> tuple[list[dict[str, Any]], dict[str, Any], list[Path]]:
-    """Write ``metrics/sweep/...``, ``metrics/sweep.json``, ``plots/sweep.csv`` and plots.
-
-    First removes IMPQ assignments of budgets no longer configured
-    (:func:`~impq.pipeline.sweep.prune_stale_assignments`: DVC hashes this stage's
-    dependency folder after the command, and a clone has only current budgets' files).
-    """
-    sweep.prune_stale_assignments(params)
+    """Write ``metrics/sweep/...``, ``metrics/sweep.json``, ``plots/sweep.csv`` and plots."""
     base = {
         "params": params_subset(params, *PARAM_KEYS),
         "tokens": fingerprint_path(prepare.eval_tokens_path(params)),

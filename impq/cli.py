@@ -88,6 +88,16 @@ def _baselines(params: Params, args: argparse.Namespace) -> None:
         print(f"wrote {path}")
 
 
+def _evopress(params: Params, args: argparse.Namespace) -> None:
+    for path in run_flow("flows.evopress:evopress_flow", params, args):
+        print(f"wrote {path}")
+
+
+def _verify(params: Params, args: argparse.Namespace) -> None:
+    for path in run_flow("flows.verify:verify_flow", params, args):
+        print(f"wrote {path}")
+
+
 def _sweep(params: Params, args: argparse.Namespace) -> None:
     from impq.pipeline import sweep
 
@@ -100,6 +110,17 @@ def _sweep(params: Params, args: argparse.Namespace) -> None:
 def _compare(params: Params, args: argparse.Namespace) -> None:
     for path in run_flow("flows.compare:compare_flow", params, args):
         print(f"wrote {path}")
+
+
+def _export(params: Params, args: argparse.Namespace) -> None:
+    m = run_flow("flows.export:export_flow", params, args)
+    print(
+        f"wrote {m['out']} ({m['backend']}, {m['method']} at {m['budget']} bits): "
+        f"{m['linears']} quantized linears checked, {m['stored_bytes']} of "
+        f"{m['budget_bytes']} budget bytes ({m['bits_per_weight']:.3f} bits/weight), "
+        f"{m['size_on_disk_bytes']} bytes on disk; perplexity {m['ppl_in_process']:.4f} "
+        f"in process, {m['ppl_reloaded']:.4f} reloaded"
+    )
 
 
 class Stage(NamedTuple):
@@ -115,13 +136,19 @@ STAGES: dict[str, Stage] = {
     "evaluate": Stage("perplexity of the unquantized model", _evaluate),
     "spqe": Stage("SPQE coalition sampling of the blocks' game (resumable)", _spqe),
     "interactions": Stage(
-        "Shapley values and interaction matrix from the SPQE samples", _interactions
+        "Shapley values and every method's interaction model from the SPQE samples",
+        _interactions,
     ),
     "report": Stage("plot Shapley values and the interaction heatmap", _report),
-    "assign": Stage("bit assignment per budget (IMPQ program)", _assign, _assign_arguments),
+    "assign": Stage(
+        "bit assignment of every objective method per budget", _assign, _assign_arguments
+    ),
     "baselines": Stage("isolated-metric baseline assignments (LIM, ZD, ...)", _baselines),
+    "evopress": Stage("EvoPress search per budget at SPQE's evaluation count", _evopress),
+    "verify": Stage("verified final pick per budget on held-back calibration data", _verify),
     "sweep": Stage("quantize and evaluate every backend x method x budget", _sweep),
     "compare": Stage("perplexity intervals and ratios to the best isolated baseline", _compare),
+    "export": Stage("write the chosen model for its runtime and check it", _export),
     "serve": Stage("serve the whole pipeline as a Prefect deployment", _serve, _serve_arguments),
 }
 """Stage name -> Stage; a handler runs the stage's flow (see :func:`run_flow`) and prints."""

@@ -6,6 +6,7 @@ the key's path instead of silently falling back to a default.
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 from typing import Literal
@@ -27,12 +28,16 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "EvalConfig",
+    "EvoPressConfig",
+    "ExportConfig",
+    "LayoutConfig",
     "ModelConfig",
     "Params",
     "PathsConfig",
     "SolverConfig",
     "SpqeConfig",
     "TrackingConfig",
+    "VerifyConfig",
     "load_params",
 ]
 
@@ -47,6 +52,32 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class LayoutConfig(_Section):
+    """Where the decoder blocks and their linears are, for a model whose inferred layout is
+    wrong (checked against the model when it loads)."""
+
+    blocks: str = Field(
+        min_length=1, description="Dotted path of the ModuleList of blocks, e.g. model.layers."
+    )
+    linears: list[str] = Field(
+        min_length=1,
+        description="Paths inside a block of the linears to quantize; fnmatch patterns "
+        "such as 'mlp.experts.*.down_proj' are allowed.",
+    )
+
+    @field_validator("linears")
+    @classmethod
+    def _distinct(cls, linears: list[str]) -> list[str]:
+        for name in linears:
+            if not name or name != name.strip() or name.startswith(".") or name.endswith("."):
+                raise ValueError(f"{name!r} is not a dotted path inside a block")
+        if len(set(linears)) != len(linears):
+            raise ValueError(
+                f"entries repeat: {sorted(n for n in set(linears) if linears.count(n) > 1)}"
+            )
+        return linears
+
+
 class ModelConfig(_Section):
     """Which checkpoint to quantize and where to run it."""
 
@@ -54,6 +85,9 @@ class ModelConfig(_Section):
     gguf_file: str | None = Field(None, description="GGUF file inside `source`, if any.")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    layout: LayoutConfig | None = Field(
+        None, description="null: the built-in layout of the family, else inferred."
+    )
 
 
 class CalibrationConfig(_Section):
@@ -97,10 +131,31 @@ class DataConfig(_Section):
 
 
 class SpqeConfig(_Section):
-    """Shapley-based progressive quantization estimation."""
+    """Shapley-based progressive quantization estimation: the sampling of walks, and the
+    assembly options of the interaction models (``alpha``, ``min_pair_samples``,
+    ``interaction_fdr``), which reuse the samples."""
 
     permutations: int = Field(48, gt=1, description="Permutations M; keep M well above L.")
-    alpha: float = Field(0.5, ge=0.0, le=1.0, description="Shrinkage of K toward diag(C).")
+    walks: Literal["prefix", "sii"] = Field(
+        "prefix",
+        description=(
+            "'prefix': the L-1 prefixes of each permutation (methods impq, surrogate, shapley); "
+            "'sii': also S+{b} for each adjacent pair, 2(L-1) per permutation (adds sii)."
+        ),
+    )
+    alpha: float = Field(0.5, ge=0.0, le=1.0, description="impq: K = (1-α)C + α diag(C).")
+    min_pair_samples: int = Field(
+        2, ge=2, description="sii: drop pairs sampled adjacent fewer times than this."
+    )
+    interaction_fdr: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description=(
+            "sii: keep pairs discovered at this false-discovery rate (Benjamini-Hochberg); "
+            "1 keeps every pair with a standard error."
+        ),
+    )
     backend: str = Field("quanto", description="Quantizer used inside the game.")
     high_bits: int = 4
     low_bits: int = 2
@@ -109,7 +164,6 @@ class SpqeConfig(_Section):
     tolerance: float | None = Field(
         None, gt=0, description="Stop once every Shapley standard error is below this."
     )
-    interactions: Literal["covariance", "shapley-interaction"] = "covariance"
     batch_size: int | None = Field(
         None, gt=0, description="Calibration sequences per forward; null = all at once."
     )
@@ -136,9 +190,6 @@ class SolverConfig(_Section):
     seed: int = 0
     exact_check: bool = Field(True, description="Also solve exactly; store the gap.")
     exact_time_limit: float = Field(60.0, gt=0, description="Seconds for the exact MILP.")
-    interaction_z: float = Field(
-        2.0, ge=0, description="Keep K_ij only where |K_ij| >= z * se_ij; 0 keeps all."
-    )
 
 
 class BackendsConfig(_Section):
@@ -155,10 +206,78 @@ class EvalConfig(_Section):
     batch_size: int = Field(8, gt=0)
     max_windows: int | None = Field(None, gt=0, description="null = the whole test split")
     methods: list[str] = Field(
-        ["impq", "shapley", "lim", "zd", "uniform", "random"],
-        description="impq (assign stage) and baselines: shapley, lim, zd, uniform, random.",
+        [
+            "impq",
+            "surrogate",
+            "shapley",
+            "lim",
+            "zd",
+            "uniform",
+            "random-0",
+            "random-1",
+            "random-2",
+            "evopress",
+            "verified",
+        ],
+        description=(
+            "Objective methods (assign stage): impq, sii, surrogate; evopress, verified "
+            "(their own stages); baselines: shapley, lim, zd, zd-tuned, uniform, random "
+            "(random-<k>: seed eval.seed + k)."
+        ),
     )
-    seed: int = Field(0, description="Seed of the random baseline's block order.")
+    seed: int = Field(0, description="Seed of the random baseline's block order (random-0).")
+
+
+class EvoPressConfig(_Section):
+    """The EvoPress baseline: evolutionary search on the model game at SPQE's evaluation count.
+
+    Selection runs in stages of growing calibration size: stage ``k`` scores the
+    survivors of stage ``k - 1`` on ``sequences[k]`` random calibration sequences (of the
+    ones SPQE used) and keeps ``survivors[k]``; the last stage uses every sequence and
+    keeps one, the next parent.
+    """
+
+    offspring: int = Field(16, gt=0, description="Mutants per generation (EvoPress: 128).")
+    initial: int = Field(16, gt=0, description="Random feasible starting points.")
+    survivors: list[int] = Field(
+        [4, 1], min_length=1, description="Survivors of each selection stage; the last is 1."
+    )
+    sequences: list[int | None] = Field(
+        [2, None],
+        min_length=1,
+        description="Calibration sequences per stage, growing; the last is null (all of them).",
+    )
+    max_evaluations: int | None = Field(
+        None, gt=0, description="Cap on model evaluations; null: as many as SPQE used."
+    )
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _stages_consistent(self) -> EvoPressConfig:
+        s, n = self.survivors, self.sequences
+        if len(s) != len(n):
+            raise ValueError(f"survivors {s} and sequences {n} need one entry per stage")
+        if s[-1] != 1 or n[-1] is not None:
+            raise ValueError("the last stage keeps 1 survivor on every sequence (1 and null)")
+        if any(x <= 0 for x in s) or any(b > a for a, b in itertools.pairwise(s)):
+            raise ValueError(f"survivors must be positive and non-increasing, got {s}")
+        if s[0] > self.offspring:
+            raise ValueError(f"survivors[0]={s[0]} exceeds offspring={self.offspring}")
+        inner = [x if x is not None else 0 for x in n[:-1]]
+        if any(x <= 0 for x in inner) or any(b <= a for a, b in itertools.pairwise(inner)):
+            raise ValueError(f"sequences before the last must be growing positive ints, got {n}")
+        return self
+
+
+class VerifyConfig(_Section):
+    """The verified pick: candidates scored on calibration sequences SPQE did not use."""
+
+    max_evaluations: int | None = Field(
+        None, gt=0, description="Model evaluations per budget; null: 2L."
+    )
+    n_samples: int | None = Field(
+        None, gt=0, description="Held-back sequences to use; null: every one SPQE left."
+    )
 
 
 class CompareConfig(_Section):
@@ -166,11 +285,23 @@ class CompareConfig(_Section):
 
     isolated: list[str] = Field(
         ["lim", "zd", "shapley"],
-        description="Isolated-metric methods; each method is compared with their best.",
+        description=(
+            "Isolated-metric baselines; each method is compared with the best of those "
+            "that eval.methods evaluates."
+        ),
     )
     level: float = Field(0.95, gt=0.0, lt=1.0, description="Confidence level of intervals.")
     n_boot: int = Field(10_000, ge=100, description="Bootstrap resamples of the windows.")
     seed: int = 0
+
+    @field_validator("isolated")
+    @classmethod
+    def _registered_baselines(cls, isolated: list[str]) -> list[str]:
+        from impq.baselines import BASELINES
+
+        if unknown := [m for m in isolated if m not in BASELINES]:
+            raise ValueError(f"unknown baselines {unknown}; choose from {sorted(BASELINES)}")
+        return isolated
 
 
 class TrackingConfig(_Section):
@@ -184,6 +315,26 @@ class TrackingConfig(_Section):
     cron: str | None = Field(
         None, description="Cron schedule of `impq serve` (e.g. '0 3 * * *'); null: on demand."
     )
+
+
+class ExportConfig(_Section):
+    """The shipped model: which method's assignment, at which budget, in which format."""
+
+    method: str = Field("impq", description="Whose assignment: impq or a baseline of eval.methods.")
+    budget: float | None = Field(
+        None, description="Average bits, one of `budgets`; null: the largest of `budgets`."
+    )
+    backend: str = Field("hqq", description="Format: quanto, hqq or gptq (impq.export).")
+    out: str = Field("artifacts/export", description="Folder the model is written to.")
+
+    @field_validator("backend")
+    @classmethod
+    def _registered_backend(cls, backend: str) -> str:
+        from impq.export.base import EXPORTERS
+
+        if backend not in EXPORTERS:
+            raise ValueError(f"unknown export backend {backend!r}; choose from {sorted(EXPORTERS)}")
+        return backend
 
 
 class PathsConfig(_Section):
@@ -206,14 +357,17 @@ class Params(_Section):
     budgets: list[float] = [2.5, 3.0, 3.5]
     eval: EvalConfig = EvalConfig()
     compare: CompareConfig = CompareConfig()
+    evopress: EvoPressConfig = EvoPressConfig()
+    verify: VerifyConfig = VerifyConfig()
     tracking: TrackingConfig = TrackingConfig()
+    export: ExportConfig = ExportConfig()
     paths: PathsConfig = PathsConfig()
 
     @field_validator("budgets", mode="before")
     @classmethod
     def _budgets_written_as_decimals(cls, budgets: object) -> object:
-        # DVC names each assign@<budget> output after the value as written in params.yaml,
-        # and the stages after the float: the two agree only for decimals such as 3.0.
+        # Artifacts are named after the float (<method>/3.0.json, quanto/impq/3.0/ppl); a
+        # budget written as a decimal reads the same in params.yaml and in those names.
         if isinstance(budgets, list):
             for b in budgets:
                 if isinstance(b, int) and not isinstance(b, bool):
@@ -229,18 +383,29 @@ class Params(_Section):
         return budgets
 
     @model_validator(mode="after")
-    def _isolated_methods_are_evaluated(self) -> Params:
-        # The default list is a preference (the ones evaluated count); a list written in
-        # params.yaml must name evaluated methods, so a typo fails here.
-        if "isolated" not in self.compare.model_fields_set:
-            return self
-        missing = [m for m in self.compare.isolated if m not in self.eval.methods]
-        if missing:
+    def _export_names_a_method_and_budget(self) -> Params:
+        cfg = self.export
+        if "export" in self.model_fields_set:  # the default section is checked when used
+            self.check_export_method()
+        if cfg.budget is not None and cfg.budget not in self.budgets:
             raise ValueError(
-                f"compare.isolated names {missing}, which eval.methods does not evaluate; "
-                f"add them to eval.methods or remove them from compare.isolated"
+                f"export.budget {cfg.budget} is not in budgets {self.budgets}; add it there, "
+                "or set export.budget to null (the largest budget)"
             )
         return self
+
+    def check_export_method(self) -> None:
+        """Raise ValueError when no stage writes ``export.method``'s assignment."""
+        if self.export.method not in self.eval.methods:
+            raise ValueError(
+                f"export.method {self.export.method!r} is not in eval.methods "
+                f"{self.eval.methods}, so no stage writes its assignment; add it there or "
+                "export another method"
+            )
+
+    def export_budget(self) -> float:
+        """The budget the export stage ships: ``export.budget``, else the largest budget."""
+        return self.export.budget if self.export.budget is not None else max(self.budgets)
 
 
 def _format_errors(err: ValidationError) -> str:

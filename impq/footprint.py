@@ -1,19 +1,87 @@
-"""Stored size of quantized weights: the packed codes plus per-group scales and zeros."""
+"""Stored size of quantized weights: the packed codes plus what a backend keeps beside them.
+
+Two accountings, one formula:
+
+- the solver's, :func:`quantized_bytes` (= :data:`SOLVER`): codes packed at ``bits`` plus a
+  16-bit scale and a 16-bit zero per group. It prices every block of the bit program.
+- a backend's own, :class:`Footprint`: what that backend really writes for one linear
+  (the per-group scale and zero at their stored width, zeros packed at the weight's bits,
+  per-column or per-linear extras). ``Backend.footprint`` returns it; the backends' tests
+  hold it equal to the bytes they store.
+
+A budget of ``b`` average bits is a byte count interpolated between all blocks at the
+lowest and at the highest precision (:func:`impq.solve.problem.budget_bytes`), in the
+bytes of whichever footprint is asked. Every footprint here is affine in the bits with a
+slope proportional to the weights (codes ``n b / 8``, packed zeros ``n b / (8 g)``; scales
+and per-column extras do not depend on ``b``), so the interpolation removes the constant
+part and an assignment within the solver's byte budget is within every backend's byte
+budget of the same average bits (``tests/unit/backends/test_footprint.py`` checks this
+on every assignment of a small model).
+"""
 
 from __future__ import annotations
 
-__all__ = ["GROUP_META_BYTES", "quantized_bytes"]
+from dataclasses import dataclass
+
+__all__ = ["GROUP_META_BYTES", "SOLVER", "Footprint", "quantized_bytes"]
 
 GROUP_META_BYTES = 4
-"""One float16 scale and one float16 zero point per group of weights."""
+"""One float16 scale and one float16 zero point per group of weights (the solver's)."""
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Bytes a backend stores for one quantized linear, beside its packed codes.
+
+    Attributes:
+        scale_bytes: bytes of the scale of each group.
+        zero_bytes: bytes of the zero (shift) of each group, when stored unpacked.
+        zero_packed: zeros are packed at the weight's bits instead (GPTQ's ``qzeros``).
+        column_bytes: bytes per input column (GPTQ's int32 ``g_idx``).
+        linear_bytes: bytes per linear (quanto's input and output scales).
+    """
+
+    scale_bytes: int = 2
+    zero_bytes: int = 2
+    zero_packed: bool = False
+    column_bytes: int = 0
+    linear_bytes: int = 0
+
+    def linear(self, out_features: int, in_features: int, bits: int, group_size: int) -> int:
+        """Stored bytes of one ``out_features x in_features`` linear at ``bits`` bits.
+
+        Raises:
+            ValueError: non-positive bits or group size, or a group size that does not
+                divide ``in_features`` (groups run along the input dimension).
+        """
+        if bits <= 0 or group_size <= 0:
+            raise ValueError(f"bits and group_size must be positive, got {bits}, {group_size}")
+        if in_features % group_size:
+            raise ValueError(
+                f"group size {group_size} does not divide the input width {in_features}"
+            )
+        n = out_features * in_features
+        groups = n // group_size
+        zeros = -(-groups * bits // 8) if self.zero_packed else groups * self.zero_bytes
+        return (
+            -(-n * bits // 8)
+            + groups * self.scale_bytes
+            + zeros
+            + in_features * self.column_bytes
+            + self.linear_bytes
+        )
+
+
+SOLVER = Footprint()
+"""The solver's accounting as a :class:`Footprint`: 16-bit scale and zero per group."""
 
 
 def quantized_bytes(n_weights: int, bits: int, group_size: int) -> int:
     """Bytes needed to store ``n_weights`` at ``bits`` bits in groups of ``group_size``.
 
-    This is the accounting the budget uses: what a backend really stores for a
-    group-wise affine quantizer (codes packed at ``bits`` bits, an fp16 scale and zero
-    per group). Backends report their own measured size beside it.
+    This is the accounting the budget uses (:data:`SOLVER` for a whole block: codes
+    packed at ``bits`` bits, an fp16 scale and zero per group). Backends report their
+    own measured size beside it.
     """
     if bits <= 0 or group_size <= 0:
         raise ValueError(f"bits and group_size must be positive, got {bits}, {group_size}")

@@ -9,24 +9,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
-from impq.footprint import quantized_bytes
+from impq.footprint import SOLVER, Footprint
 from impq.models import block_linears, decoder_blocks, get_layout
 from impq.registry import lookup
 
 __all__ = [
     "BACKENDS",
     "Backend",
+    "OverBudgetError",
     "UnsupportedError",
     "assigned_linears",
+    "budget_bytes_for",
     "check_bits",
     "check_group_size",
+    "check_within_budget",
     "expected_bytes",
     "get_backend",
+    "linear_shapes",
     "set_submodule",
     "stored_tensor_bytes",
 ]
@@ -34,6 +38,10 @@ __all__ = [
 
 class UnsupportedError(ValueError):
     """A backend was asked for a bit width, architecture or device it cannot handle."""
+
+
+class OverBudgetError(ValueError):
+    """A quantized model stores more bytes than its budget allows."""
 
 
 @runtime_checkable
@@ -74,7 +82,14 @@ class Backend(Protocol):
         ...
 
     def stored_bytes(self, model: nn.Module) -> int:
-        """Bytes that the quantized linear layers of the blocks really occupy."""
+        """Bytes that the quantized linear layers of the blocks store (what :meth:`save`
+        writes for them: codes, scales, zeros and every other tensor of those modules)."""
+        ...
+
+    def footprint(self, model: nn.Module) -> Footprint:
+        """How this backend stores one quantized linear of ``model`` (its dtype decides
+        the width of float metadata for some backends); :meth:`stored_bytes` equals
+        :func:`expected_bytes` with it."""
         ...
 
     def save(self, model: nn.Module, path: Path) -> None:
@@ -90,6 +105,7 @@ BACKENDS: dict[str, str] = {
     "quanto": "impq.backends.quanto:QuantoBackend",
     "hqq": "impq.backends.hqq:HqqBackend",
     "gptq": "impq.backends.gptq:GptqBackend",
+    "llamacpp": "impq.backends.llamacpp:LlamaCppBackend",
 }
 """Backend name -> ``module:class``; the one place where backends are registered."""
 
@@ -171,18 +187,92 @@ def assigned_linears(
                     f"backend {backend!r} quantizes float nn.Linear modules; block {block} "
                     f"{rel} is a {type(module).__name__} (already quantized?)"
                 )
-            check_group_size(backend, module.weight, group_size)
-            out[f"{layout.blocks}.{block}.{rel}"] = (module, bits)
+            name = f"{layout.blocks}.{block}.{rel}"
+            try:
+                check_group_size(backend, module.weight, group_size)
+            except UnsupportedError as err:
+                raise UnsupportedError(f"{name}: {err}") from None
+            out[name] = (module, bits)
     return out
 
 
-def expected_bytes(model: nn.Module, assignment: dict[int, int], group_size: int) -> int:
-    """Stored bytes of ``assignment`` by the budget's footprint model, linear by linear."""
+def linear_shapes(model: nn.Module, blocks: Iterable[int]) -> dict[int, list[tuple[int, int]]]:
+    """Block -> ``(out_features, in_features)`` of its linears, float or quantized."""
+    shapes: dict[int, list[tuple[int, int]]] = {}
+    for b in blocks:
+        linears: list[Any] = list(block_linears(model, b).values())
+        shapes[b] = [(int(m.out_features), int(m.in_features)) for m in linears]
+    return shapes
+
+
+def expected_bytes(
+    model: nn.Module,
+    assignment: dict[int, int],
+    group_size: int,
+    footprint: Footprint = SOLVER,
+) -> int:
+    """Stored bytes of ``assignment`` under ``footprint`` (default: the solver's), linear
+    by linear."""
+    shapes = linear_shapes(model, assignment)
     return sum(
-        quantized_bytes(m.get_parameter("weight").numel(), bits, group_size)
+        footprint.linear(out, inp, bits, group_size)
         for block, bits in assignment.items()
-        for m in block_linears(model, block).values()
+        for out, inp in shapes[block]
     )
+
+
+def budget_bytes_for(
+    model: nn.Module,
+    budget_bits: float,
+    group_size: int,
+    precisions: Iterable[int],
+    footprint: Footprint = SOLVER,
+) -> int:
+    """The byte budget of ``budget_bits`` average bits in ``footprint``'s bytes.
+
+    The same interpolation as the solver's (:func:`impq.solve.problem.budget_bytes`)
+    between every block at the lowest and at the highest of ``precisions``; with the
+    default footprint it is the budget the assignment was solved under.
+    """
+    from impq.solve.problem import budget_bytes
+
+    lo, hi = min(precisions), max(precisions)
+    blocks = range(len(decoder_blocks(model)))
+    low = expected_bytes(model, dict.fromkeys(blocks, lo), group_size, footprint)
+    high = expected_bytes(model, dict.fromkeys(blocks, hi), group_size, footprint)
+    return budget_bytes(budget_bits, low, high, lo, hi)
+
+
+def check_within_budget(
+    backend: Backend,
+    model: nn.Module,
+    budget_bits: float,
+    precisions: Iterable[int],
+    group_size: int,
+    stored: int,
+) -> int:
+    """The backend's byte budget for ``budget_bits``; raise if ``stored`` exceeds it.
+
+    Args:
+        backend: the backend that stored the model (its footprint prices the budget).
+        model: the model (float or quantized; only its linear shapes are read).
+        budget_bits: the average bits the assignment was solved for.
+        precisions: the precisions the budget was interpolated between.
+        group_size: weights per scale/zero group.
+        stored: bytes the quantized linears really store.
+
+    Raises:
+        OverBudgetError: ``stored`` is above the budget (names both and the excess).
+    """
+    budget = budget_bytes_for(model, budget_bits, group_size, precisions, backend.footprint(model))
+    if stored > budget:
+        raise OverBudgetError(
+            f"backend {backend.name!r} stores {stored} bytes for a budget of {budget} bytes "
+            f"({budget_bits} average bits, group size {group_size}): {stored - budget} bytes "
+            "over. Either the assignment does not fit its budget or the backend's footprint "
+            "(impq.footprint) does not match what it writes"
+        )
+    return budget
 
 
 def set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:

@@ -12,6 +12,11 @@ GPTQModel's ``TorchLinear`` kernel (the one that runs on CPU and CUDA alike) com
 float16 or bfloat16 only, so a quantized model runs in bfloat16 (``dtype``). Its stored
 tensors per linear are ``qweight`` (codes packed in int32), ``qzeros`` (packed at the
 same bits), ``scales`` (16-bit) and ``g_idx`` (one int32 per input column).
+
+The checkpoint is GPTQModel's own Hugging Face folder (``GPTQModel.load`` reads it without
+impq), plus ``impq_quantization.json`` (the assignment, for :meth:`GptqBackend.load`).
+GPTQModel insists on a tokenizer, so the folder holds a stand-in one (token ids only);
+the export stage replaces it by the source model's.
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ from impq.backends.base import (
     check_group_size,
     stored_tensor_bytes,
 )
-from impq.models import decoder_blocks, get_layout
+from impq.footprint import Footprint
+from impq.models import block_linears, decoder_blocks, get_layout
 
 __all__ = ["GPTQ_INSTALL", "GptqBackend"]
 
@@ -46,6 +52,9 @@ GPTQ_INSTALL = "pip install -c constraints.txt --no-build-isolation 'gptqmodel==
 """How to install GPTQModel without pip fetching a CUDA build of torch."""
 
 _STORED = ("qweight", "qzeros", "scales", "g_idx")
+_MIN_CPU_WORKERS = 2
+"""GPTQModel 7.6 builds a 2-worker ``model_loader:cpu`` pool inside its CPU pool, so it
+refuses ``GPTQMODEL_CPU_WORKERS`` below 2 ("requests 2 workers but parent 'cpu' only has 1")."""
 _CHECKPOINT_ATTR = "_impq_gptq_checkpoint"
 _IMPQ_FILE = "impq_quantization.json"
 
@@ -63,9 +72,15 @@ def _gptqmodel() -> Any:
 
 
 def _dynamic(model: nn.Module, assignment: dict[int, int], default_bits: int) -> dict[str, Any]:
-    """GPTQModel ``dynamic`` overrides: other bits per block, unassigned blocks skipped."""
+    """GPTQModel ``dynamic`` overrides: linears outside the layout and unassigned blocks
+    skipped, other bits per block (GPTQModel applies the first pattern that matches)."""
     prefix = re.escape(get_layout(model).blocks)
     out: dict[str, Any] = {}
+    for i in sorted(assignment):
+        kept = block_linears(model, i)
+        for rel, m in decoder_blocks(model)[i].named_modules():
+            if isinstance(m, nn.Linear) and rel not in kept:
+                out[rf"-:^{prefix}\.{i}\.{re.escape(rel)}$"] = {}
     for bits in sorted(set(assignment.values()) - {default_bits}):
         blocks = "|".join(str(i) for i, b in sorted(assignment.items()) if b == bits)
         out[rf"+:^{prefix}\.({blocks})\."] = {"bits": bits}
@@ -73,6 +88,20 @@ def _dynamic(model: nn.Module, assignment: dict[int, int], default_bits: int) ->
     if skipped:
         out[rf"-:^{prefix}\.({'|'.join(skipped)})\."] = {}
     return out
+
+
+def _cpu_workers() -> None:
+    """Set ``GPTQMODEL_CPU_WORKERS`` to 2 unless a larger value is set (see
+    :data:`_MIN_CPU_WORKERS`)."""
+    value = os.environ.get("GPTQMODEL_CPU_WORKERS", "")
+    if value.isdigit() and int(value) >= _MIN_CPU_WORKERS:
+        return
+    if value:
+        log.warning(
+            "GPTQMODEL_CPU_WORKERS=%s: GPTQModel needs at least %d; using %d",
+            value, _MIN_CPU_WORKERS, _MIN_CPU_WORKERS,
+        )  # fmt: skip
+    os.environ["GPTQMODEL_CPU_WORKERS"] = str(_MIN_CPU_WORKERS)
 
 
 def _send_logs_to(folder: Path) -> None:
@@ -112,6 +141,30 @@ def _eager(model: nn.Module) -> nn.Module:
         if "dequantize_weight" in vars(m):
             del m.dequantize_weight
     return model
+
+
+def _check_coverage(model: nn.Module, quantized: nn.Module, assignment: dict[int, int]) -> None:
+    """Raise unless GPTQModel quantized exactly the layout's weights of each block.
+
+    GPTQModel has its own definition of each architecture (or guesses one for an unknown
+    type) and may split fused projections (Phi-3's ``gate_up_proj``), so blocks are
+    compared by their number of quantized weights, not by module names.
+    """
+    prefix = get_layout(model).blocks
+    done = _quant_modules(quantized)
+    for i in range(len(decoder_blocks(model))):
+        linears = block_linears(model, i) if i in assignment else {}
+        want = sum(m.get_parameter("weight").numel() for m in linears.values())
+        ours = {n: m for n, m in done.items() if n.startswith(f"{prefix}.{i}.")}
+        got = sum(int(m.in_features) * int(m.out_features) for m in ours.values())
+        if got != want:
+            missing = [f"{prefix}.{i}.{r}" for r in linears if f"{prefix}.{i}.{r}" not in ours]
+            extra = sorted(set(ours) - {f"{prefix}.{i}.{r}" for r in linears})
+            raise UnsupportedError(
+                f"backend 'gptq': GPTQModel quantized {got} weights of block {i} where the "
+                f"layout names {want} ({type(model).__name__}); not quantized: "
+                f"{missing[:5] or 'none'}, quantized beyond the layout: {extra[:5] or 'none'}"
+            )
 
 
 def _quant_modules(model: nn.Module) -> dict[str, Any]:
@@ -171,7 +224,7 @@ class GptqBackend:
             raise ValueError("gptq needs at least one assigned block")
         if calibration is None:
             raise ValueError("gptq needs calibration token ids (n, seqlen); got None")
-        os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(1, min(2, os.cpu_count() or 1))))
+        _cpu_workers()
         default = max(set(assignment.values()), key=list(assignment.values()).count)
         qconfig = gm.QuantizeConfig(
             bits=default,
@@ -187,8 +240,15 @@ class GptqBackend:
             hf.save_pretrained(str(float_dir))
             _write_stand_in_tokenizer(float_dir, int(hf.config.vocab_size))
             _send_logs_to(float_dir / "logs")
-            g = gm.GPTQModel.load(str(float_dir), qconfig, device=str(device), dtype=self.dtype)
-            g.quantize(_calibration_rows(calibration), batch_size=1)
+            rows = _calibration_rows(calibration)
+            try:
+                g = gm.GPTQModel.load(str(float_dir), qconfig, device=str(device), dtype=self.dtype)
+                g.quantize(rows, batch_size=1)
+            except ValueError as err:  # its architecture definition does not fit the model
+                raise UnsupportedError(
+                    f"backend 'gptq': GPTQModel cannot quantize {type(model).__name__} "
+                    f"(model_type {hf.config.model_type!r}): {err}"
+                ) from err
             g.save(str(out))
             del g
         write_json(
@@ -198,12 +258,18 @@ class GptqBackend:
         quantized = self.load(out, device)
         setattr(quantized, _CHECKPOINT_ATTR, str(out))
         weakref.finalize(quantized, shutil.rmtree, str(out), ignore_errors=True)
+        _check_coverage(model, quantized, assignment)
         log.info("gptq: quantized %d blocks (default %d bits)", len(assignment), default)
         return quantized
 
     def stored_bytes(self, model: nn.Module) -> int:
         """Bytes of qweight, qzeros, scales and g_idx of every GPTQ linear in the blocks."""
         return stored_tensor_bytes(_quant_modules(model).values(), _STORED.__contains__)
+
+    def footprint(self, model: nn.Module) -> Footprint:
+        """int32-packed codes, a 16-bit scale and a zero packed at the weight's bits per
+        group, and one int32 ``g_idx`` entry per input column."""
+        return Footprint(scale_bytes=2, zero_bytes=0, zero_packed=True, column_bytes=4)
 
     def save(self, model: nn.Module, path: Path) -> None:
         """Copy the GPTQModel checkpoint the model was loaded from to ``path``."""

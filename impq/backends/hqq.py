@@ -2,9 +2,15 @@
 
 The transformers integration of HQQ takes one setting for the whole model, so each
 linear is replaced directly by an ``HQQLinear`` with its block's ``BaseQuantizeConfig``.
-Codes are bit-packed (4 per byte at 2 bits, 2 per byte at 4 bits); scales and zeros stay
-in the compute dtype (the model's dtype, float32 by default): 8 bytes per group where the footprint model counts
-4. Runs on CPU and CUDA with HQQ's PyTorch backend.
+Codes are bit-packed (4 per byte at 2 bits, 2 per byte at 4 bits). HQQ keeps scales and
+zeros in the compute dtype; this backend stores them in float16 whatever the model's
+dtype (a float32 model computes in float32 with 16-bit scales and zeros), so a group
+costs the 4 bytes the budget counts. HQQ's own loader reads such a checkpoint and casts
+them to its compute dtype, which changes no value. Runs on CPU and CUDA with HQQ's
+PyTorch backend.
+
+Checkpoints are HQQ's own format (``AutoHQQHFModel.save_quantized``: ``config.json`` and
+``qmodel.pt``), loaded without impq by ``AutoHQQHFModel.from_quantized``.
 """
 
 from __future__ import annotations
@@ -24,15 +30,18 @@ from impq.backends.base import (
     set_submodule,
     stored_tensor_bytes,
 )
-from impq.backends.checkpoint import load_rest, read_checkpoint, skeleton, write_checkpoint
-from impq.models import get_layout
+from impq.footprint import Footprint
+from impq.models import ExpertLinears, get_layout
 
-__all__ = ["HqqBackend"]
+__all__ = ["META_DTYPE", "HqqBackend"]
 
 log = logging.getLogger(__name__)
 
-_STORED = ("W_q", "scale", "zero", "scale_q", "zero_q")
-"""HQQLinear state-dict entries that hold the weight (the rest is small metadata)."""
+META_DTYPE = torch.float16
+"""Stored dtype of HQQ's per-group scales and zeros when the model's dtype is wider."""
+
+_STORED = ("W_q", "scale", "zero")
+"""HQQLinear state-dict tensors that hold the weight (the rest is small metadata)."""
 
 
 def _weight_params(bits: int, group_size: int) -> dict[str, Any]:
@@ -46,6 +55,14 @@ def _quant_config(bits: int, group_size: int) -> dict[str, Any]:
 
     config: dict[str, Any] = BaseQuantizeConfig(nbits=bits, group_size=group_size)
     return config
+
+
+def _sixteen_bit(meta: dict[str, Any]) -> None:
+    """Store the group scales and zeros of ``meta`` in 16 bits (in place)."""
+    for key in ("scale", "zero"):
+        value = meta[key]
+        if value.element_size() > 2:
+            meta[key] = value.to(META_DTYPE)
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -75,7 +92,8 @@ class HqqBackend:
 
     @torch.no_grad()
     def dequantize_weight(self, weight: torch.Tensor, bits: int, group_size: int) -> torch.Tensor:
-        """``weight`` through HQQ's optimized group-wise quantizer at ``bits``, dequantized."""
+        """``weight`` through HQQ's optimized group-wise quantizer at ``bits``, dequantized
+        with the 16-bit scales and zeros the backend stores."""
         check_bits(self.name, bits, self.supported_bits)
         check_group_size(self.name, weight, group_size)
         from hqq.core.quantize import Quantizer
@@ -84,6 +102,7 @@ class HqqBackend:
         w_q, meta = Quantizer.quantize(
             weight, compute_dtype=weight.dtype, device=str(weight.device), **params
         )
+        _sixteen_bit(meta)
         out = Quantizer.dequantize(w_q, meta)
         return out.to(dtype=weight.dtype, device=weight.device).reshape(weight.shape)
 
@@ -115,6 +134,7 @@ class HqqBackend:
                 compute_dtype=dtype,
                 device=str(device),
             )
+            _sixteen_bit(hqq.meta)
             set_submodule(model, name, hqq)
         log.info("hqq: quantized %d linears in %d blocks", len(targets), len(assignment))
         return model
@@ -123,38 +143,52 @@ class HqqBackend:
         """Bytes of the packed codes, scales and zeros of every ``HQQLinear`` in the blocks."""
         return stored_tensor_bytes(_hqq_modules(model).values(), _STORED.__contains__)
 
+    def footprint(self, model: nn.Module) -> Footprint:
+        """Packed codes plus a 16-bit scale and a 16-bit zero per group."""
+        return Footprint(scale_bytes=2, zero_bytes=2)
+
     def save(self, model: nn.Module, path: Path) -> None:
-        """Write config, every tensor (HQQ's own state dicts included) and the bits map."""
-        modules = _hqq_modules(model)
-        if not modules:
+        """Write HQQ's own checkpoint (``config.json`` + ``qmodel.pt``) to ``path``."""
+        from hqq.models.hf.base import AutoHQQHFModel
+
+        if not _hqq_modules(model):
             raise ValueError("the model has no HQQLinear layers; quantize it first")
-        bits = {n: int(m.meta["nbits"]) for n, m in modules.items()}
-        groups = {int(m.meta["group_size"]) for m in modules.values()}
-        quant = {"backend": self.name, "group_size": groups.pop(), "bits": bits}
-        write_checkpoint(path, model, model.state_dict(), quant)
+        split = [n for n, m in model.named_modules() if isinstance(m, ExpertLinears)]
+        if split:
+            raise UnsupportedError(
+                f"hqq cannot save {split[0]} (mixture-of-experts weights split per expert): "
+                "HQQ's loader (AutoHQQHFModel.from_quantized) rebuilds transformers' fused "
+                "experts, so the checkpoint would not load; save MoE models with quanto or gptq"
+            )
+        Path(path).mkdir(parents=True, exist_ok=True)
+        AutoHQQHFModel.save_quantized(model, str(path))
 
     @torch.no_grad()
     def load(self, path: Path, device: torch.device | str = "cpu") -> nn.Module:
-        """Rebuild the model from config, float tensors and the HQQ layers' state dicts."""
-        from hqq.core.quantize import HQQLinear
+        """Load a checkpoint with HQQ's ``AutoHQQHFModel.from_quantized``.
 
-        config, state, quant = read_checkpoint(path, self.name)
+        The compute dtype is the checkpoint's (``config.json``); the scales and zeros are
+        put back in 16 bits, as :meth:`quantize` keeps them (HQQ's loader widens them to
+        the compute dtype, which changes no value).
+
+        Raises:
+            FileNotFoundError: ``path`` holds no HQQ checkpoint.
+        """
+        from hqq.models.hf.base import AutoHQQHFModel
+        from transformers import AutoConfig
+
+        path = Path(path)
+        for name in ("config.json", "qmodel.pt"):
+            if not (path / name).is_file():
+                raise FileNotFoundError(f"{path / name}: missing; is {path} an HQQ checkpoint?")
         device = torch.device(device)
-        model = skeleton(config).to(device)
-        dtype = next(model.parameters()).dtype
         _check_device(device)
-        group_size = int(quant["group_size"])
-        for name, bits in quant["bits"].items():
-            prefix = name + "."
-            sub = {k[len(prefix) :]: state.pop(k) for k in list(state) if k.startswith(prefix)}
-            hqq = HQQLinear(
-                None,
-                quant_config=_quant_config(int(bits), group_size),
-                compute_dtype=dtype,
-                device=str(device),
-                initialize=False,
-            )
-            hqq.load_state_dict({k: v.to(device) for k, v in sub.items()})
-            set_submodule(model, name, hqq)
-        load_rest(model, state, skip={n + "." for n in quant["bits"]})
+        dtype = getattr(AutoConfig.from_pretrained(str(path)), "dtype", None) or torch.float32
+        if isinstance(dtype, str):
+            dtype = getattr(torch, dtype)
+        model: nn.Module = AutoHQQHFModel.from_quantized(
+            str(path), compute_dtype=dtype, device=str(device)
+        )
+        for module in _hqq_modules(model).values():
+            _sixteen_bit(module.meta)
         return model.eval()

@@ -1,15 +1,27 @@
 """optimum-quanto backend: qint2 / qint4 weights per decoder block, frozen.
 
 Quanto picks its own group size (128, or a smaller multiple of 32 dividing the input
-width); this backend overrides it with the requested one before freezing, so the
-stored scales and shifts really are per ``group_size`` weights. Scales and shifts are
-kept in the model's dtype (float32 on CPU), i.e. 8 bytes of metadata per group where the
-footprint model counts 4 (fp16 scale + zero).
+width; one group per row when the input is 128 wide or less); this backend overrides it
+with the requested one before freezing, so the stored scales and shifts really are per
+``group_size`` weights. Quanto keeps scales and shifts in the weight's dtype and a
+quantized linear computes in that dtype, so a float32 model stores 8 bytes of metadata
+per group (a 16-bit model 4): :meth:`QuantoBackend.footprint` says so, and the budget of
+a quanto model is counted in those bytes.
+
+Checkpoints are quanto's own layout (``QuantizedModelForCausalLM.save_pretrained``:
+``config.json``, ``model.safetensors``, ``quanto_qmap.json``). Quanto's qmap names each
+module's qtype but not its group size, and ``QuantizedModelForCausalLM.from_pretrained``
+re-creates every module with quanto's own group size (it fails with a shape mismatch
+when that differs). So each qmap entry also carries ``group_size`` (ignored by quanto) and
+:meth:`QuantoBackend.load` sets it before loading the tensors, with quanto's public API
+only (``quantize(include=...)``, ``weight_group_size``, ``load_state_dict``), as the
+README shows.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -19,12 +31,18 @@ import torch
 from torch import nn
 
 from impq.backends.base import assigned_linears, check_bits, check_group_size, stored_tensor_bytes
-from impq.backends.checkpoint import load_rest, read_checkpoint, skeleton, write_checkpoint
-from impq.models import decoder_blocks, get_layout
+from impq.footprint import Footprint
+from impq.models import decoder_blocks, get_layout, unfuse_experts
 
-__all__ = ["QuantoBackend"]
+__all__ = ["QMAP_FILE", "QuantoBackend"]
 
 log = logging.getLogger(__name__)
+
+QMAP_FILE = "quanto_qmap.json"
+"""Quanto's quantization map: module name -> qtypes (and here: group size)."""
+
+_STORED_EXTRA = ("input_scale", "output_scale")
+"""State-dict tensors of a quanto linear beside its ``weight.*`` tensors."""
 
 
 def _qtype(bits: int) -> Any:
@@ -33,14 +51,14 @@ def _qtype(bits: int) -> Any:
     return {2: qint2, 4: qint4}[bits]
 
 
-def _quantize_modules(model: nn.Module, bits_of: dict[str, int], group_size: int) -> None:
-    """Swap the named linears for quanto modules at their bits and group size (unfrozen)."""
+def _quantize_modules(model: nn.Module, plan: dict[str, tuple[int, int]]) -> None:
+    """Swap the named linears for quanto modules at (bits, group size) (unfrozen)."""
     from optimum.quanto import quantize
 
-    for bits in sorted(set(bits_of.values())):
-        names = [name for name, b in bits_of.items() if b == bits]
+    for bits in sorted({b for b, _ in plan.values()}):
+        names = [name for name, (b, _) in plan.items() if b == bits]
         quantize(model, weights=_qtype(bits), include=names)
-    for name in bits_of:
+    for name, (_, group_size) in plan.items():
         module: Any = model.get_submodule(name)
         module.weight_group_size = group_size
         module.forward = _inference_mode_safe(module.forward)
@@ -77,6 +95,32 @@ def _quantized_modules(model: nn.Module) -> dict[str, Any]:
         and isinstance(m, QModuleMixin)
         and isinstance(getattr(m, "weight", None), QTensor)
     }
+
+
+def _read_state(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a (possibly sharded) safetensors checkpoint folder."""
+    from safetensors.torch import load_file
+
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return {k: v for shard in shards for k, v in load_file(str(path / shard)).items()}
+    single = path / "model.safetensors"
+    if not single.is_file():
+        raise FileNotFoundError(f"{single}: missing; is {path} a quanto checkpoint?")
+    return load_file(str(single))
+
+
+def _shared_keys(model: nn.Module) -> set[str]:
+    """State-dict keys whose tensor is the same parameter as an earlier key (tied)."""
+    seen: set[int] = set()
+    shared = set()
+    for key, tensor in model.state_dict(keep_vars=True).items():
+        ident = id(tensor)
+        if ident in seen:
+            shared.add(key)
+        seen.add(ident)
+    return shared
 
 
 class QuantoBackend:
@@ -122,38 +166,70 @@ class QuantoBackend:
         from optimum.quanto import freeze
 
         targets = assigned_linears(self.name, model, assignment, group_size, self.supported_bits)
-        _quantize_modules(model, {name: bits for name, (_, bits) in targets.items()}, group_size)
+        _quantize_modules(model, {name: (bits, group_size) for name, (_, bits) in targets.items()})
         freeze(model)
         log.info("quanto: quantized %d linears in %d blocks", len(targets), len(assignment))
         return model
 
     def stored_bytes(self, model: nn.Module) -> int:
-        """Bytes of the packed codes, scales and shifts of every frozen quanto linear."""
+        """Bytes of the packed codes, scales, shifts and input/output scales of every
+        frozen quanto linear."""
         return stored_tensor_bytes(
-            _quantized_modules(model).values(), lambda key: key.startswith("weight")
+            _quantized_modules(model).values(),
+            lambda key: key.startswith("weight") or key in _STORED_EXTRA,
         )
 
+    def footprint(self, model: nn.Module) -> Footprint:
+        """Packed codes, a scale and a shift per group and two scalar scales per linear,
+        all in the model's float dtype."""
+        width = next(model.parameters()).element_size()
+        return Footprint(scale_bytes=width, zero_bytes=width, linear_bytes=2 * width)
+
     def save(self, model: nn.Module, path: Path) -> None:
-        """Write config, the quantized state dict and the per-module qtypes and group size."""
+        """Write quanto's checkpoint layout, the group size in each qmap entry."""
+        from optimum.quanto import QuantizedModelForCausalLM
+
         modules = _quantized_modules(model)
         if not modules:
             raise ValueError("the model has no frozen quanto linears; quantize it first")
-        bits = {name: int(m.weight_qtype.bits) for name, m in modules.items()}
-        group = {int(m.weight_group_size) for m in modules.values()}
-        if len(group) != 1:
-            raise ValueError(f"quanto linears have several group sizes {sorted(group)}")
-        quant = {"backend": self.name, "group_size": group.pop(), "bits": bits}
-        write_checkpoint(path, model, model.state_dict(), quant)
+        path = Path(path)
+        QuantizedModelForCausalLM(model).save_pretrained(str(path))
+        qmap = json.loads((path / QMAP_FILE).read_text())
+        for name, module in modules.items():
+            qmap[name]["group_size"] = int(module.weight_group_size)
+        (path / QMAP_FILE).write_text(json.dumps(qmap, indent=4) + "\n")
 
     @torch.no_grad()
     def load(self, path: Path, device: torch.device | str = "cpu") -> nn.Module:
-        """Rebuild the model from config and quantized tensors (no float weights needed)."""
-        config, state, quant = read_checkpoint(path, self.name)
-        model = skeleton(config)
-        bits_of = {str(k): int(v) for k, v in quant["bits"].items()}
-        _quantize_modules(model, bits_of, int(quant["group_size"]))
-        load_rest(model, state, skip=set())
-        missing = [n for n in bits_of if n not in _quantized_modules(model)]
-        if missing:
-            raise ValueError(f"{path}: no quantized weights for {missing[:3]}")
+        """Rebuild the model from its config, qmap and tensors with quanto's public API.
+
+        Raises:
+            FileNotFoundError: a file of the checkpoint is missing.
+            ValueError: the tensors do not match the model the qmap describes.
+        """
+        from optimum.quanto import qtypes
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        path = Path(path)
+        if not (path / QMAP_FILE).is_file():
+            raise FileNotFoundError(f"{path / QMAP_FILE}: missing; is {path} a quanto checkpoint?")
+        qmap = json.loads((path / QMAP_FILE).read_text())
+        config = AutoConfig.from_pretrained(str(path))
+        model = AutoModelForCausalLM.from_config(config, dtype=getattr(config, "dtype", None))
+        unfuse_experts(model)  # named as the quantized model was (impq.models.load_model)
+        plan = {
+            name: (int(qtypes[q["weights"]].bits), int(q["group_size"])) for name, q in qmap.items()
+        }
+        _quantize_modules(model, plan)
+        result = model.load_state_dict(_read_state(path), strict=False)
+        model.tie_weights()
+        missing = set(result.missing_keys) - _shared_keys(model)
+        if missing or result.unexpected_keys:
+            raise ValueError(
+                f"{path}: tensors do not match the model: missing {sorted(missing)[:5]}, "
+                f"unexpected {result.unexpected_keys[:5]}"
+            )
+        absent = [n for n in plan if n not in _quantized_modules(model)]
+        if absent:
+            raise ValueError(f"{path}: no quantized weights for {absent[:3]}")
         return model.to(device).eval()

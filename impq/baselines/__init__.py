@@ -6,6 +6,14 @@ from impq.baselines.base import (
     BaselineInputs,
     assign_by_scores,
     get_baseline,
+    parse_baseline,
 )
 
-__all__ = ["BASELINES", "Baseline", "BaselineInputs", "assign_by_scores", "get_baseline"]
+__all__ = [
+    "BASELINES",
+    "Baseline",
+    "BaselineInputs",
+    "assign_by_scores",
+    "get_baseline",
+    "parse_baseline",
+]

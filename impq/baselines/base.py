@@ -25,6 +25,7 @@ __all__ = [
     "Need",
     "assign_by_scores",
     "get_baseline",
+    "parse_baseline",
 ]
 
 Need = Literal["model", "calibration", "shapley"]
@@ -60,6 +61,9 @@ class Baseline(Protocol):
 
     name: str
     needs: frozenset[Need]
+    seeded: bool
+    """Whether the scores depend on ``inputs.seed``: such a baseline may be run as
+    replicates ``<name>-<k>`` (seed ``eval.seed + k``)."""
 
     def scores(self, inputs: BaselineInputs, n_blocks: int) -> np.ndarray:
         """(L,) importance per block; higher keeps more bits."""
@@ -78,6 +82,7 @@ def assign_by_scores(scores: np.ndarray, problem: BitProblem) -> dict[int, int]:
 BASELINES: dict[str, str] = {
     "lim": "impq.baselines.lim:LimBaseline",
     "zd": "impq.baselines.zd:ZdBaseline",
+    "zd-tuned": "impq.baselines.zd:ZdTunedBaseline",
     "shapley": "impq.baselines.simple:ShapleyBaseline",
     "uniform": "impq.baselines.simple:UniformBaseline",
     "random": "impq.baselines.simple:RandomBaseline",
@@ -85,11 +90,33 @@ BASELINES: dict[str, str] = {
 """Baseline name -> ``module:class``; the one place where baselines are registered."""
 
 
+def parse_baseline(method: str) -> tuple[str, int | None]:
+    """``(registered name, replicate)`` of a method name: ``"lim"`` -> ``("lim", None)``,
+    ``"random-2"`` -> ``("random", 2)`` (replicates exist for seeded baselines only).
+
+    Raises:
+        ValueError: ``method`` is neither a registered baseline nor a replicate of a
+            seeded one; the message lists the valid names.
+    """
+    if method in BASELINES:
+        return method, None
+    base, _, index = method.rpartition("-")
+    if base in BASELINES and index.isdigit() and get_baseline(base).seeded:
+        return base, int(index)
+    seeded = sorted(n for n in BASELINES if get_baseline(n).seeded)
+    raise ValueError(
+        f"unknown baseline {method!r}; choose from {sorted(BASELINES)} "
+        f"(seeded ones also as <name>-<k>: {[f'{n}-0' for n in seeded]})"
+    )
+
+
 def get_baseline(name: str) -> Baseline:
-    """The baseline registered as ``name``.
+    """The baseline registered as ``name`` (a replicate ``<name>-<k>`` gives ``<name>``).
 
     Raises:
         ValueError: ``name`` is not registered; the message lists the valid names.
     """
+    if name not in BASELINES and name.rpartition("-")[0] in BASELINES:
+        name = parse_baseline(name)[0]
     baseline: Baseline = lookup(BASELINES, name, "baseline")()
     return baseline

@@ -69,6 +69,7 @@ class LimBaseline:
     """Blocks that change their hidden state most keep the most bits."""
 
     name = "lim"
+    seeded = False
     needs: frozenset[Need] = frozenset({"model", "calibration"})
 
     def scores(self, inputs: BaselineInputs, n_blocks: int) -> np.ndarray:

@@ -14,6 +14,7 @@ class ShapleyBaseline:
     """SPQE Shapley values alone, interactions ignored: what the interactions buy."""
 
     name = "shapley"
+    seeded = False
     needs: frozenset[Need] = frozenset({"shapley"})
 
     def scores(self, inputs: BaselineInputs, n_blocks: int) -> np.ndarray:
@@ -34,6 +35,7 @@ class RandomBaseline:
     """A seeded random ranking fed to the same greedy budget rule."""
 
     name = "random"
+    seeded = True
     needs: frozenset[Need] = frozenset()
 
     def scores(self, inputs: BaselineInputs, n_blocks: int) -> np.ndarray:
@@ -62,6 +64,7 @@ class UniformBaseline:
     """One precision for every block: the highest that fits the budget."""
 
     name = "uniform"
+    seeded = False
     needs: frozenset[Need] = frozenset()
 
     def scores(self, inputs: BaselineInputs, n_blocks: int) -> np.ndarray:

@@ -10,12 +10,19 @@ Non-finite values (an NLL that overflowed) are replaced, before marginals are ta
 by the largest finite value seen in the run: the configuration counts as the worst one
 observed. Every permutation's marginals then still sum to ``v(N) - v(∅)`` and the
 Shapley vector stays finite; the count is reported as ``n_nonfinite``.
+
+The walks of both estimators share their prefix chain: permutation ``k`` of a run
+derives from the run seed and ``k`` alone, and an SII walk evaluates every prefix a
+prefix walk does (plus ``S ∪ {b}`` for each adjacent pair). :class:`Walks` is that
+common view, from which every interaction model (:mod:`impq.estimate.objectives`) is
+assembled.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,12 +33,18 @@ from impq.estimate.checkpoint import Checkpoint
 from impq.game.base import Game
 
 __all__ = [
+    "WALK_SAMPLERS",
+    "PairStatistics",
     "PermutationSampling",
     "PermutationSamplingSII",
     "PermutationWalk",
+    "Walks",
     "cap_nonfinite",
     "covariance_interactions",
+    "pair_statistics",
     "seeded_permutations",
+    "walk_estimate",
+    "walks_from_samples",
 ]
 
 log = logging.getLogger(__name__)
@@ -97,12 +110,101 @@ def run_seed(rng: np.random.Generator | int) -> int:
     return int(rng)
 
 
+@dataclass(frozen=True)
+class Walks:
+    """Sampled permutation walks with capped values, as coalitions and as marginals.
+
+    Attributes:
+        kind: the walk kind (a key of :data:`WALK_SAMPLERS`): ``prefix`` or ``sii``.
+        permutations: (M, L) the permutations walked.
+        coalitions: (M, s, L) the coalitions each walk evaluated, endpoints excluded.
+        values: (M, s) their values, non-finite ones capped.
+        endpoints: (2,) capped values of the empty and the full coalition.
+        prefix: (M, L + 1) capped value of each prefix of each permutation, endpoints
+            included.
+        marginals: (M, L) marginal contribution of each player in each permutation.
+        n_nonfinite: values that were NaN/inf before capping (endpoints included).
+        max_permutations: permutations the budget bought (``M`` may be fewer).
+    """
+
+    kind: str
+    permutations: np.ndarray
+    coalitions: np.ndarray
+    values: np.ndarray
+    endpoints: np.ndarray
+    prefix: np.ndarray
+    marginals: np.ndarray
+    n_nonfinite: int
+    max_permutations: int
+
+    @property
+    def n_players(self) -> int:
+        """Number of players L."""
+        return int(self.permutations.shape[1])
+
+    @property
+    def n_permutations(self) -> int:
+        """Number of walks M."""
+        return int(self.permutations.shape[0])
+
+
+@dataclass(frozen=True)
+class PairStatistics:
+    """Per-pair SII samples of SII walks: mean, standard error and sample count.
+
+    ``mean`` is 0 for a pair never seen; ``se`` is NaN for a pair seen fewer than twice
+    (no variance can be estimated); the diagonal is 0 in all three.
+    """
+
+    mean: np.ndarray
+    se: np.ndarray
+    count: np.ndarray
+
+
+def pair_statistics(walks: Walks) -> PairStatistics:
+    """The permutation SII estimate of every pair from SII walks.
+
+    In a random permutation, a pair ``{i, j}`` sits next to each other with probability
+    ``2/n``, and the set ``S`` of players before it is then distributed exactly as the
+    SII weights ``|S|!(n-|S|-2)!/(n-1)!``. An SII walk evaluates, for every adjacent
+    pair ``(a, b)`` after prefix ``S``, the coalition ``S ∪ {b}`` beside the prefixes;
+    the average of ``v(S∪ab) - v(S∪a) - v(S∪b) + v(S)`` over the walks where the pair
+    was adjacent is an unbiased SII estimate (as shapiq's permutation SII approximator).
+
+    Raises:
+        ValueError: the walks are prefix walks (they hold no ``S ∪ {b}``).
+    """
+    if walks.kind != "sii":
+        raise ValueError(
+            f"the pairwise Shapley interaction index needs SII walks, got {walks.kind!r} "
+            "walks; sample with spqe.walks: sii"
+        )
+    n = walks.n_players
+    perms, prefix, extras = walks.permutations, walks.prefix, walks.values[:, 0::2]
+    # delta[k, t] for the pair (perm[k, t], perm[k, t + 1]) after prefix perm[k, :t]
+    delta = (prefix[:, 2:] - prefix[:, 1:-1] - extras + prefix[:, :-2]).ravel()
+    i, j = perms[:, :-1].ravel(), perms[:, 1:].ravel()
+    count, total, total_sq = np.zeros((n, n)), np.zeros((n, n)), np.zeros((n, n))
+    for a, b in ((i, j), (j, i)):
+        np.add.at(count, (a, b), 1)
+        np.add.at(total, (a, b), delta)
+        np.add.at(total_sq, (a, b), delta**2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(count > 0, total / np.maximum(count, 1), 0.0)
+        var = (total_sq - count * mean**2) / (count - 1)
+        se = np.where(count >= 2, np.sqrt(np.clip(var, 0, None) / count), np.nan)
+    np.fill_diagonal(se, 0.0)
+    return PairStatistics(mean=mean, se=se, count=count.astype(np.int64))
+
+
 class PermutationWalk:
     """Base of the permutation estimators: budget, seeded permutations, checkpoints,
     progress and the stopping rule (every Shapley SE below ``tolerance``, checked from
     ``min_permutations`` on)."""
 
     name = ""
+    kind = ""
+    """The walk kind, the key of this class in :data:`WALK_SAMPLERS`."""
     steps_per_permutation_factor = 1
 
     def __init__(
@@ -127,27 +229,25 @@ class PermutationWalk:
         """The evaluation budget that buys exactly ``permutations`` permutations."""
         return 2 + permutations * self.evaluations_per_permutation(n_players)
 
-    def _walk(self, perm: np.ndarray) -> np.ndarray:
+    def coalitions(self, perm: np.ndarray) -> np.ndarray:
         """Coalitions one permutation evaluates, in order, endpoints excluded."""
         raise NotImplementedError
 
-    def _prefix_values(self, walks: np.ndarray) -> np.ndarray:
-        """(M, n-1) values of the inner prefixes of each walk."""
+    def _prefix_values(self, steps: np.ndarray) -> np.ndarray:
+        """(M, n-1) values of the inner prefixes of each walk, from its step values."""
         raise NotImplementedError
 
-    def _interactions(
-        self, perms: np.ndarray, walks: np.ndarray, prefix: np.ndarray, marginals: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-        """(interactions, their SEs, meta) from capped walks, prefix values and marginals."""
+    def _interactions(self, walks: Walks) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """(interactions, their SEs, meta) of this estimator from the walks."""
         raise NotImplementedError
 
     def _marginals(
-        self, perms: np.ndarray, walks: np.ndarray, endpoints: np.ndarray
+        self, perms: np.ndarray, steps: np.ndarray, endpoints: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """(M, L) marginals and (M, L+1) prefix values along each permutation."""
         m = len(perms)
         prefix = np.column_stack(
-            [np.full(m, endpoints[0]), self._prefix_values(walks), np.full(m, endpoints[1])]
+            [np.full(m, endpoints[0]), self._prefix_values(steps), np.full(m, endpoints[1])]
         )
         marginals = np.empty(perms.shape)
         np.put_along_axis(marginals, perms, np.diff(prefix, axis=1), axis=1)
@@ -215,7 +315,7 @@ class PermutationWalk:
         while done < max_perms and not (
             self.tolerance is not None and done >= self.min_permutations and max_se < self.tolerance
         ):
-            walk = game(self._walk(all_perms[done]))
+            walk = game(self.coalitions(all_perms[done]))
             walks = np.concatenate([walks, walk[None, :]])
             done += 1
             if self.checkpoint is not None:
@@ -238,21 +338,21 @@ class PermutationWalk:
             "max_permutations": np.array(max_perms),
         }
 
-    def assemble(self, samples: dict[str, np.ndarray]) -> Estimate:
-        """Values, interactions and their standard errors from :meth:`sample`'s walks.
+    def walks(self, samples: dict[str, np.ndarray]) -> Walks:
+        """The :class:`Walks` view of :meth:`sample`'s output, non-finite values capped.
 
         Raises:
             ValueError: the walks are not this estimator's (another walk length).
         """
-        perms, walks = samples["permutations"], samples["walks"]
+        perms, steps = samples["permutations"], samples["walks"]
         endpoints, max_perms = samples["endpoints"], int(samples["max_permutations"])
         done, n = perms.shape
-        if walks.shape != (done, self.evaluations_per_permutation(n)):
+        if steps.shape != (done, self.evaluations_per_permutation(n)):
             raise ValueError(
-                f"walks of shape {walks.shape} were not sampled by {self.name} "
+                f"walks of shape {steps.shape} were not sampled by {self.name} "
                 f"({self.evaluations_per_permutation(n)} steps per permutation)"
             )
-        raw = np.concatenate([endpoints, walks.ravel()])
+        raw = np.concatenate([endpoints, steps.ravel()])
         capped, n_bad = cap_nonfinite(raw)
         if n_bad:
             log.warning(
@@ -261,26 +361,37 @@ class PermutationWalk:
                 raw.size,
                 raw[np.isfinite(raw)].max(),
             )
-        endpoints_c, walks_c = capped[:2], capped[2:].reshape(walks.shape)
-        marginals, prefix = self._marginals(perms, walks_c, endpoints_c)
-        interactions, interactions_se, meta = self._interactions(perms, walks_c, prefix, marginals)
-        return Estimate(
-            values=marginals.mean(axis=0),
-            values_se=marginals.std(axis=0, ddof=1) / np.sqrt(done),
-            interactions=interactions,
-            interactions_se=interactions_se,
-            n_evaluations=self.budget_for(n, done),
-            marginals=marginals,
-            meta={
-                "estimator": self.name,
-                "permutations": done,
-                "max_permutations": max_perms,
-                "n_nonfinite": n_bad,
-                "value_empty": float(endpoints_c[0]),
-                "value_full": float(endpoints_c[1]),
-                **meta,
-            },
+        endpoints_c, steps_c = capped[:2], capped[2:].reshape(steps.shape)
+        marginals, prefix = self._marginals(perms, steps_c, endpoints_c)
+        coalitions = (
+            np.stack([self.coalitions(p) for p in perms])
+            if done
+            else np.empty((0, steps.shape[1], n), dtype=bool)
         )
+        return Walks(
+            kind=self.kind,
+            permutations=perms,
+            coalitions=coalitions,
+            values=steps_c,
+            endpoints=endpoints_c,
+            prefix=prefix,
+            marginals=marginals,
+            n_nonfinite=n_bad,
+            max_permutations=max_perms,
+        )
+
+    def assemble(self, samples: dict[str, np.ndarray]) -> Estimate:
+        """Values, interactions and their standard errors from :meth:`sample`'s walks.
+
+        Raises:
+            ValueError: the walks are not this estimator's (another walk length).
+        """
+        return self.assemble_walks(self.walks(samples))
+
+    def assemble_walks(self, walks: Walks) -> Estimate:
+        """:meth:`assemble` of walks already turned into :class:`Walks`."""
+        interactions, interactions_se, meta = self._interactions(walks)
+        return walk_estimate(walks, interactions, interactions_se, {"estimator": self.name, **meta})
 
     def _resume(self, all_perms: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray] | None:
         if self.checkpoint is None:
@@ -307,12 +418,40 @@ class PermutationWalk:
         return float((marginals.std(axis=0, ddof=1) / np.sqrt(len(perms))).max())
 
 
+def walk_estimate(
+    walks: Walks, interactions: np.ndarray, interactions_se: np.ndarray, meta: dict[str, Any]
+) -> Estimate:
+    """An :class:`Estimate` whose values are the walks' mean marginals, with ``interactions``.
+
+    ``n_evaluations`` is what the walks cost (their kind's steps per permutation, plus
+    the two shared endpoints); ``meta`` is added to the walks' own facts.
+    """
+    m = walks.n_permutations
+    return Estimate(
+        values=walks.marginals.mean(axis=0),
+        values_se=walks.marginals.std(axis=0, ddof=1) / np.sqrt(m),
+        interactions=interactions,
+        interactions_se=interactions_se,
+        n_evaluations=2 + m * walks.values.shape[1],
+        marginals=walks.marginals,
+        meta={
+            "permutations": m,
+            "max_permutations": walks.max_permutations,
+            "n_nonfinite": walks.n_nonfinite,
+            "value_empty": float(walks.endpoints[0]),
+            "value_full": float(walks.endpoints[1]),
+            **meta,
+        },
+    )
+
+
 class PermutationSampling(PermutationWalk):
     """SPQE: Shapley values from permutation walks; interactions from the covariance of
     the marginals, shrunk toward its diagonal by ``alpha`` (see
     :func:`covariance_interactions`)."""
 
     name = "permutation"
+    kind = "prefix"
     steps_per_permutation_factor = 1
 
     def __init__(self, alpha: float = 0.5, **options: Any) -> None:
@@ -321,39 +460,34 @@ class PermutationSampling(PermutationWalk):
         super().__init__(**options)
         self.alpha = alpha
 
-    def _walk(self, perm: np.ndarray) -> np.ndarray:
+    def coalitions(self, perm: np.ndarray) -> np.ndarray:
         n = len(perm)
         steps = np.zeros((n - 1, n), dtype=bool)
         for t in range(n - 1):
             steps[t:, perm[t]] = True
         return steps
 
-    def _prefix_values(self, walks: np.ndarray) -> np.ndarray:
-        return walks
+    def _prefix_values(self, steps: np.ndarray) -> np.ndarray:
+        return steps
 
-    def _interactions(
-        self, perms: np.ndarray, walks: np.ndarray, prefix: np.ndarray, marginals: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-        k, k_se = covariance_interactions(marginals, self.alpha)
+    def _interactions(self, walks: Walks) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        k, k_se = covariance_interactions(walks.marginals, self.alpha)
         return k, k_se, {"interaction_source": "covariance", "alpha": self.alpha}
 
 
 class PermutationSamplingSII(PermutationWalk):
     """Shapley values and the pairwise Shapley interaction index from permutation walks.
 
-    In a random permutation, a pair ``{i, j}`` sits next to each other with probability
-    ``2/n``, and the set ``S`` of players before it is then distributed exactly as the
-    SII weights ``|S|!(n-|S|-2)!/(n-1)!``. Each walk therefore also evaluates, for every
-    adjacent pair ``(a, b)`` after prefix ``S``, the coalition ``S ∪ {b}``; the average of
-    ``v(S∪ab) - v(S∪a) - v(S∪b) + v(S)`` over the walks where the pair was adjacent is
-    an unbiased SII estimate (as shapiq's permutation SII approximator). The diagonal
-    is zero; pairs seen fewer than twice have a NaN standard error (value 0 if unseen).
+    Each walk evaluates, beside the prefixes, ``S ∪ {b}`` for every adjacent pair
+    ``(a, b)`` after prefix ``S`` (see :func:`pair_statistics`). The diagonal is zero;
+    pairs seen fewer than twice have a NaN standard error (value 0 if unseen).
     """
 
     name = "permutation-sii"
+    kind = "sii"
     steps_per_permutation_factor = 2
 
-    def _walk(self, perm: np.ndarray) -> np.ndarray:
+    def coalitions(self, perm: np.ndarray) -> np.ndarray:
         n = len(perm)
         rows = []
         prefix = np.zeros(n, dtype=bool)
@@ -366,32 +500,41 @@ class PermutationSamplingSII(PermutationWalk):
             rows.append(prefix)  # S ∪ {a}
         return np.array(rows)
 
-    def _prefix_values(self, walks: np.ndarray) -> np.ndarray:
-        return walks[:, 1::2]
+    def _prefix_values(self, steps: np.ndarray) -> np.ndarray:
+        return steps[:, 1::2]
 
-    def _interactions(
-        self, perms: np.ndarray, walks: np.ndarray, prefix: np.ndarray, marginals: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-        n = perms.shape[1]
-        extras = walks[:, 0::2]
-        # delta[k, t] for the pair (perm[k, t], perm[k, t + 1]) after prefix perm[k, :t]
-        delta = prefix[:, 2:] - prefix[:, 1:-1] - extras + prefix[:, :-2]
-        i, j = perms[:, :-1].ravel(), perms[:, 1:].ravel()
-        count, total, total_sq = np.zeros((n, n)), np.zeros((n, n)), np.zeros((n, n))
-        for a, b in ((i, j), (j, i)):
-            np.add.at(count, (a, b), 1)
-            np.add.at(total, (a, b), delta.ravel())
-            np.add.at(total_sq, (a, b), delta.ravel() ** 2)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(count > 0, total / np.maximum(count, 1), 0.0)
-            var = (total_sq - count * mean**2) / (count - 1)
-            se = np.where(count >= 2, np.sqrt(np.clip(var, 0, None) / count), np.nan)
-        np.fill_diagonal(se, 0.0)
+    def _interactions(self, walks: Walks) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        stats = pair_statistics(walks)
+        off = ~np.eye(walks.n_players, dtype=bool)
         return (
-            mean,
-            se,
+            stats.mean,
+            stats.se,
             {
                 "interaction_source": "shapley-interaction",
-                "min_pair_samples": int(count[~np.eye(n, dtype=bool)].min()),
+                "min_pair_samples": int(stats.count[off].min()),
             },
         )
+
+
+WALK_SAMPLERS: dict[str, type[PermutationWalk]] = {
+    PermutationSampling.kind: PermutationSampling,
+    PermutationSamplingSII.kind: PermutationSamplingSII,
+}
+"""Walk kind (``spqe.walks``) -> the estimator that samples walks of that kind."""
+
+
+def walks_from_samples(samples: dict[str, np.ndarray]) -> Walks:
+    """The :class:`Walks` of raw samples of either kind, told apart by the walk length.
+
+    Raises:
+        ValueError: the walk length is neither kind's (``L - 1`` or ``2(L - 1)`` steps).
+    """
+    n = samples["permutations"].shape[1]
+    steps = samples["walks"].shape[1]
+    for cls in WALK_SAMPLERS.values():
+        if cls().evaluations_per_permutation(n) == steps:
+            return cls().walks(samples)
+    raise ValueError(
+        f"walks of {steps} steps for {n} players are neither prefix walks ({n - 1} steps) "
+        f"nor SII walks ({2 * (n - 1)} steps)"
+    )

@@ -2,7 +2,7 @@
 
 from impq.game.base import Game, check_coalitions
 from impq.game.model import ModelGame, WeightQuantizer, model_fingerprint, weight_quantizer
-from impq.game.synthetic import AdditiveGame, QuadraticGame, RandomGame
+from impq.game.synthetic import AdditiveGame, QuadraticGame, RandomGame, TableGame
 
 __all__ = [
     "AdditiveGame",
@@ -10,6 +10,7 @@ __all__ = [
     "ModelGame",
     "QuadraticGame",
     "RandomGame",
+    "TableGame",
     "WeightQuantizer",
     "check_coalitions",
     "model_fingerprint",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,9 +25,9 @@ from tqdm.auto import tqdm
 
 from impq.artifacts import fingerprint
 from impq.backends import UnsupportedError, get_backend
-from impq.game.base import Game
+from impq.game.base import Game, check_coalitions
 from impq.game.states import StateCache
-from impq.models import block_linears, decoder_blocks
+from impq.models import block_linears, decoder_blocks, final_norm
 
 __all__ = [
     "DEFAULT_CACHE_MB",
@@ -203,8 +203,14 @@ class ModelGame(Game):
 
     def _head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         model: Any = self.model
-        logits = model.get_output_embeddings()(model.get_decoder().norm(hidden))
-        cap = getattr(model.config, "final_logit_softcapping", None)
+        norm = final_norm(model)
+        logits = model.get_output_embeddings()(hidden if norm is None else norm(hidden))
+        config = model.config
+        if getattr(config, "logits_scaling", None):  # Granite
+            logits = logits / config.logits_scaling
+        if getattr(config, "logit_scale", None):  # Cohere
+            logits = logits * config.logit_scale
+        cap = getattr(config, "final_logit_softcapping", None)
         if cap is not None:
             logits = torch.tanh(logits / cap) * cap
         return logits
@@ -341,3 +347,51 @@ class ModelGame(Game):
     def calibration_fingerprint(self) -> str:
         """Hash of the calibration token ids."""
         return self._calibration_fingerprint
+
+    # -- evaluation on part of the calibration set (searches that screen candidates) --
+
+    @property
+    def n_chunks(self) -> int:
+        """Calibration chunks (``batch_size`` sequences each) the game evaluates on."""
+        return len(self._chunks)
+
+    def chunk_tokens(self, chunks: Sequence[int]) -> int:
+        """Predicted tokens in the calibration chunks ``chunks``."""
+        return sum(self._chunks[c].shape[0] * (self._chunks[c].shape[1] - 1) for c in chunks)
+
+    @torch.inference_mode()
+    def subset_values(self, coalitions: np.ndarray, chunks: Sequence[int]) -> np.ndarray:
+        """Mean per-token NLL of each coalition on the calibration chunks ``chunks`` only.
+
+        The state entering a block depends on the prefix, not on which chunks are asked
+        for, so evaluation starts at the deepest cached prefix like :meth:`value_function`;
+        this method reads the prefix cache but adds nothing to it, and counts nothing in
+        :attr:`n_evaluations` (the caller counts its own evaluations).
+
+        Raises:
+            ValueError: ``chunks`` is empty, repeats a chunk or names one that does not exist.
+        """
+        chunks = [int(c) for c in chunks]
+        if not chunks or len(set(chunks)) != len(chunks):
+            raise ValueError(f"chunks must be distinct and non-empty, got {chunks}")
+        if bad := [c for c in chunks if not 0 <= c < len(self._chunks)]:
+            raise ValueError(f"chunks {bad} do not exist; the game has {len(self._chunks)}")
+        n_tokens = self.chunk_tokens(chunks)
+        configs = check_coalitions(coalitions, self.n_players)
+        out = np.empty(len(configs))
+        for row, config in enumerate(configs):
+            self.install(config)
+            first, cached = self._states.deepest(config)
+            start = self._embeddings if cached is None else cached
+            total = 0.0
+            for c in chunks:
+                hidden = start[c]
+                for i in range(first, self.n_players):
+                    block_out = self.blocks[i](hidden, **self._block_kwargs[i][c])
+                    hidden = block_out[0] if isinstance(block_out, tuple) else block_out
+                logits = self._head_logits(hidden[:, :-1]).flatten(0, 1).float()
+                target = self._chunks[c][:, 1:].flatten()
+                nll = F.cross_entropy(logits, target, reduction="none")
+                total += nll.double().sum().item()
+            out[row] = total / n_tokens
+        return out

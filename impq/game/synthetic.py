@@ -7,7 +7,7 @@ import numpy as np
 from impq.artifacts import fingerprint
 from impq.game.base import Game
 
-__all__ = ["AdditiveGame", "QuadraticGame", "RandomGame"]
+__all__ = ["AdditiveGame", "QuadraticGame", "RandomGame", "TableGame"]
 
 
 class QuadraticGame(Game):
@@ -62,7 +62,32 @@ class AdditiveGame(QuadraticGame):
         super().__init__(weights, None, constant)
 
 
-class RandomGame(Game):
+class TableGame(Game):
+    """A game given by its value on every coalition (``n_players`` ≤ 20).
+
+    ``table[m]`` is the value of the coalition whose bitmask is ``m`` (player ``i`` is
+    bit ``i``, as in :func:`impq.estimate.exact_values`).
+    """
+
+    def __init__(self, table: np.ndarray) -> None:
+        table = np.asarray(table, dtype=np.float64)
+        n_players = int(np.log2(len(table)))
+        if table.ndim != 1 or len(table) != 2**n_players:
+            raise ValueError(f"table must hold 2^n values, got shape {table.shape}")
+        if n_players > 20:
+            raise ValueError(f"a table game holds 2^n values; n_players={n_players} > 20")
+        super().__init__(n_players)
+        self.table = table
+        self._bits = 1 << np.arange(n_players)
+
+    def value_function(self, coalitions: np.ndarray) -> np.ndarray:
+        return self.table[coalitions.astype(np.int64) @ self._bits]
+
+    def fingerprint(self) -> str:
+        return fingerprint(type(self).__name__, self.table.tobytes())
+
+
+class RandomGame(TableGame):
     """A table of independent random values, one per coalition (``n_players`` ≤ 20).
 
     Exact answers come from enumeration (:func:`impq.estimate.exact_values`).
@@ -71,13 +96,6 @@ class RandomGame(Game):
     def __init__(self, n_players: int, rng: np.random.Generator) -> None:
         if n_players > 20:
             raise ValueError(f"RandomGame holds 2^n values; n_players={n_players} > 20")
-        super().__init__(n_players)
-        self.table = rng.normal(size=2**n_players)
-        self.table[0] = 0.0
-        self._bits = 1 << np.arange(n_players)
-
-    def value_function(self, coalitions: np.ndarray) -> np.ndarray:
-        return self.table[coalitions.astype(np.int64) @ self._bits]
-
-    def fingerprint(self) -> str:
-        return fingerprint(type(self).__name__, self.table.tobytes())
+        table = rng.normal(size=2**n_players)
+        table[0] = 0.0
+        super().__init__(table)

@@ -9,7 +9,9 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
-from impq.config import ModelConfig
+from impq.config import ConfigError, ModelConfig
+from impq.models.experts import unfuse_experts
+from impq.models.layout import LayerLayout, LayoutError, declare_layout, get_layout
 
 __all__ = ["load_model", "load_tokenizer", "resolve_device"]
 
@@ -47,7 +49,16 @@ def load_tokenizer(cfg: ModelConfig) -> Any:
 
 
 def load_model(cfg: ModelConfig) -> PreTrainedModel:
-    """Load ``cfg.source`` in eval mode, in ``cfg.dtype``, on ``cfg.device``."""
+    """Load ``cfg.source`` in eval mode, in ``cfg.dtype``, on ``cfg.device``.
+
+    Fused mixture-of-experts weights are split into one ``nn.Linear`` per expert
+    projection (:func:`impq.models.unfuse_experts`), and the layer layout is resolved
+    (``cfg.layout`` when declared) and logged.
+
+    Raises:
+        ConfigError: ``cfg.layout`` does not fit the model (the message lists what exists).
+        LayoutError: no layout is declared and none can be inferred.
+    """
     device = resolve_device(cfg.device)
     model = AutoModelForCausalLM.from_pretrained(
         cfg.source, dtype=_DTYPES[cfg.dtype], **_source_kwargs(cfg)
@@ -56,5 +67,12 @@ def load_model(cfg: ModelConfig) -> PreTrainedModel:
         model.config.quantization_config = None
         model.hf_quantizer = None  # type: ignore[assignment]
     log.info("loaded %s (%s) on %s", cfg.source, cfg.dtype, device)
+    unfuse_experts(model)
+    if cfg.layout is not None:
+        try:
+            declare_layout(model, LayerLayout(cfg.layout.blocks, tuple(cfg.layout.linears)))
+        except LayoutError as err:
+            raise ConfigError(f"model.layout: {err}") from None
+    get_layout(model)
     model.to(device)  # type: ignore[arg-type]
     return model.eval()

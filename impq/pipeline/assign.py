@@ -1,4 +1,13 @@
-"""Stage ``assign``: IMPQ bit assignments from the SPQE result, one artifact per budget."""
+"""Stage ``assign``: bit assignments of the objective methods, one artifact per method and
+budget.
+
+For every method of ``eval.methods`` that is a registered objective
+(:data:`~impq.estimate.OBJECTIVES`: ``impq``, ``sii``, ``surrogate``), read its objective
+``(φ, K)`` from the ``interactions`` stage and solve the program for every budget with
+``solver``; write ``artifacts/assign/<method>/<budget>.json``. The stage's one output is
+the folder ``artifacts/assign``, whichever methods and budgets are configured (DVC
+empties it before the stage runs, so it never holds a stale assignment).
+"""
 
 from __future__ import annotations
 
@@ -10,38 +19,66 @@ import numpy as np
 
 from impq.assignment import Assignment
 from impq.config import Params
+from impq.estimate import objective_methods
 from impq.estimate.result import ShapleyResult
-from impq.solve import Solution, get_solver, problem_from_shapley
+from impq.pipeline.interactions import objective_path, objectives_dir
+from impq.solve import BitProblem, Solution, get_solver, problem_from_shapley
 
-__all__ = ["assignment_path", "run", "shapley_input_path", "solve_assignment"]
+__all__ = [
+    "assignment_path",
+    "methods",
+    "output_dir",
+    "run",
+    "shapley_input_path",
+    "solve_assignment",
+]
 
 log = logging.getLogger(__name__)
 
-METHOD = "impq"
-
 
 def shapley_input_path(params: Params) -> Path:
-    """The SPQE result this stage reads (written by the ``spqe`` stage)."""
+    """The SPQE result (Shapley values) of the ``interactions`` stage."""
     return Path(params.paths.artifacts) / "spqe" / "shapley.npz"
 
 
-def assignment_path(params: Params, budget: float, method: str = METHOD) -> Path:
-    """Where the assignment for ``budget`` average bits is written (e.g. ``.../3.0.json``)."""
-    return Path(params.paths.artifacts) / "assign" / method / f"{float(budget)}.json"
+def output_dir(params: Params) -> Path:
+    """The stage's output folder, ``artifacts/assign``."""
+    return Path(params.paths.artifacts) / "assign"
 
 
-def solve_assignment(params: Params, result: ShapleyResult, budget: float) -> Assignment:
-    """Solve the program for one budget with the configured solver (and exact check)."""
-    cfg = params.solver
-    problem = problem_from_shapley(
+def assignment_path(params: Params, budget: float, method: str) -> Path:
+    """Where ``method``'s assignment for ``budget`` goes (e.g. ``.../impq/3.0.json``)."""
+    return output_dir(params) / method / f"{float(budget)}.json"
+
+
+def methods(params: Params) -> list[str]:
+    """The objective methods of ``eval.methods``, which this stage solves.
+
+    Raises:
+        ValueError: one needs walks of another kind than ``spqe.walks``.
+    """
+    return objective_methods(params.eval.methods, params.spqe.walks)
+
+
+def objective_problem(params: Params, result: ShapleyResult, budget: float) -> BitProblem:
+    """The program of an objective ``(φ, K)`` at ``budget``, under the configured precisions,
+    group size and bit range."""
+    return problem_from_shapley(
         result,
         budget,
-        precisions=cfg.precisions,
+        precisions=params.solver.precisions,
         group_size=params.backends.group_size,
-        interaction_z=cfg.interaction_z,
         low_bits=params.spqe.low_bits,
         high_bits=params.spqe.high_bits,
     )
+
+
+def solve_assignment(
+    params: Params, result: ShapleyResult, budget: float, method: str
+) -> Assignment:
+    """Solve ``method``'s program for one budget with the configured solver (and exact check)."""
+    cfg = params.solver
+    problem = objective_problem(params, result, budget)
     solution = get_solver(cfg.name, cfg).solve(problem)
     off = ~np.eye(problem.n_blocks, dtype=bool)
     extra: dict[str, Any] = {
@@ -54,7 +91,7 @@ def solve_assignment(params: Params, result: ShapleyResult, budget: float) -> As
         "max_bytes": problem.max_bytes,
         "precisions": list(problem.precisions),
         "group_size": problem.group_size,
-        "interaction_z": cfg.interaction_z,
+        "objective_source": result.meta.get("interaction_source"),
         "interactions_kept": int(np.count_nonzero(problem.interactions[off])),
         "interactions_total": int(off.sum()),
         "seed": cfg.seed,
@@ -67,13 +104,13 @@ def solve_assignment(params: Params, result: ShapleyResult, budget: float) -> As
     elif cfg.name == "exact":
         extra["gap_to_exact"] = 0.0 if solution.optimal else None
     log.info(
-        "budget %.3g bits: %d/%d bytes, avg %.3f bits, objective %.6g (%s), gap to exact %s",
-        budget, solution.stored_bytes, problem.budget_bytes, solution.avg_bits,
+        "%s @ %.3g bits: %d/%d bytes, avg %.3f bits, objective %.6g (%s), gap to exact %s",
+        method, budget, solution.stored_bytes, problem.budget_bytes, solution.avg_bits,
         solution.objective, solution.solver, extra["gap_to_exact"],
     )  # fmt: skip
     return Assignment(
         bits=solution.bits,
-        method=METHOD,
+        method=method,
         budget_bits=float(budget),
         stored_bytes=solution.stored_bytes,
         avg_bits=solution.avg_bits,
@@ -97,16 +134,32 @@ def _exact_facts(solution: Solution, exact: Solution) -> dict[str, Any]:
     }
 
 
-def run(params: Params, budget: float | None = None) -> list[Path]:
-    """Write ``artifacts/assign/impq/<budget>.json`` for ``budget`` (default: every budget).
+def run(params: Params, budget: float | None = None, method: str | None = None) -> list[Path]:
+    """Write ``artifacts/assign/<method>/<budget>.json`` for ``method`` and ``budget``
+    (default: every objective method of ``eval.methods`` and every budget).
 
     Raises:
-        FileNotFoundError: the SPQE result is missing (run ``impq spqe`` first).
-        ValueError: a budget outside the feasible range, or a malformed SPQE result.
+        FileNotFoundError: a method's objective is missing (run ``impq interactions``).
+        ValueError: a budget outside the feasible range, a method that is not an
+            objective method of ``eval.methods``, or a malformed objective.
     """
-    result = ShapleyResult.load(shapley_input_path(params))
+    chosen = methods(params)
+    if method is not None:
+        if method not in chosen:
+            raise ValueError(f"method {method!r} is not among the objective methods {chosen}")
+        chosen = [method]
     budgets = params.budgets if budget is None else [budget]
+    output_dir(params).mkdir(parents=True, exist_ok=True)
     written = []
-    for b in budgets:
-        written.append(solve_assignment(params, result, b).save(assignment_path(params, b)))
+    for m in chosen:
+        path = objective_path(params, m)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path}: no objective for {m!r} in {objectives_dir(params)}; run "
+                "`impq interactions` first"
+            )
+        result = ShapleyResult.load(path)
+        for b in budgets:
+            assignment = solve_assignment(params, result, b, m)
+            written.append(assignment.save(assignment_path(params, b, m)))
     return written

@@ -1,7 +1,8 @@
 """Stage ``baselines``: isolated-metric assignments, one artifact per method and budget.
 
-For every method of ``eval.methods`` that is a registered baseline (every one but
-``impq``, which the ``assign`` stage writes), score the blocks once and write
+For every method of ``eval.methods`` that is a baseline (a registered name, or a
+replicate ``<name>-<k>`` of a seeded one: ``random-1`` is the random order with seed
+``eval.seed + 1``), score the blocks once and write
 ``artifacts/baselines/<method>/<budget>.json`` for every budget, under the same byte
 budget as IMPQ (:class:`~impq.solve.problem.BitProblem` with ``solver.precisions`` and
 ``backends.group_size``). The stage's one output is the folder ``artifacts/baselines``,
@@ -12,6 +13,7 @@ never holds a stale assignment).
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +21,12 @@ import numpy as np
 
 from impq.artifacts import read_tensors
 from impq.assignment import Assignment
-from impq.baselines import BASELINES, BaselineInputs, get_baseline
+from impq.baselines import BaselineInputs, get_baseline, parse_baseline
 from impq.config import Params
 from impq.estimate.result import ShapleyResult
 from impq.models import block_param_counts, load_model
 from impq.pipeline.assign import shapley_input_path
+from impq.pipeline.methods import check_methods, is_baseline
 from impq.pipeline.prepare import calibration_path
 from impq.solve.problem import BitProblem
 
@@ -32,6 +35,7 @@ __all__ = [
     "baseline_path",
     "budget_problem",
     "load_inputs",
+    "method_seed",
     "output_dir",
     "run",
     "run_method",
@@ -51,17 +55,18 @@ def baseline_path(params: Params, budget: float, method: str) -> Path:
 
 
 def baseline_methods(params: Params) -> list[str]:
-    """The methods of ``eval.methods`` this stage writes (registered baselines).
+    """The methods of ``eval.methods`` this stage writes (baselines and their replicates).
 
     Raises:
-        ValueError: a method is neither ``impq`` nor a registered baseline.
+        ValueError: a method that no stage writes (see :mod:`impq.pipeline.methods`).
     """
-    unknown = [m for m in params.eval.methods if m != "impq" and m not in BASELINES]
-    if unknown:
-        raise ValueError(
-            f"eval.methods: unknown {unknown}; choose from {['impq', *sorted(BASELINES)]}"
-        )
-    return [m for m in params.eval.methods if m in BASELINES]
+    check_methods(params)
+    return [m for m in params.eval.methods if is_baseline(m)]
+
+
+def method_seed(params: Params, method: str) -> int:
+    """The seed of a baseline method: ``eval.seed + k`` for a replicate ``<name>-<k>``."""
+    return params.eval.seed + (parse_baseline(method)[1] or 0)
 
 
 def budget_problem(params: Params, block_params: list[int], budget: float) -> BitProblem:
@@ -102,6 +107,8 @@ def run_method(
 ) -> list[Path]:
     """Score the blocks with ``method`` and write its assignment for every budget."""
     baseline = get_baseline(method)
+    if baseline.seeded:
+        inputs = replace(inputs, seed=method_seed(params, method))
     scores = baseline.scores(inputs, len(block_params))
     written = []
     for budget in params.budgets:
@@ -116,7 +123,7 @@ def run_method(
             "precisions": list(problem.precisions),
             "group_size": problem.group_size,
         }
-        if method == "random":
+        if baseline.seeded:
             extra["seed"] = inputs.seed
         assignment = Assignment(
             bits=bits,

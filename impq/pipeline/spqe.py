@@ -2,13 +2,20 @@
 
 Reads the calibration set, builds the model game (blocks at ``spqe.high_bits`` or
 ``spqe.low_bits`` through ``spqe.backend``), samples ``spqe.permutations`` permutations
-and writes their raw walks to ``artifacts/spqe/samples.npz`` (with the blocks' parameter
-counts and the provenance) and the evaluation metrics to ``sampling.json``. Values and
-interactions are assembled from them by the ``interactions`` stage
-(:mod:`impq.pipeline.interactions`), so a change of ``spqe.alpha`` samples nothing again:
-nothing here depends on it. After every permutation the work done so far is
+and writes their raw walks (``spqe.walks``: prefix or SII walks) to
+``artifacts/spqe/samples.npz`` (with the blocks' parameter counts and the provenance) and
+the evaluation metrics to ``sampling.json``. Values and every method's interaction model
+are assembled from them by the ``interactions`` stage (:mod:`impq.pipeline.interactions`),
+so a change of an assembly option (:data:`SAMPLING_EXCLUDES`) samples nothing again:
+nothing here depends on them. After every permutation the work done so far is
 checkpointed; rerunning with the same params, model and calibration resumes and ends
 with the same bytes as an uninterrupted run.
+
+Outside DVC (which deletes a stage's outputs before running it), samples already at
+``samples.npz`` from the same model, calibration and quantizer are reused: their
+coalitions are answered from the file (:class:`~impq.estimate.recorded.RecordedGame`), so
+switching ``spqe.walks`` from ``prefix`` to ``sii`` with the same seed evaluates only the
+``S ∪ {b}`` coalitions, ``M·(L - 1)`` of them.
 """
 
 from __future__ import annotations
@@ -23,18 +30,16 @@ import numpy as np
 
 from impq.artifacts import atomic_path, fingerprint, read_tensors, write_json
 from impq.config import Params
-from impq.estimate import (
-    Checkpoint,
-    PermutationSampling,
-    PermutationSamplingSII,
-    PermutationWalk,
-)
+from impq.estimate import WALK_SAMPLERS, Checkpoint
+from impq.estimate.objectives import objective_methods
+from impq.estimate.recorded import RecordedGame, recorded_coalitions
 from impq.estimate.result import write_npz
-from impq.game import ModelGame, weight_quantizer
+from impq.game import Game, ModelGame, weight_quantizer
 from impq.models import block_param_counts, load_model
 from impq.pipeline.prepare import calibration_path
 
 __all__ = [
+    "ASSEMBLY_OPTIONS",
     "SAMPLING_EXCLUDES",
     "checkpoint_path",
     "load_samples",
@@ -48,15 +53,24 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ESTIMATOR_FOR_INTERACTIONS: dict[str, type[PermutationWalk]] = {
-    "covariance": PermutationSampling,
-    "shapley-interaction": PermutationSamplingSII,
-}
-"""``spqe.interactions`` -> the estimator that produces that kind of interaction."""
+ASSEMBLY_OPTIONS = frozenset({"alpha", "min_pair_samples", "interaction_fdr"})
+"""``spqe`` keys only the assembly of the interaction models reads (stage ``interactions``)."""
 
-SAMPLING_EXCLUDES = frozenset({"alpha", "cache_mb"})
-"""``spqe`` keys the samples do not depend on: ``alpha`` (only the assembly of
-interactions reads it) and ``cache_mb`` (how much the game caches, never a value)."""
+SAMPLING_EXCLUDES = ASSEMBLY_OPTIONS | {"cache_mb"}
+"""``spqe`` keys the samples do not depend on: the assembly options, and ``cache_mb`` (how
+much the game caches, never a value)."""
+
+SAME_GAME = (
+    "model_fingerprint",
+    "calibration_fingerprint",
+    "calibration_shape",
+    "backend",
+    "high_bits",
+    "low_bits",
+    "group_size",
+)
+"""Provenance keys on which a coalition's value depends: samples that agree on all of
+them are reused."""
 
 
 def shapley_path(params: Params) -> Path:
@@ -95,8 +109,10 @@ def run(params: Params, progress: bool = True) -> list[Path]:
     Raises:
         FileNotFoundError: the calibration set is missing (run ``impq prepare``).
         UnsupportedError: ``spqe.backend`` cannot quantize inside the game (gptq).
+        ValueError: a method of ``eval.methods`` needs walks of another kind.
     """
     cfg = params.spqe
+    objective_methods(params.eval.methods, cfg.walks)
     quantize = weight_quantizer(cfg.backend, cfg.group_size)
     tensors, cal_meta = read_tensors(calibration_path(params))
     ids = tensors["input_ids"][: cfg.n_samples]
@@ -117,15 +133,10 @@ def run(params: Params, progress: bool = True) -> list[Path]:
         sampling_cfg = cfg.model_dump(mode="json", exclude=set(SAMPLING_EXCLUDES))
         key = fingerprint(game.fingerprint(), json.dumps(sampling_cfg, sort_keys=True))
         checkpoint = Checkpoint(checkpoint_path(params), key)
-        estimator = ESTIMATOR_FOR_INTERACTIONS[cfg.interactions](
+        estimator = WALK_SAMPLERS[cfg.walks](
             tolerance=cfg.tolerance, checkpoint=checkpoint, progress=progress
         )
         budget = estimator.budget_for(game.n_players, cfg.permutations)
-        t1 = time.perf_counter()
-        samples = estimator.sample(game, budget, cfg.seed)
-        sample_s = time.perf_counter() - t1
-        evaluations_run = game.n_evaluations
-        block_evaluations = game.n_block_evaluations
         provenance = {
             "model": params.model.source,
             "model_fingerprint": game.model_fingerprint,
@@ -139,6 +150,15 @@ def run(params: Params, progress: bool = True) -> list[Path]:
             "seed": cfg.seed,
             "budget": budget,
         }
+        sampled: Game = game
+        if (recorded := _recorded(params, provenance)) is not None:
+            sampled = RecordedGame(game, *recorded)
+        t1 = time.perf_counter()
+        samples = estimator.sample(sampled, budget, cfg.seed)
+        sample_s = time.perf_counter() - t1
+        evaluations_run = game.n_evaluations
+        block_evaluations = game.n_block_evaluations
+        reused = sampled.n_recorded_answers if isinstance(sampled, RecordedGame) else 0
 
     with atomic_path(samples_path(params)) as tmp, open(tmp, "wb") as f:
         write_npz(
@@ -153,6 +173,7 @@ def run(params: Params, progress: bool = True) -> list[Path]:
     metrics = {
         "evaluations_this_run": evaluations_run,
         "block_evaluations_this_run": block_evaluations,
+        "evaluations_reused": reused,
         "block_evaluations_per_evaluation": block_evaluations / max(evaluations_run, 1),
         "state_cache_mb": game.cache_mb,
         "seconds": time.perf_counter() - t0,
@@ -168,6 +189,31 @@ def run(params: Params, progress: bool = True) -> list[Path]:
         metrics["evals_per_s"],
     )
     return [samples_path(params), out_metrics]
+
+
+def _recorded(params: Params, provenance: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The coalitions and raw values of the samples on disk, if they are of the same game."""
+    path = samples_path(params)
+    if not path.is_file():
+        return None
+    try:
+        samples, _, name, old = load_samples(params)
+    except (OSError, ValueError, KeyError) as err:
+        log.warning("not reusing %s: %s", path, err)
+        return None
+    differs = [k for k in SAME_GAME if old.get(k) != provenance[k]]
+    if differs:
+        log.info("not reusing %s: another game (%s differ)", path, ", ".join(differs))
+        return None
+    coalitions, values = recorded_coalitions(samples)
+    log.info(
+        "reusing the %d coalitions of %s (%s walks of the same game): only the others are "
+        "evaluated",
+        len(values),
+        path,
+        name,
+    )
+    return coalitions, values
 
 
 def load_samples(params: Params) -> tuple[dict[str, np.ndarray], np.ndarray, str, dict[str, Any]]:

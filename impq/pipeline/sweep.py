@@ -1,17 +1,15 @@
 """Stage ``sweep``: quantize and evaluate every (backend, method, budget) combination.
 
 For each combination the float model (loaded once per process, :class:`FloatModel`) is
-quantized by the backend under the method's assignment (:func:`assignment_input_path`: ``artifacts/assign/impq/<budget>.json``
-from the ``assign`` stage, ``artifacts/baselines/<method>/<budget>.json`` from the
-``baselines`` stage), and its real stored size, average bits and WikiText-2 perplexity
+quantized by the backend under the method's assignment (:func:`assignment_input_path`:
+``artifacts/assign/<method>/<budget>.json`` from the ``assign`` stage for an objective
+method, ``artifacts/baselines/<method>/<budget>.json`` from the ``baselines`` stage), and
+its real stored size, average bits and WikiText-2 perplexity
 (``eval`` protocol) are written to ``metrics/sweep/<backend>/<method>-<budget>.json``. A
 metrics file whose input fingerprint matches is reused, so an interrupted sweep resumes
 where it stopped. The combined table goes to ``metrics/sweep.json`` (flat) and
 ``plots/sweep.csv``, and one plot of perplexity against average bits per backend to
 ``plots/sweep/ppl_vs_bits_<backend>.png`` (one output folder, whatever the backends).
-
-Before it evaluates anything the stage removes IMPQ assignments of budgets no longer in
-``budgets`` (:func:`prune_stale_assignments`); see there why.
 
 A non-finite perplexity (a 2-bit model can diverge) is recorded with ``ppl: null`` and
 ``ppl_status`` ``"inf"`` or ``"nan"``; it is counted and shown, never dropped.
@@ -36,12 +34,11 @@ from torch import nn
 from impq.artifacts import atomic_path, fingerprint, read_json, read_tensors, write_json
 from impq.assignment import Assignment
 from impq.backends import get_backend
-from impq.backends.base import expected_bytes, set_submodule
+from impq.backends.base import check_within_budget, expected_bytes, set_submodule
 from impq.config import ModelConfig, Params
 from impq.eval import PerplexityResult, perplexity
 from impq.models import block_linears, get_layout, load_model
-from impq.pipeline.assign import assignment_path
-from impq.pipeline.baselines import baseline_path
+from impq.pipeline import methods, replicates
 from impq.pipeline.prepare import calibration_path, eval_tokens_path
 
 __all__ = [
@@ -50,6 +47,7 @@ __all__ = [
     "Combination",
     "FloatModel",
     "assignment_input_path",
+    "check_budget",
     "combinations",
     "evaluate_one",
     "float_metrics",
@@ -57,7 +55,6 @@ __all__ = [
     "metrics_path",
     "plot_dir",
     "plot_paths",
-    "prune_stale_assignments",
     "quantize_one",
     "run",
     "run_one",
@@ -107,34 +104,9 @@ def combinations(params: Params) -> list[Combination]:
 
 
 def assignment_input_path(params: Params, method: str, budget: float) -> Path:
-    """The assignment a combination reads: the ``assign`` stage's for ``impq``, else the
-    ``baselines`` stage's."""
-    if method == "impq":
-        return assignment_path(params, budget)
-    return baseline_path(params, budget, method)
-
-
-def prune_stale_assignments(params: Params) -> list[Path]:
-    """Remove IMPQ assignments of budgets that are no longer in ``budgets``; return them.
-
-    The ``assign`` stage is a DVC ``foreach`` over ``budgets``: each budget's file is the
-    output of its own stage ``assign@<budget>``, and the sweep depends on their folder
-    ``artifacts/assign/impq`` (DVC 3.67 cannot template a list of paths into ``deps``: a
-    list value is rejected outside ``foreach``). When a budget leaves ``budgets`` its
-    stage disappears but DVC leaves its file in the workspace, where it would become part
-    of the folder's hash, while a clone pulls only the outputs of current stages and would
-    see that dependency as modified. DVC hashes a stage's dependencies after its command
-    ran (``Stage.run`` -> ``save`` -> ``save_deps``), so removing the stale files here
-    makes the recorded hash that of exactly the current stages' outputs. Any budget change
-    reruns the sweep (``budgets`` is one of its params), so no stale file survives it.
-    """
-    folder = assignment_path(params, 0.0).parent
-    current = {assignment_path(params, b).name for b in params.budgets}
-    stale = sorted(p for p in folder.glob("*.json") if p.name not in current)
-    for path in stale:
-        path.unlink()
-        log.info("removed %s: budget no longer in budgets", path)
-    return stale
+    """The assignment a combination reads, from the stage that writes ``method``
+    (:func:`impq.pipeline.methods.assignment_input_path`)."""
+    return methods.assignment_input_path(params, method, budget)
 
 
 def metrics_path(params: Params, combo: Combination) -> Path:
@@ -291,13 +263,13 @@ def quantize_one(
     """
     reference = cache.float_model.model if cache is not None else load_model(params.model)
     group = params.backends.group_size
-    expected = expected_bytes(reference, bits, group)
+    engine = get_backend(backend)
+    expected = expected_bytes(reference, bits, group, engine.footprint(reference))
     n_weights = sum(
         m.get_parameter("weight").numel()
         for b in bits
         for m in block_linears(reference, b).values()
     )
-    engine = get_backend(backend)
     start = time.perf_counter()
     if cache is not None and engine.data_free:
         quantized, blocks_quantized = cache.assemble(backend, bits)
@@ -317,6 +289,21 @@ def quantize_one(
         "blocks_quantized": blocks_quantized,
     }
     return quantized, facts
+
+
+def check_budget(
+    params: Params, backend: str, assignment: Assignment, model: nn.Module, stored: int
+) -> None:
+    """Fail loudly when a quantized model stores more than its budget in its backend's bytes.
+
+    Raises:
+        OverBudgetError: see :func:`impq.backends.base.check_within_budget`.
+    """
+    precisions = assignment.extra.get("precisions", params.solver.precisions)
+    check_within_budget(
+        get_backend(backend), model, assignment.budget_bits, precisions,
+        params.backends.group_size, stored,
+    )  # fmt: skip
 
 
 def evaluate_one(params: Params, model: nn.Module, ids: torch.Tensor) -> dict[str, Any]:
@@ -390,6 +377,7 @@ def run_one(
         }
     else:
         model, facts = quantize_one(params, backend, assignment.bits, cache=cache)
+        check_budget(params, backend, assignment, model, facts["stored_bytes"])
         row = {**head, **facts, **evaluate_one(params, model, ids)}
         del model
     write_json(path, row, versioned=False)
@@ -434,6 +422,7 @@ def write_table(
         key = Combination(row["backend"], row["method"], row["budget"]).key
         for field in ("ppl", "ppl_status", "avg_bits", "bits_per_weight", "stored_bytes"):
             flat[f"{key}/{field}"] = row[field]
+    flat.update(replicates.flat_summary(rows))  # mean and spread over random-<k> seeds
     flat["non_finite"] = sum(not row["ppl_finite"] for row in rows)
     flat["combinations"] = len(rows)
     json_path, csv_path = table_paths(params)
@@ -504,6 +493,7 @@ def format_table(rows: list[dict[str, Any]], reference: dict[str, Any]) -> str:
             f"{r['backend']:8} {r['method']:8} {r['budget']:6.2f} {r['avg_bits']:8.3f} "
             f"{r['bits_per_weight']:10.3f} {r['stored_bytes'] / 1024:10.1f} {ppl:>12}"
         )
+    lines += replicates.table_lines(rows)  # mean and spread over random-<k> seeds
     ref = f"{reference['ppl']:.3f}" if reference["ppl"] is not None else reference["ppl_status"]
     bad = sum(not r["ppl_finite"] for r in rows)
     lines.append(f"float reference ppl {ref}; non-finite perplexities: {bad} of {len(rows)}")
@@ -516,7 +506,6 @@ def run(params: Params) -> tuple[list[dict[str, Any]], dict[str, Any], list[Path
     Returns:
         The rows, the float reference metrics and the table and plot files written.
     """
-    prune_stale_assignments(params)
     reuse: dict[str, dict[str, Any]] = {}
     rows = []
     float_model = FloatModel(params.model)  # loaded once, on first use

@@ -13,7 +13,6 @@ from impq.solve.problem import (
     budget_bytes,
     degradation_level,
     problem_from_shapley,
-    significant_interactions,
 )
 
 __all__ = [
@@ -26,6 +25,5 @@ __all__ = [
     "get_solver",
     "greedy_assignment",
     "problem_from_shapley",
-    "significant_interactions",
     "solve_budgets",
 ]

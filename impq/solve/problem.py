@@ -6,8 +6,9 @@ loss increase of an assignment is
 
     f(q) = a^T q + q^T K q,   a_i = phi_i - sum_{j != i} K_ij,
 
-with ``phi`` the Shapley values and ``K`` the interaction matrix (a second-order Taylor
-expansion around the all-high model). The budget is a hard limit on stored bytes, counted
+with ``phi`` the Shapley values and ``K`` the interaction matrix of one method's
+interaction model (:mod:`impq.estimate.objectives`: the paper's covariance form, the
+Shapley interaction index halved, or a fitted quadratic surrogate). The budget is a hard limit on stored bytes, counted
 with :func:`impq.footprint.quantized_bytes` (packed codes plus per-group scales and zeros)
 in integers, so rounding can never let an assignment exceed it.
 
@@ -39,7 +40,6 @@ __all__ = [
     "budget_bytes",
     "degradation_level",
     "problem_from_shapley",
-    "significant_interactions",
 ]
 
 log = logging.getLogger(__name__)
@@ -73,31 +73,6 @@ def budget_bytes(avg_bits: float, min_bytes: int, max_bytes: int, lo: int, hi: i
         )
     frac = (Fraction(repr(float(avg_bits))) - lo) / (hi - lo)
     return min_bytes + int(frac * (max_bytes - min_bytes))
-
-
-def significant_interactions(
-    interactions: np.ndarray, se: np.ndarray, z: float
-) -> tuple[np.ndarray, int, int]:
-    """Zero the off-diagonal entries of ``K`` that are not ``z`` standard errors from 0.
-
-    An entry ``K_ij`` (``i != j``) survives when ``|K_ij| >= z * se_ij``; entries whose
-    standard error is unknown (NaN) are kept, and so are non-finite entries (for the
-    problem's checks to report). The diagonal is never filtered. ``z = 0``
-    keeps everything.
-
-    Returns:
-        The filtered matrix, the number of off-diagonal entries kept and their total.
-    """
-    k = np.array(interactions, dtype=np.float64)
-    n = k.shape[0]
-    off = ~np.eye(n, dtype=bool)
-    total = int(off.sum())
-    if z <= 0:
-        return k, int(np.count_nonzero(k[off])), total
-    se = np.asarray(se, dtype=np.float64)
-    keep = np.isnan(se) | ~np.isfinite(k) | (np.abs(k) >= z * se)
-    k[off & ~keep] = 0.0
-    return k, int(np.count_nonzero(k[off])), total
 
 
 def _nonfinite_blocks(arr: np.ndarray) -> list[int]:
@@ -303,36 +278,27 @@ def problem_from_shapley(
     *,
     precisions: tuple[int, ...] | list[int] = (2, 4),
     group_size: int = 64,
-    interaction_z: float = 2.0,
     low_bits: int = 2,
     high_bits: int = 4,
 ) -> BitProblem:
-    """The program for an SPQE result, keeping only significant interactions.
+    """The program of a method's objective ``(φ, K)`` (values and interactions of
+    ``result``, as the ``interactions`` stage writes them per method).
 
-    Entries of K that are less than ``interaction_z`` standard errors from zero are
-    dropped (see :func:`significant_interactions`); a covariance from M permutations has
-    rank at most M - 1, so with few permutations most of K is noise. Logs how many
-    entries survived and warns when the result used fewer permutations than blocks.
+    Warns when a covariance ``K`` came from fewer permutations than blocks: it then has
+    rank at most M - 1 and its quadratic term is mostly noise.
     """
     n = result.n_players
     perms = result.meta.get("permutations", result.meta.get("n_permutations"))
-    if perms is not None and int(perms) < n:
+    covariance = result.meta.get("interaction_source", "covariance") == "covariance"
+    if covariance and perms is not None and int(perms) < n:
         log.warning(
             "SPQE used %s permutations for %d blocks: K has rank <= %s and its quadratic "
-            "term is mostly noise; raise spqe.permutations above %d or keep "
-            "solver.interaction_z > 0",
+            "term is mostly noise; raise spqe.permutations above %d",
             perms, n, int(perms) - 1, n,
         )  # fmt: skip
-    k, kept, total = significant_interactions(
-        result.interactions, result.interactions_se, interaction_z
-    )
-    log.info(
-        "interactions: %d of %d off-diagonal entries kept (|K_ij| >= %.2f se)",
-        kept, total, interaction_z,
-    )  # fmt: skip
     return BitProblem.build(
         result.values,
-        k,
+        result.interactions,
         result.block_params,
         budget_bits,
         precisions=precisions,

@@ -6,6 +6,7 @@ import pytest
 from impq.backends import get_backend
 from impq.baselines.base import get_baseline
 from impq.estimate.base import get_estimator
+from impq.estimate.objectives import get_objective
 from impq.solve.base import get_solver
 
 
@@ -15,6 +16,7 @@ from impq.solve.base import get_solver
         (get_backend, "backend", "quanto"),
         (get_baseline, "baseline", "lim"),
         (get_estimator, "estimator", "permutation"),
+        (get_objective, "objective", "impq"),
         (get_solver, "solver", "anneal"),
     ],
 )

@@ -27,25 +27,6 @@ BACKEND_PARAMS = [
 ]
 
 
-def _linear_meta(model: nn.Module, assignment: dict[int, int]) -> tuple[int, int, int]:
-    """(quantized linears, their groups, their input columns) under ``assignment``."""
-    linears = [m for b in assignment for m in block_linears(model, b).values()]
-    groups = sum(m.weight.numel() // GROUP for m in linears)
-    return len(linears), groups, sum(m.in_features for m in linears)
-
-
-def _slack(name: str, groups: int, columns: int) -> tuple[int, int]:
-    """Allowed (below, above) the footprint model, from each backend's metadata layout.
-
-    quanto and hqq keep scale and zero in float32 (8 bytes per group, not 4); gptq keeps
-    a 16-bit scale and a packed zero per group (fewer than 4 bytes) plus one int32 g_idx
-    per input column.
-    """
-    if name in ("quanto", "hqq"):
-        return 0, 4 * groups
-    return 2 * groups, 4 * columns
-
-
 def _quantize(name: str, model: nn.Module, assignment: dict[int, int]) -> nn.Module:
     calibration = torch.randint(0, model.config.vocab_size, (4, 32), generator=_gen())
     return get_backend(name).quantize(model, assignment, GROUP, calibration)
@@ -60,14 +41,12 @@ def _gen() -> torch.Generator:
 def test_mixed_assignment_size_forward_and_round_trip(name: str, arch: str, tmp_path: Path) -> None:
     backend = get_backend(name)
     model = tiny_model(arch, num_layers=4)
-    expected = expected_bytes(model, MIXED, GROUP)
-    _, groups, columns = _linear_meta(model, MIXED)
+    expected = expected_bytes(model, MIXED, GROUP, backend.footprint(model))
     ids = torch.randint(0, model.config.vocab_size, (2, 24), generator=_gen())
 
     q = _quantize(name, model, MIXED)
     stored = backend.stored_bytes(q)
-    below, above = _slack(name, groups, columns)
-    assert expected - below <= stored <= expected + above
+    assert stored == expected  # the backend's footprint is exactly what it stores
     assert type(block_linears(q, 3)["mlp.down_proj"]) is nn.Linear  # unassigned: float
 
     logits = q(ids).logits
@@ -91,8 +70,21 @@ def test_two_bit_blocks_store_half_the_code_bytes_of_four_bit(name: str) -> None
         for bits in (2, 4)
     }
     code_diff = n_weights * (4 - 2) // 8
-    zero_diff = 0 if name != "gptq" else _linear_meta(model, {0: 2})[1] * (4 - 2) // 8
+    zero_diff = 0 if name != "gptq" else n_weights // GROUP * (4 - 2) // 8  # packed zeros
     assert at[4] - at[2] == code_diff + zero_diff
+
+
+@pytest.mark.parametrize(("dtype", "width"), [(torch.float32, 4), (torch.bfloat16, 2)])
+def test_quanto_metadata_takes_the_model_dtype_and_hqq_16_bits(
+    dtype: torch.dtype, width: int
+) -> None:
+    for name, meta in (("quanto", width), ("hqq", 2)):
+        backend = get_backend(name)
+        model = tiny_model("llama", num_layers=2).to(dtype)
+        footprint = backend.footprint(model)
+        assert footprint.scale_bytes == footprint.zero_bytes == meta
+        expected = expected_bytes(model, {0: 2}, GROUP, footprint)
+        assert backend.stored_bytes(backend.quantize(model, {0: 2}, GROUP)) == expected
 
 
 @pytest.mark.parametrize("name", ["quanto", "hqq"])
@@ -115,17 +107,18 @@ def test_bad_requests_raise_and_leave_the_model_alone(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["quanto", "hqq"])
-def test_unknown_architecture_is_unsupported(name: str) -> None:
+def test_model_without_decoder_blocks_is_unsupported(name: str) -> None:
     model = tiny_model("llama", num_layers=2)
-    model.config.model_type = "no-such-arch"
-    with pytest.raises(UnsupportedError, match="no layer layout"):
+    model.config.model_type = "no-such-arch"  # no built-in layout: inference must find blocks
+    model.model.layers = nn.Sequential(*model.model.layers)  # type: ignore[assignment]
+    with pytest.raises(UnsupportedError, match="cannot infer the decoder blocks"):
         get_backend(name).quantize(model, {0: 4}, GROUP)
 
 
 def test_registry_lists_valid_names_on_error() -> None:
-    with pytest.raises(ValueError, match=r"\['gptq', 'hqq', 'quanto'\]"):
+    with pytest.raises(ValueError, match=r"\['gptq', 'hqq', 'llamacpp', 'quanto'\]"):
         get_backend("awq")
-    assert set(BACKENDS) == {"quanto", "hqq", "gptq"}
+    assert set(BACKENDS) == {"quanto", "hqq", "gptq", "llamacpp"}
 
 
 @needs_gptq

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from impq.baselines import BASELINES, BaselineInputs, get_baseline
+from impq.baselines import BASELINES, BaselineInputs, get_baseline, parse_baseline
 from impq.baselines.lim import lim_scores
-from impq.baselines.zd import ZD_SIGN, zd_fraction, zd_scores
+from impq.baselines.zd import zd_fraction, zd_scores
 from impq.estimate.result import ShapleyResult
 from impq.models import block_linears, block_param_counts
 from impq.models.tiny import TINY_ARCHITECTURES, tiny_model
@@ -30,11 +30,12 @@ class _Out:
 
 
 class _ToyLM(nn.Module):
-    """Embedding, then blocks y = W x, laid out like a Llama (model.layers)."""
+    """Embedding, then blocks y = W x at model.layers (declared in its config)."""
 
     def __init__(self, emb: torch.Tensor, mats: list[torch.Tensor]) -> None:
         super().__init__()
-        self.config = type("Cfg", (), {"model_type": "llama"})()
+        layout = {"blocks": "model.layers", "linears": ["*"]}
+        self.config = type("Cfg", (), {"model_type": "toy", "impq_layout": layout})()
         self.emb = nn.Embedding.from_pretrained(emb)
         self.model = _Blocks(mats)
 
@@ -92,8 +93,22 @@ def test_zd_scores_pool_each_blocks_linears() -> None:
         ).astype(np.float64)
         z = (w - w.mean()) / w.std()
         assert zd == pytest.approx(np.mean(np.abs(z) > 1))
-    scores = get_baseline("zd").scores(BaselineInputs(model=model), 2)
-    np.testing.assert_allclose(scores, ZD_SIGN * zd_scores(model))
+    # as published, smaller ZD is more important; the tuned variant has the other sign
+    published = get_baseline("zd").scores(BaselineInputs(model=model), 2)
+    np.testing.assert_allclose(published, -zd_scores(model))
+    tuned = get_baseline("zd-tuned").scores(BaselineInputs(model=model), 2)
+    np.testing.assert_allclose(tuned, zd_scores(model))
+
+
+def test_published_zd_keeps_bits_on_the_lowest_zd_blocks() -> None:
+    model = tiny_model("llama", num_layers=6)
+    zd = zd_scores(model)
+    problem = _problem(2.67, block_param_counts(model))  # room for about two blocks at 4 bits
+    for name, sign in (("zd", -1.0), ("zd-tuned", 1.0)):
+        baseline = get_baseline(name)
+        bits = baseline.assign(baseline.scores(BaselineInputs(model=model), 6), problem)
+        high = [i for i, b in bits.items() if b == 4]
+        assert high and set(high) == set(np.argsort(-sign * zd, kind="stable")[: len(high)])
 
 
 def _problem(budget: float, params: list[int] | None = None) -> BitProblem:
@@ -149,6 +164,16 @@ def test_random_is_seeded() -> None:
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
     assert sorted(a) == list(range(12))
+
+
+def test_random_replicates_are_named_with_their_index() -> None:
+    assert parse_baseline("random-2") == ("random", 2)
+    assert parse_baseline("zd-tuned") == ("zd-tuned", None)
+    assert get_baseline("random-7").name == "random"
+    with pytest.raises(ValueError, match=r"seeded ones also as <name>-<k>: \['random-0'\]"):
+        parse_baseline("lim-1")  # LIM does not depend on a seed
+    with pytest.raises(ValueError, match="unknown baseline"):
+        parse_baseline("random-x")
 
 
 def test_missing_inputs_and_unknown_names_are_errors() -> None:

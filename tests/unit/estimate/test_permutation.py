@@ -254,3 +254,24 @@ def test_permutation_k_depends_on_seed_and_index_only() -> None:
     game = RandomGame(7, np.random.default_rng(0))
     est = PermutationSampling().sample(game, PermutationSampling().budget_for(7, 4), 5)
     assert np.array_equal(est["permutations"], whole[:4])
+
+
+def test_prefix_walks_top_up_to_the_sii_walks_of_a_fresh_run() -> None:
+    from impq.estimate.recorded import RecordedGame, recorded_coalitions
+
+    game = RandomGame(7, np.random.default_rng(1))
+    prefix = PermutationSampling().sample(game, PermutationSampling().budget_for(7, 9), 4)
+    sii = PermutationSamplingSII()
+    fresh = sii.sample(game, sii.budget_for(7, 9), 4)
+    inner = RandomGame(7, np.random.default_rng(1))
+    topped = sii.sample(RecordedGame(inner, *recorded_coalitions(prefix)), sii.budget_for(7, 9), 4)
+    assert inner.n_evaluations <= 9 * 6  # only S ∪ {b}: never a prefix, never an endpoint
+    for name in fresh:
+        np.testing.assert_array_equal(topped[name], fresh[name])
+    # an SII record answers a prefix run entirely
+    again = RandomGame(7, np.random.default_rng(1))
+    redo = PermutationSampling().sample(
+        RecordedGame(again, *recorded_coalitions(fresh)), PermutationSampling().budget_for(7, 9), 4
+    )
+    assert again.n_evaluations == 0
+    np.testing.assert_array_equal(redo["walks"], prefix["walks"])

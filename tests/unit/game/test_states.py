@@ -15,7 +15,7 @@ def _replay(n_blocks: int, permutations: int, capacity: int) -> float:
     cache = StateCache(n_blocks, capacity)
     configs = [np.zeros(n_blocks, bool), np.ones(n_blocks, bool)]
     for perm in seeded_permutations(0, range(permutations), n_blocks):
-        configs += list(PermutationSampling()._walk(perm))
+        configs += list(PermutationSampling().coalitions(perm))
     blocks = 0
     for config in configs:
         first, _ = cache.deepest(config)

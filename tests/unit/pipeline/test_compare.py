@@ -93,9 +93,18 @@ def test_non_finite_cells_are_kept_and_never_chosen_as_best(tmp_path: Path) -> N
     assert by["impq"]["best_isolated"] == "zd"
 
 
-def test_a_missing_cell_and_an_unevaluated_isolated_method_are_errors(tmp_path: Path) -> None:
+def test_a_missing_cell_and_an_unknown_isolated_baseline_are_errors(tmp_path: Path) -> None:
     params = _params(tmp_path)
     with pytest.raises(FileNotFoundError, match="run the stage"):
         compare.run(params)
-    with pytest.raises(ConfigError, match=r"compare.isolated names \['awq'\]"):
+    with pytest.raises(ConfigError, match=r"compare.isolated: .*unknown baselines \['awq'\]"):
         _params(tmp_path, isolated=["lim", "awq"])
+
+
+def test_isolated_baselines_that_are_not_evaluated_are_left_out(tmp_path: Path) -> None:
+    params = _params(tmp_path, isolated=["lim", "zd-tuned"])
+    nll = np.full(8, 3.0)
+    _write_sweep(params, [_row(m, nll + i) for i, m in enumerate(METHODS)])
+    compare.run(params)
+    rows = json.loads(compare.result_paths(params)["json"].read_text())
+    assert {r["best_isolated"] for r in rows} == {"lim"}

@@ -15,6 +15,8 @@ import torch
 
 from impq.artifacts import fingerprint, write_tensors
 from impq.assignment import Assignment
+from impq.backends import get_backend
+from impq.backends.base import OverBudgetError
 from impq.config import Params, parse_params
 from impq.models import block_linears
 from impq.models.tiny import tiny_model
@@ -79,9 +81,7 @@ def test_sweep_table_plots_sizes_and_resume(tmp_path: Path) -> None:
     assert reference["ppl_finite"]
     for row in rows:
         assert row["ppl_finite"] and row["ppl"] > 1
-        # quanto/hqq keep float32 scale and zero: 4 bytes per group over the footprint model
-        groups = _groups(params, row)
-        assert row["expected_bytes"] <= row["stored_bytes"] <= row["expected_bytes"] + 4 * groups
+        assert row["stored_bytes"] == row["expected_bytes"]  # the backend's own footprint
     uniform = {r["budget"]: r for r in rows if r["backend"] == "hqq" and r["method"] == "uniform"}
     assert uniform[3.0]["reused_from"] == "uniform-2.5"
     assert uniform[3.0]["ppl"] == uniform[2.5]["ppl"]
@@ -110,14 +110,6 @@ def test_sweep_table_plots_sizes_and_resume(tmp_path: Path) -> None:
     again, _, _ = sweep.run(params)
     assert again == rows
     assert stamps == {p: p.stat().st_mtime_ns for p in stamps}  # nothing recomputed
-
-
-def _groups(params: Params, row: dict[str, Any]) -> int:
-    """Scale/zero groups of the quantized linears of the row's assignment."""
-    model = tiny_model("llama", num_layers=4)
-    size = params.backends.group_size
-    blocks = range(len(row["bits"].split(",")))
-    return sum(m.weight.numel() // size for i in blocks for m in block_linears(model, i).values())
 
 
 @pytest.mark.parametrize("backend", ["quanto", "hqq"])
@@ -163,18 +155,20 @@ def test_non_finite_perplexity_is_recorded_not_dropped(tmp_path: Path) -> None:
     assert all(p.is_file() for p in written)
 
 
-def test_sweep_removes_assignments_of_budgets_no_longer_configured(tmp_path: Path) -> None:
-    params = _setup(tmp_path, methods=["impq", "uniform"])
-    for budget in [*BUDGETS, 3.5]:  # 3.5: the output of a removed stage assign@3.5
-        a = Assignment.load(baselines.baseline_path(params, 2.5, "uniform"))
-        replace(a, method="impq", budget_bits=budget).save(assignment_path(params, budget))
-    stale = assignment_path(params, 3.5)
-    assert sweep.assignment_input_path(params, "impq", 3.0) == assignment_path(params, 3.0)
+def test_sweep_reads_objective_methods_from_the_assign_stage(tmp_path: Path) -> None:
+    params = _setup(tmp_path, methods=["impq", "surrogate", "uniform"])
+    for method in ("impq", "surrogate"):
+        for budget in BUDGETS:
+            a = Assignment.load(baselines.baseline_path(params, 2.5, "uniform"))
+            path = assignment_path(params, budget, method)
+            replace(a, method=method, budget_bits=budget).save(path)
+            assert sweep.assignment_input_path(params, method, budget) == path
+    assert sweep.assignment_input_path(params, "uniform", 3.0) == baselines.baseline_path(
+        params, 3.0, "uniform"
+    )
     rows, _, _ = sweep.run(params)
-    assert not stale.exists()
-    assert sorted(p.name for p in stale.parent.iterdir()) == ["2.5.json", "3.0.json"]
     assert {(r["method"], r["budget"]) for r in rows} == {
-        (m, b) for m in ("impq", "uniform") for b in BUDGETS
+        (m, b) for m in ("impq", "surrogate", "uniform") for b in BUDGETS
     }
 
 
@@ -236,6 +230,9 @@ def test_a_backend_that_needs_calibration_quantizes_a_copy(
         def stored_bytes(self, model: Any) -> int:
             return quanto.stored_bytes(model)
 
+        def footprint(self, model: Any) -> Any:
+            return quanto.footprint(model)
+
     monkeypatch.setattr(sweep, "get_backend", lambda name: Calibrated())
     loads = _count_loads(monkeypatch)
     ids = torch.randint(0, 256, (2, 16), generator=torch.Generator().manual_seed(1))
@@ -268,3 +265,14 @@ def test_gptq_cells_share_one_float_model(tmp_path: Path, monkeypatch: pytest.Mo
     assert len(loads) == 1
     assert torch.equal(cache.float_model.model(ids).logits, before)
     assert all(torch.isfinite(m(ids).logits).all() for m in models)
+
+
+def test_sweep_fails_loudly_when_a_model_exceeds_its_budget() -> None:
+    params = parse_params({"model": {"source": "x"}, "backends": {"group_size": 32}})
+    bits = dict.fromkeys(range(4), 4)
+    model = get_backend("hqq").quantize(tiny_model("llama", num_layers=4), bits, 32)
+    stored = get_backend("hqq").stored_bytes(model)
+    a = Assignment(bits, "lim", 3.0, stored_bytes=0, avg_bits=4.0, extra={"precisions": [2, 4]})
+    with pytest.raises(OverBudgetError, match="'hqq' stores"):
+        sweep.check_budget(params, "hqq", a, model, stored)
+    sweep.check_budget(params, "hqq", replace(a, budget_bits=4.0), model, stored)  # fits

@@ -1,4 +1,4 @@
-"""The ``assign`` stage's numerical entry point on a synthetic SPQE result.
+"""The ``assign`` stage's numerical entry point on synthetic objectives.
 
 The CLI runs this through its Prefect flow (tested with the flows); here the stage
 function is called directly, so no orchestration is started.
@@ -15,15 +15,17 @@ import yaml
 from impq.assignment import Assignment
 from impq.config import Params, load_params
 from impq.pipeline import assign
+from impq.pipeline.interactions import objective_path
 from impq.solve.synthetic import synthetic_shapley
 
 
-@pytest.fixture
-def params(tmp_path: Path) -> Params:
+def _params(tmp_path: Path, methods: list[str], walks: str = "prefix") -> Params:
     doc = {
         "model": {"source": "unused"},
+        "spqe": {"walks": walks},
         "solver": {"num_reads": 8, "num_sweeps": 200, "exact_check": True},
         "budgets": [2.5, 3.0],
+        "eval": {"methods": methods},
         "tracking": {"enabled": False},
         "paths": {
             "artifacts": str(tmp_path / "artifacts"),
@@ -36,14 +38,20 @@ def params(tmp_path: Path) -> Params:
     return load_params(path)
 
 
-def test_assign_writes_one_feasible_artifact_per_budget(params: Params) -> None:
-    result = synthetic_shapley(12, block_params=np.arange(1, 13) * 4096, seed=3)
-    result.save(assign.shapley_input_path(params))
+@pytest.fixture
+def params(tmp_path: Path) -> Params:
+    return _params(tmp_path, ["lim", "surrogate", "impq"])
 
-    [path] = assign.run(params, budget=3.0)
-    assert path == assign.assignment_path(params, 3.0)
-    assert path.name == "3.0.json" and path.parent.name == "impq"
-    a = Assignment.load(path)
+
+def test_assign_writes_one_feasible_artifact_per_method_and_budget(params: Params) -> None:
+    for seed, method in enumerate(("impq", "surrogate")):
+        result = synthetic_shapley(12, block_params=np.arange(1, 13) * 4096, seed=3 + seed)
+        result.save(objective_path(params, method))
+
+    written = assign.run(params, budget=3.0, method="impq")
+    assert written == [assign.assignment_path(params, 3.0, "impq")]
+    a = Assignment.load(written[0])
+    assert written[0].name == "3.0.json" and written[0].parent.name == "impq"
     assert a.method == "impq" and a.budget_bits == 3.0 and sorted(a.bits) == list(range(12))
     assert a.stored_bytes <= a.extra["budget_bytes"]
     assert 2.0 <= a.avg_bits <= 3.0 + 1e-9
@@ -51,13 +59,22 @@ def test_assign_writes_one_feasible_artifact_per_budget(params: Params) -> None:
     assert a.extra["gap_to_exact"] == pytest.approx(0.0, abs=1e-9)
 
     written = assign.run(params)
-    assert [p.name for p in written] == ["2.5.json", "3.0.json"]
-    assert Assignment.load(written[1]).bits == a.bits
+    assert [(p.parent.name, p.name) for p in written] == [
+        (m, f"{b}.json") for m in ("surrogate", "impq") for b in (2.5, 3.0)
+    ]  # eval.methods order, baselines (lim) left to their own stage
+    assert Assignment.load(assign.assignment_path(params, 3.0, "impq")).bits == a.bits
+    assert Assignment.load(written[0]).method == "surrogate"
 
 
-def test_assign_reports_a_missing_result_and_a_bad_budget(params: Params) -> None:
-    with pytest.raises(FileNotFoundError, match="run `impq spqe` first"):
+def test_assign_reports_a_missing_objective_a_bad_method_and_a_bad_budget(
+    params: Params, tmp_path: Path
+) -> None:
+    with pytest.raises(FileNotFoundError, match="run `impq interactions` first"):
         assign.run(params)
-    synthetic_shapley(6, seed=0).save(assign.shapley_input_path(params))
+    with pytest.raises(ValueError, match="not among the objective methods"):
+        assign.run(params, method="lim")
+    synthetic_shapley(6, seed=0).save(objective_path(params, "surrogate"))
     with pytest.raises(ValueError, match=r"feasible range is \[2, 4\]"):
-        assign.run(params, budget=4.5)
+        assign.run(params, budget=4.5, method="surrogate")
+    with pytest.raises(ValueError, match=r"method 'sii' needs spqe\.walks"):
+        assign.run(_params(tmp_path, ["sii"], walks="prefix"))

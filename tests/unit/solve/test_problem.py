@@ -1,4 +1,4 @@
-"""The program: budgets in exact integers, levels, objective, input errors, the K filter."""
+"""The program: budgets in exact integers, levels, objective, input errors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from impq.footprint import quantized_bytes
-from impq.solve import BitProblem, degradation_level, problem_from_shapley, significant_interactions
+from impq.solve import BitProblem, degradation_level, problem_from_shapley
 from impq.solve.synthetic import synthetic_shapley
 
 
@@ -65,22 +65,11 @@ def test_levels_and_objective() -> None:
     assert p.objective(np.ones(5, dtype=int)) == 0.0
 
 
-def test_interaction_filter_keeps_significant_entries() -> None:
-    k = np.array([[5.0, 1.0, 0.1], [1.0, 5.0, np.nan], [0.1, np.nan, 5.0]])
-    k[1, 2] = k[2, 1] = -3.0
-    se = np.array([[9.0, 0.4, 0.4], [0.4, 9.0, np.nan], [0.4, np.nan, 9.0]])
-    out, kept, total = significant_interactions(k, se, 2.0)
-    assert (kept, total) == (4, 6)
-    assert out[0, 2] == 0.0 and out[0, 1] == 1.0 and out[1, 2] == -3.0
-    assert np.all(np.diag(out) == 5.0)
-    assert significant_interactions(k, se, 0.0)[1] == 6
-
-
-def test_nan_in_k_is_reported_not_filtered_away() -> None:
+def test_nan_in_k_is_reported_naming_the_blocks() -> None:
     r = synthetic_shapley(5, seed=0)
     r.interactions[1, 4] = r.interactions[4, 1] = np.nan
     with pytest.raises(ValueError, match=r"blocks \[1, 4\]"):
-        problem_from_shapley(r, 3.0, interaction_z=2.0)
+        problem_from_shapley(r, 3.0)
 
 
 def test_few_permutations_warn(caplog: pytest.LogCaptureFixture) -> None:

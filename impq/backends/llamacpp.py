@@ -1,0 +1,221 @@
+"""llama.cpp as a sweep backend: each assignment written as a GGUF file, scored by llama.cpp.
+
+llama.cpp runs GGUF files in its own process, so this backend has no in-process model to
+hand back: the in-process methods of :class:`~impq.backends.base.Backend` raise
+:class:`~impq.backends.base.UnsupportedError`, and the sweep measures an assignment
+through :meth:`LlamaCppBackend.scorer` instead. A :class:`GgufScorer` converts the float
+model and computes the importance matrix once, then for each assignment runs
+``llama-quantize`` (:func:`impq.export.gguf.quantize_gguf`, read back and checked),
+measures the stored bytes of the blocks' weights and scores the file with
+``llama-perplexity`` on the sweep's windows (:func:`impq.export.gguf.score_windows`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from impq.backends.base import UnsupportedError, expected_bytes
+from impq.config import Params
+from impq.eval import PerplexityResult
+from impq.export.gguf import (
+    GGUF_TYPES,
+    GgufSettings,
+    block_tensor_bytes,
+    check_shapes,
+    compute_imatrix,
+    convert_to_gguf,
+    quantize_gguf,
+    score_windows,
+    window_text,
+)
+from impq.export.llamacpp import LLAMACPP_COMMIT, LLAMACPP_VERSION, find_llamacpp
+
+__all__ = ["PPL_PROTOCOL", "GgufScorer", "LlamaCppBackend", "hf_folder"]
+
+log = logging.getLogger(__name__)
+
+PPL_PROTOCOL = "llama-perplexity: mean NLL of the second half of each window"
+"""How this backend's perplexities differ from the in-process protocol (see
+:func:`impq.export.gguf.llama_perplexity`)."""
+
+
+def hf_folder(params: Params, workdir: Path) -> Path:
+    """A Hugging Face folder of the float model: ``model.source`` when it is one, else a
+    copy saved into ``workdir`` (a hub id, or a GGUF source dequantized on load)."""
+    from impq.models import load_model, load_tokenizer
+
+    source = Path(params.model.source).expanduser()
+    if params.model.gguf_file is None and (source / "config.json").is_file():
+        return source
+    out = workdir / "hf"
+    if not (out / "config.json").is_file():
+        load_model(params.model).save_pretrained(out)
+        load_tokenizer(params.model).save_pretrained(out)
+    return out
+
+
+class LlamaCppBackend:
+    """Assignments as GGUF files for llama.cpp, measured by :class:`GgufScorer`."""
+
+    name = "llamacpp"
+    supported_bits = frozenset(GGUF_TYPES)
+    data_free = False  # the importance matrix comes from the calibration set
+
+    def _refuse(self, what: str) -> UnsupportedError:
+        return UnsupportedError(
+            f"backend {self.name!r} {what}: llama.cpp runs GGUF files out of process. The "
+            "sweep scores it through LlamaCppBackend.scorer; export writes the file with "
+            "impq.export.gguf.export_gguf; SPQE needs 'quanto' or 'hqq'."
+        )
+
+    def dequantize_weight(self, weight: torch.Tensor, bits: int, group_size: int) -> torch.Tensor:
+        """Not offered (llama.cpp quantizes files, not tensors in this process)."""
+        raise self._refuse("cannot dequantize a weight in process")
+
+    def quantize(
+        self,
+        model: nn.Module,
+        assignment: dict[int, int],
+        group_size: int,
+        calibration: torch.Tensor | None = None,
+    ) -> nn.Module:
+        """Not offered (no in-process model)."""
+        raise self._refuse("returns no in-process model")
+
+    def stored_bytes(self, model: nn.Module) -> int:
+        """Not offered; :meth:`GgufScorer.measure` reports the GGUF's stored bytes."""
+        raise self._refuse("measures stored bytes on the GGUF file")
+
+    def save(self, model: nn.Module, path: Path) -> None:
+        """Not offered; see :func:`impq.export.gguf.export_gguf`."""
+        raise self._refuse("writes GGUF files with export_gguf")
+
+    def load(self, path: Path, device: torch.device | str = "cpu") -> nn.Module:
+        """Not offered; run the GGUF with llama.cpp."""
+        raise self._refuse("cannot load a GGUF into torch")
+
+    def scorer(
+        self, params: Params, workdir: Path, settings: GgufSettings | None = None
+    ) -> GgufScorer:
+        """A scorer of ``params``' model whose intermediate files live in ``workdir``."""
+        return GgufScorer(params, workdir, settings)
+
+
+class GgufScorer:
+    """Measures assignments of one model as GGUF files, sharing the float GGUF and the
+    importance matrix between them.
+
+    Attributes:
+        fingerprint_parts: what its results depend on beyond the sweep's own inputs
+            (llama.cpp version and commit, GGUF settings), for the sweep's cache key.
+    """
+
+    def __init__(self, params: Params, workdir: Path, settings: GgufSettings | None = None):
+        self.params = params
+        self.settings = settings or GgufSettings()
+        self.workdir = Path(workdir)
+        self.fingerprint_parts = (
+            f"llama.cpp {LLAMACPP_VERSION} {LLAMACPP_COMMIT}",
+            self.settings.model_dump_json(),
+        )
+        self._tools = find_llamacpp()
+        self._float: Path | None = None
+        self._reference: PerplexityResult | None = None
+        self._model: nn.Module | None = None
+        self._tokenizer: Any = None
+
+    def _prepare(self) -> Path:
+        """The float GGUF, converted once."""
+        if self._float is not None:
+            return self._float
+        from transformers import AutoTokenizer
+
+        from impq.models import load_model
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        folder = hf_folder(self.params, self.workdir)
+        self._model = load_model(self.params.model)
+        self._tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        float_gguf = self.workdir / f"model-{self.settings.float_type}.gguf"
+        if not float_gguf.is_file():
+            convert_to_gguf(folder, float_gguf, self.settings.float_type, self._tools)
+        self._float = float_gguf
+        return float_gguf
+
+    def _importance(self) -> Path | None:
+        """The importance matrix of the calibration set (computed once), if asked for."""
+        if not self.settings.imatrix:
+            return None
+        from impq.artifacts import read_tensors
+        from impq.pipeline.prepare import calibration_path
+
+        imatrix = self.workdir / "imatrix.gguf"
+        if not imatrix.is_file():
+            calibration = read_tensors(calibration_path(self.params))[0]["input_ids"]
+            seqlen = calibration.shape[1]
+            text, n = window_text(self._tokenizer, calibration, seqlen, check=False)
+            compute_imatrix(
+                self._prepare(), text, seqlen, n, imatrix, self.settings.threads, self._tools
+            )
+        return imatrix
+
+    def _score(self, gguf_path: Path, ids: torch.Tensor) -> PerplexityResult:
+        ev = self.params.eval
+        return score_windows(
+            gguf_path, self._tokenizer, ids, ev.seqlen, ev.max_windows, self.settings.threads
+        )
+
+    def reference(self, ids: torch.Tensor) -> PerplexityResult:
+        """``llama-perplexity`` of the float GGUF on the same windows (computed once)."""
+        float_gguf = self._prepare()
+        if self._reference is None:
+            self._reference = self._score(float_gguf, ids)
+        return self._reference
+
+    def measure(
+        self, bits: dict[int, int], ids: torch.Tensor
+    ) -> tuple[dict[str, Any], PerplexityResult]:
+        """Write ``bits`` as a GGUF, check it, measure it and score it on ``ids``.
+
+        Returns:
+            Facts shaped like the sweep's (``stored_bytes``, ``expected_bytes``,
+            ``bits_per_weight``, ``quantize_seconds``, ``blocks_quantized``) plus
+            ``file_bytes`` (the whole GGUF on disk), ``gguf_types``, ``eval_seconds``,
+            ``float_gguf_ppl`` and ``ppl_protocol``; and the perplexity.
+
+        Raises:
+            impq.export.gguf.GgufExportError: a block cannot be stored in its type.
+        """
+        float_gguf = self._prepare()
+        check_shapes(float_gguf, bits, self.settings, self._tools)
+        imatrix = self._importance()
+        reference = self.reference(ids)
+        assert self._model is not None
+        out = self.workdir / "assignment.gguf"
+        start = time.perf_counter()
+        quantize_gguf(float_gguf, out, bits, self.settings, imatrix, self._tools)
+        quantize_seconds = time.perf_counter() - start
+        stored, n_weights = block_tensor_bytes(out, sorted(bits))
+        start = time.perf_counter()
+        result = self._score(out, ids)
+        facts = {
+            "stored_bytes": stored,
+            "expected_bytes": expected_bytes(self._model, bits, self.params.backends.group_size),
+            "bits_per_weight": 8 * stored / n_weights if n_weights else math.nan,
+            "quantize_seconds": quantize_seconds,
+            "blocks_quantized": len(bits),
+            "file_bytes": out.stat().st_size,
+            "gguf_types": ",".join(self.settings.block_type(bits[b]) for b in sorted(bits)),
+            "eval_seconds": time.perf_counter() - start,
+            "float_gguf_ppl": reference.ppl,
+            "ppl_protocol": PPL_PROTOCOL,
+        }
+        out.unlink()
+        return facts, result

@@ -1,0 +1,25 @@
+"""Exporters: the chosen mixed-precision model in the format a runtime loads, checked.
+
+``impq.export.get_exporter(name)`` (``export.backend``: quanto, hqq, gptq) writes the
+model an assignment describes, reads back what its files store and reloads them through
+the runtime's own library; :func:`check_stored` compares the files with the assignment.
+GGUF files for llama.cpp come from :mod:`impq.export.gguf` (llama.cpp's own tools).
+"""
+
+from impq.export.base import (
+    EXPORTERS,
+    ExportCheckError,
+    Exporter,
+    StoredLinear,
+    check_stored,
+    get_exporter,
+)
+
+__all__ = [
+    "EXPORTERS",
+    "ExportCheckError",
+    "Exporter",
+    "StoredLinear",
+    "check_stored",
+    "get_exporter",
+]

@@ -1,0 +1,169 @@
+"""Stage ``evopress``: the EvoPress baseline at SPQE's evaluation count, one artifact per budget.
+
+When ``evopress`` is in ``eval.methods``, the model game is built as SPQE built it (the
+first ``spqe.n_samples`` calibration sequences, ``spqe.backend`` at ``spqe.high_bits`` /
+``spqe.low_bits``, one sequence per chunk so that a stage can score any number of them),
+and :func:`impq.search.evopress` searches every budget with as many model evaluations
+as the SPQE run spent (``2 + M (L - 1)``, read from its samples; ``evopress.max_evaluations``
+caps it). The searches share the game, so its quantized weights and prefix cache. It
+writes ``artifacts/evopress/<budget>.json`` and ``metrics/evopress.json`` (evaluations,
+tokens scored and their equivalent in full evaluations, generations, seconds). Without
+``evopress`` in ``eval.methods`` it searches nothing: an empty output folder and
+``budgets_searched: 0``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from impq.artifacts import read_tensors, write_json
+from impq.assignment import Assignment
+from impq.config import Params
+from impq.game import ModelGame, weight_quantizer
+from impq.models import block_param_counts, load_model
+from impq.pipeline.baselines import budget_problem
+from impq.pipeline.prepare import calibration_path
+from impq.pipeline.spqe import load_samples
+from impq.search import evopress
+from impq.search.coalition import choice_of
+from impq.search.stages import model_stages
+
+__all__ = [
+    "METHOD",
+    "assignment_path",
+    "metrics_path",
+    "output_dir",
+    "run",
+    "search_budget",
+    "spqe_evaluations",
+]
+
+log = logging.getLogger(__name__)
+
+METHOD = "evopress"
+
+
+def output_dir(params: Params) -> Path:
+    """The stage's output folder, ``artifacts/evopress``."""
+    return Path(params.paths.artifacts) / "evopress"
+
+
+def assignment_path(params: Params, budget: float) -> Path:
+    """Where the EvoPress assignment for ``budget`` goes (e.g. ``.../evopress/3.0.json``)."""
+    return output_dir(params) / f"{float(budget)}.json"
+
+
+def metrics_path(params: Params) -> Path:
+    """The stage's flat metrics, ``metrics/evopress.json``."""
+    return Path(params.paths.metrics) / "evopress.json"
+
+
+def spqe_evaluations(params: Params) -> int:
+    """Model evaluations the SPQE run spent: its two endpoints and every walk step.
+
+    Raises:
+        FileNotFoundError: no SPQE samples (run ``impq spqe``).
+    """
+    samples = load_samples(params)[0]
+    return int(samples["endpoints"].size + samples["walks"].size)
+
+
+def search_budget(params: Params) -> int:
+    """Evaluations per EvoPress search: SPQE's count, capped by ``evopress.max_evaluations``."""
+    cap = params.evopress.max_evaluations
+    spqe = spqe_evaluations(params)
+    return spqe if cap is None else min(spqe, cap)
+
+
+def _seed(params: Params, budget: float) -> list[int]:
+    """Seed of one budget's search: the same whatever the other budgets are."""
+    return [params.evopress.seed, round(1000 * float(budget))]
+
+
+def run(params: Params) -> list[Path]:
+    """Search every budget with EvoPress; return the files written.
+
+    Raises:
+        FileNotFoundError: the calibration set or the SPQE samples are missing.
+        ValueError: ``solver.precisions`` is not ``[spqe.low_bits, spqe.high_bits]``, a
+            stage asks for more sequences than SPQE used, or an infeasible budget.
+    """
+    output_dir(params).mkdir(parents=True, exist_ok=True)
+    if METHOD not in params.eval.methods:
+        log.info("evopress is not in eval.methods: nothing to search")
+        return [write_json(metrics_path(params), {"budgets_searched": 0}, versioned=False)]
+    cfg, spqe = params.evopress, params.spqe
+    if sorted(params.solver.precisions) != [spqe.low_bits, spqe.high_bits]:
+        raise ValueError(
+            f"evopress searches the SPQE game's two precisions: solver.precisions "
+            f"{params.solver.precisions} must be [{spqe.low_bits}, {spqe.high_bits}]"
+        )
+    evaluations = search_budget(params)
+    ids = read_tensors(calibration_path(params))[0]["input_ids"][: spqe.n_samples]
+    model = load_model(params.model)
+    block_params = block_param_counts(model)
+    quantize = weight_quantizer(spqe.backend, spqe.group_size)
+    written: list[Path] = []
+    metrics: dict[str, Any] = {
+        "budgets_searched": len(params.budgets),
+        "spqe_evaluations": spqe_evaluations(params),
+    }
+    with ModelGame(
+        model, ids, quantize, spqe.high_bits, spqe.low_bits, batch_size=1, progress=False
+    ) as game:
+        full_tokens = game.chunk_tokens(range(game.n_chunks))
+        metrics["tokens_per_full_evaluation"] = full_tokens
+        for budget in params.budgets:
+            start = time.perf_counter()
+            blocks_before = game.n_block_evaluations
+            rng = np.random.default_rng(_seed(params, budget))
+            stages = model_stages(game, cfg.survivors, cfg.sequences, rng)
+            problem = budget_problem(params, block_params, budget)
+            result = evopress(
+                stages, problem, evaluations, offspring=cfg.offspring, initial=cfg.initial, seed=rng
+            )
+            choice = choice_of(problem, result.coalition)
+            facts: dict[str, Any] = {
+                "evaluations": result.evaluations,
+                "evaluations_per_stage": result.evaluations_per_stage,
+                "max_evaluations": evaluations,
+                "tokens": result.tokens,
+                "full_evaluation_equivalents": result.tokens / full_tokens,
+                "full_block_evaluations": game.n_block_evaluations - blocks_before,
+                "generations": result.generations,
+                "calibration_nll": result.value,
+                "seconds": time.perf_counter() - start,
+            }
+            assignment = Assignment(
+                bits=problem.bits(choice),
+                method=METHOD,
+                budget_bits=float(budget),
+                stored_bytes=int(problem.stored_bytes(choice)),
+                avg_bits=problem.avg_bits(choice),
+                extra={
+                    **facts,
+                    "history": result.history,
+                    "budget_bytes": problem.budget_bytes,
+                    "precisions": list(problem.precisions),
+                    "group_size": problem.group_size,
+                    "seed": _seed(params, budget),
+                    "survivors": cfg.survivors,
+                    "sequences": cfg.sequences,
+                    "offspring": cfg.offspring,
+                },
+            )
+            written.append(assignment.save(assignment_path(params, budget)))
+            metrics.update({f"{float(budget)}/{k}": v for k, v in facts.items() if np.isscalar(v)})
+            log.info(
+                "evopress @ %.3g bits: %d evaluations (%.1f full-evaluation equivalents), "
+                "%d generations, calibration NLL %.5f, %.1f s",
+                budget, result.evaluations, facts["full_evaluation_equivalents"],
+                result.generations, result.value, facts["seconds"],
+            )  # fmt: skip
+    written.append(write_json(metrics_path(params), metrics, versioned=False))
+    return written

@@ -1,0 +1,72 @@
+"""Which stage writes each method's assignments, and where (the sweep and verify read them).
+
+A method of ``eval.methods`` is an objective method (:data:`impq.estimate.OBJECTIVES`:
+``impq``, ``sii``, ``surrogate``; stage ``assign``), ``evopress`` (stage ``evopress``),
+``verified`` (stage ``verify``) or a baseline (stage ``baselines``: a
+registered name, or ``<name>-<k>`` for a replicate of a seeded one such as ``random-1``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from impq.baselines import BASELINES, parse_baseline
+from impq.config import Params
+from impq.estimate import OBJECTIVES
+from impq.registry import lookup
+
+__all__ = ["STAGE_METHODS", "assignment_input_path", "check_methods", "is_baseline"]
+
+STAGE_METHODS: dict[str, str] = {
+    "evopress": "impq.pipeline.evopress:assignment_path",
+    "verified": "impq.pipeline.verify:assignment_path",
+}
+"""Method written by a stage of its own -> that stage's ``(params, budget) -> path``."""
+
+
+def is_baseline(method: str) -> bool:
+    """Whether ``method`` is written by the ``baselines`` stage."""
+    try:
+        parse_baseline(method)
+    except ValueError:
+        return False
+    return True
+
+
+def _unknown(methods: list[str]) -> ValueError:
+    return ValueError(
+        f"eval.methods: unknown {methods}; choose from "
+        f"{[*OBJECTIVES, *STAGE_METHODS, *sorted(BASELINES)]} "
+        "(seeded baselines as <name>-<k>, e.g. random-0)"
+    )
+
+
+def check_methods(params: Params) -> None:
+    """Raise ValueError naming every method of ``eval.methods`` that no stage writes."""
+    unknown = [
+        m
+        for m in params.eval.methods
+        if m not in OBJECTIVES and m not in STAGE_METHODS and not is_baseline(m)
+    ]
+    if unknown:
+        raise _unknown(unknown)
+
+
+def assignment_input_path(params: Params, method: str, budget: float) -> Path:
+    """The assignment file of ``method`` at ``budget``, whichever stage writes it.
+
+    Raises:
+        ValueError: no stage writes ``method``.
+    """
+    if method in OBJECTIVES:
+        from impq.pipeline.assign import assignment_path
+
+        return assignment_path(params, budget, method)
+    if method in STAGE_METHODS:
+        path: Path = lookup(STAGE_METHODS, method, "method")(params, budget)
+        return path
+    if not is_baseline(method):
+        raise _unknown([method])
+    from impq.pipeline.baselines import baseline_path  # it imports this module
+
+    return baseline_path(params, budget, method)

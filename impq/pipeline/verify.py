@@ -1,0 +1,199 @@
+"""Stage ``verify``: the verified final pick, one artifact per budget.
+
+When ``verified`` is in ``eval.methods``, for every budget the candidates are the
+assignments of every other method of ``eval.methods`` at that budget (``impq``, the
+objective's choice, first) and each one's best one-swap neighbour under the IMPQ
+objective (the program of the ``assign`` stage); :func:`impq.search.verify.verified_pick`
+scores them, up to ``verify.max_evaluations`` (default 2L) per budget, on the model game
+over the calibration sequences SPQE did not use (the calibration artifact holds
+``data.calibration.n_samples`` sequences, SPQE uses the first ``spqe.n_samples``) and
+keeps the lowest. It writes ``artifacts/verify/<budget>.json`` (method ``verified``) and
+``metrics/verify.json``: per budget whether the pick differs from the objective's
+choice, where it came from, the held-back NLL of both and the evaluations spent; and how
+often the pick differed, over all budgets. Without ``verified`` in ``eval.methods`` it
+verifies nothing: an empty output folder and ``budgets_verified: 0``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from impq.artifacts import read_tensors, write_json
+from impq.assignment import Assignment
+from impq.config import Params
+from impq.estimate.result import ShapleyResult
+from impq.game import ModelGame, weight_quantizer
+from impq.models import block_param_counts, load_model
+from impq.pipeline import methods
+from impq.pipeline.assign import objective_problem
+from impq.pipeline.interactions import objective_path
+from impq.pipeline.prepare import calibration_path
+from impq.search.coalition import choice_of, coalition_of
+from impq.search.verify import candidates, verified_pick
+
+__all__ = [
+    "METHOD",
+    "REFERENCE",
+    "assignment_path",
+    "held_back_sequences",
+    "metrics_path",
+    "output_dir",
+    "run",
+]
+
+log = logging.getLogger(__name__)
+
+METHOD = "verified"
+REFERENCE = "impq"
+"""The method whose assignment is the objective's choice."""
+
+
+def output_dir(params: Params) -> Path:
+    """The stage's output folder, ``artifacts/verify``."""
+    return Path(params.paths.artifacts) / "verify"
+
+
+def assignment_path(params: Params, budget: float) -> Path:
+    """Where the verified pick for ``budget`` goes (e.g. ``.../verify/3.0.json``)."""
+    return output_dir(params) / f"{float(budget)}.json"
+
+
+def metrics_path(params: Params) -> Path:
+    """The stage's flat metrics, ``metrics/verify.json``."""
+    return Path(params.paths.metrics) / "verify.json"
+
+
+def held_back_sequences(params: Params) -> torch.Tensor:
+    """The calibration sequences SPQE did not use (the first ``verify.n_samples`` of them).
+
+    Raises:
+        ValueError: SPQE used every calibration sequence.
+    """
+    ids = read_tensors(calibration_path(params))[0]["input_ids"]
+    used = params.spqe.n_samples
+    if used is None or used >= len(ids):
+        raise ValueError(
+            f"the verified pick needs calibration sequences SPQE did not use, but SPQE uses "
+            f"{len(ids) if used is None else used} of the {len(ids)}: set spqe.n_samples "
+            "below data.calibration.n_samples"
+        )
+    return ids[used:][: params.verify.n_samples]
+
+
+def _verify_budget(
+    params: Params, game: ModelGame, result: ShapleyResult, budget: float, n_held_back: int
+) -> tuple[Assignment, dict[str, Any]]:
+    problem = objective_problem(params, result, budget)
+    others = [m for m in params.eval.methods if m != METHOD]
+    assignments = {
+        m: coalition_of(
+            problem, Assignment.load(methods.assignment_input_path(params, m, budget)).bits
+        )
+        for m in others
+    }
+    cands = candidates(problem, assignments, reference=REFERENCE)
+    limit = params.verify.max_evaluations or 2 * problem.n_blocks
+    start = time.perf_counter()
+    pick = verified_pick(game, cands, limit)
+    seconds = time.perf_counter() - start
+    choice = choice_of(problem, pick.pick.coalition)
+    facts: dict[str, Any] = {
+        "differs": pick.differs,
+        "picked": pick.pick.name,
+        "held_back_nll": pick.value,
+        "reference_held_back_nll": pick.reference_value,
+        "gain": pick.reference_value - pick.value,
+        "evaluations": pick.evaluations,
+        "candidates": len(cands),
+        "seconds": seconds,
+    }
+    assignment = Assignment(
+        bits=problem.bits(choice),
+        method=METHOD,
+        budget_bits=float(budget),
+        stored_bytes=int(problem.stored_bytes(choice)),
+        avg_bits=problem.avg_bits(choice),
+        extra={
+            **facts,
+            "objective": float(problem.objective(choice)),
+            "held_back_values": [[name, v] for name, v in pick.values.items()],  # in order
+            "skipped": pick.skipped,
+            "held_back_sequences": n_held_back,
+            "max_evaluations": limit,
+            "budget_bytes": problem.budget_bytes,
+            "precisions": list(problem.precisions),
+            "group_size": problem.group_size,
+        },
+    )
+    return assignment, facts
+
+
+def run(params: Params) -> list[Path]:
+    """Verify every budget; return the files written.
+
+    Raises:
+        FileNotFoundError: the calibration set, the SPQE result or an assignment is missing.
+        ValueError: no held-back sequences, ``impq`` missing from ``eval.methods``, or
+            assignments that are not over ``solver.precisions`` = low and high bits.
+    """
+    output_dir(params).mkdir(parents=True, exist_ok=True)
+    if METHOD not in params.eval.methods:
+        log.info("verified is not in eval.methods: nothing to verify")
+        return [write_json(metrics_path(params), {"budgets_verified": 0}, versioned=False)]
+    if REFERENCE not in params.eval.methods:
+        raise ValueError(
+            f"the verified pick starts from the objective's choice: add {REFERENCE!r} to "
+            "eval.methods"
+        )
+    methods.check_methods(params)
+    spqe = params.spqe
+    held_back = held_back_sequences(params)
+    result = ShapleyResult.load(objective_path(params, REFERENCE))
+    model = load_model(params.model)
+    if len(block_param_counts(model)) != result.n_players:
+        raise ValueError(f"SPQE result has {result.n_players} blocks; the model has others")
+    quantize = weight_quantizer(spqe.backend, spqe.group_size)
+    setup = time.perf_counter()
+    written: list[Path] = []
+    metrics: dict[str, Any] = {
+        "budgets_verified": len(params.budgets),
+        "held_back_sequences": len(held_back),
+    }
+    with ModelGame(
+        model,
+        held_back,
+        quantize,
+        spqe.high_bits,
+        spqe.low_bits,
+        batch_size=spqe.batch_size,
+        progress=False,
+    ) as game:
+        metrics["setup_seconds"] = time.perf_counter() - setup
+        for budget in params.budgets:
+            assignment, facts = _verify_budget(params, game, result, budget, len(held_back))
+            written.append(assignment.save(assignment_path(params, budget)))
+            metrics.update(
+                {
+                    f"{float(budget)}/{k}": int(v) if isinstance(v, bool) else v
+                    for k, v in facts.items()
+                }
+            )
+            log.info(
+                "verified @ %.3g bits: %s (held-back NLL %.5f vs %.5f for %s), "
+                "%d of %d candidates evaluated",
+                budget, facts["picked"], facts["held_back_nll"],
+                facts["reference_held_back_nll"], REFERENCE, facts["evaluations"],
+                facts["candidates"],
+            )  # fmt: skip
+    n = len(params.budgets)
+    metrics["differs"] = sum(bool(metrics[f"{float(b)}/differs"]) for b in params.budgets)
+    metrics["differs_share"] = metrics["differs"] / n
+    metrics["evaluations"] = sum(metrics[f"{float(b)}/evaluations"] for b in params.budgets)
+    metrics["seconds"] = sum(metrics[f"{float(b)}/seconds"] for b in params.budgets)
+    written.append(write_json(metrics_path(params), metrics, versioned=False))
+    return written

@@ -1,0 +1,5 @@
+"""Searches that evaluate candidate assignments on a game: EvoPress and the verified pick."""
+
+from impq.search.evopress import EvoPressResult, Stage, evopress
+
+__all__ = ["EvoPressResult", "Stage", "evopress"]

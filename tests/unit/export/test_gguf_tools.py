@@ -1,0 +1,56 @@
+"""Locating and building the pinned llama.cpp tools (the cache folder and its stamp)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from impq.export import llamacpp as lc
+from impq.export.llamacpp import LlamaCpp, LlamaCppNotBuiltError, find_llamacpp
+
+
+def test_missing_build_names_the_install_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(lc.ENV_DIR, str(tmp_path / "none"))
+    assert lc.install_dir() == tmp_path / "none"
+    with pytest.raises(LlamaCppNotBuiltError, match="make setup"):
+        find_llamacpp()
+
+
+def test_a_build_from_other_settings_is_not_current(
+    llamacpp: LlamaCpp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy = tmp_path / "copy"
+    (copy / "bin").mkdir(parents=True)
+    (copy / "src").mkdir()
+    for tool in lc.TOOLS:
+        shutil.copy2(llamacpp.tool(tool), copy / "bin" / tool)
+    shutil.copy2(llamacpp.converter, copy / "src")
+    stamp = json.loads((llamacpp.root / "BUILD.json").read_text())
+    monkeypatch.setenv(lc.ENV_DIR, str(copy))
+    (copy / "BUILD.json").write_text(json.dumps(stamp))
+    assert find_llamacpp().root == copy
+    (copy / "BUILD.json").write_text(json.dumps({**stamp, "version": "0.0.1"}))
+    with pytest.raises(LlamaCppNotBuiltError):
+        find_llamacpp()
+
+
+def test_second_build_does_nothing(llamacpp: LlamaCpp) -> None:
+    stamp = llamacpp.root / "BUILD.json"
+    before = stamp.stat().st_mtime_ns
+    start = time.monotonic()
+    assert lc.build_llamacpp().root == llamacpp.root
+    assert time.monotonic() - start < 5.0
+    assert stamp.stat().st_mtime_ns == before
+    assert all(os.access(llamacpp.tool(t), os.X_OK) for t in lc.TOOLS)
+
+
+def test_unknown_tool_lists_the_built_ones(llamacpp: LlamaCpp) -> None:
+    with pytest.raises(ValueError, match="llama-quantize"):
+        llamacpp.tool("llama-server")

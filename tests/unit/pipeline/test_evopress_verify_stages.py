@@ -1,0 +1,170 @@
+"""The evopress and verify stages in-process on a tiny saved model, after spqe, assign and
+baselines (CPU, seconds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from impq.artifacts import read_json, write_tensors
+from impq.assignment import Assignment
+from impq.config import Params, parse_params
+from impq.game import ModelGame, weight_quantizer
+from impq.models import load_model
+from impq.models.tiny import tiny_model
+from impq.pipeline import assign, baselines, evopress, interactions, methods, spqe, verify
+from impq.pipeline.prepare import calibration_path
+
+METHODS = ["impq", "lim", "random-0", "random-1", "evopress", "verified"]
+BUDGETS = [2.5, 3.0]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _params(root: Path, **over: object) -> Params:
+    doc: dict = {
+        "model": {"source": str(root / "model"), "device": "cpu"},
+        "data": {"calibration": {"n_samples": 6, "seqlen": 24}},
+        "spqe": {"permutations": 4, "group_size": 16, "n_samples": 3},
+        "solver": {"num_reads": 4, "num_sweeps": 100},
+        "backends": {"group_size": 16},
+        "budgets": BUDGETS,
+        "eval": {"methods": METHODS},
+        "evopress": {"offspring": 4, "initial": 4, "survivors": [2, 1], "sequences": [1, None]},
+        "paths": {k: str(root / k) for k in ("artifacts", "metrics", "plots")},
+    }
+    for key, value in over.items():
+        doc[key] = {**doc.get(key, {}), **value} if isinstance(value, dict) else value
+    return parse_params(doc)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Params:
+    """spqe, interactions, assign and baselines done; evopress and verify run once."""
+    root = tmp_path_factory.mktemp("project")
+    tiny_model("llama", num_layers=6, seed=4).save_pretrained(root / "model")
+    params = _params(root)
+    ids = torch.randint(0, 256, (6, 24), generator=torch.Generator().manual_seed(1))
+    write_tensors(calibration_path(params), {"input_ids": ids}, {})
+    spqe.run(params, progress=False)
+    interactions.run(params)
+    assign.run(params)
+    baselines.run(params)
+    evopress.run(params)
+    verify.run(params)
+    return params
+
+
+def test_evopress_spends_spqes_evaluation_count_within_the_byte_budget(project: Params) -> None:
+    spent = evopress.spqe_evaluations(project)
+    assert spent == 2 + 4 * 5  # 2 + M (L - 1)
+    metrics = read_json(evopress.metrics_path(project))
+    assert metrics["spqe_evaluations"] == spent and metrics["budgets_searched"] == 2
+    assert metrics["tokens_per_full_evaluation"] == 3 * 23
+    for budget in BUDGETS:
+        a = Assignment.load(evopress.assignment_path(project, budget))
+        assert a.method == "evopress" and a.budget_bits == budget
+        assert a.stored_bytes <= a.extra["budget_bytes"] and set(a.bits.values()) <= {2, 4}
+        # at most SPQE's count (fewer when six blocks run out of new neighbours)
+        assert 0 < a.extra["evaluations"] <= a.extra["max_evaluations"] == spent
+        assert sum(a.extra["evaluations_per_stage"]) == a.extra["evaluations"]
+        first, last = a.extra["evaluations_per_stage"]
+        assert a.extra["tokens"] == 23 * first + 69 * last
+        assert metrics[f"{budget}/evaluations"] == a.extra["evaluations"]
+
+
+def test_evopress_cap_and_a_method_left_out(project: Params, tmp_path: Path) -> None:
+    capped = project.model_copy(
+        update={
+            "evopress": project.evopress.model_copy(update={"max_evaluations": 9}),
+            "paths": project.paths.model_copy(
+                update={"metrics": str(tmp_path / "m"), "artifacts": project.paths.artifacts}
+            ),
+        }
+    )
+    assert evopress.search_budget(capped) == 9
+    off = project.model_copy(
+        update={
+            "eval": project.eval.model_copy(update={"methods": ["impq"]}),
+            "paths": project.paths.model_copy(
+                update={"artifacts": str(tmp_path / "a"), "metrics": str(tmp_path / "m")}
+            ),
+        }
+    )
+    assert evopress.run(off) == [evopress.metrics_path(off)]
+    assert list(evopress.output_dir(off).iterdir()) == []
+    assert read_json(evopress.metrics_path(off)) == {"budgets_searched": 0}
+    assert verify.run(off) == [verify.metrics_path(off)]
+    assert read_json(verify.metrics_path(off)) == {"budgets_verified": 0}
+
+
+def test_verified_pick_is_never_worse_than_impq_on_the_held_back_sequences(
+    project: Params,
+) -> None:
+    held_back = verify.held_back_sequences(project)
+    calibration = torch.randint(0, 256, (6, 24), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(held_back, calibration[3:])  # what SPQE (the first 3) did not use
+    metrics = read_json(verify.metrics_path(project))
+    model = load_model(project.model)
+    quantize = weight_quantizer("quanto", 16)
+    with ModelGame(model, held_back, quantize, progress=False) as game:
+        for budget in BUDGETS:
+            a = Assignment.load(verify.assignment_path(project, budget))
+            impq = Assignment.load(assign.assignment_path(project, budget, "impq"))
+            low = np.array(
+                [[impq.bits[i] == 2 for i in range(6)], [a.bits[i] == 2 for i in range(6)]]
+            )
+            measured_impq, measured_pick = game(low)
+            assert a.extra["reference_held_back_nll"] == pytest.approx(measured_impq, rel=1e-9)
+            assert a.extra["held_back_nll"] == pytest.approx(measured_pick, rel=1e-9)
+            assert measured_pick <= measured_impq
+            assert a.extra["differs"] == (a.bits != impq.bits)
+            assert a.extra["evaluations"] <= 2 * 6 and a.stored_bytes <= a.extra["budget_bytes"]
+            names = [name for name, _ in a.extra["held_back_values"]]
+            assert names[0] == "impq" and a.extra["picked"] in names
+            assert metrics[f"{budget}/differs"] == int(a.extra["differs"])
+    assert metrics["differs"] == sum(metrics[f"{b}/differs"] for b in BUDGETS)
+    assert metrics["held_back_sequences"] == 3
+
+
+def test_verify_needs_held_back_sequences_and_impq(project: Params) -> None:
+    every = project.model_copy(update={"spqe": project.spqe.model_copy(update={"n_samples": None})})
+    with pytest.raises(ValueError, match="SPQE did not use"):
+        verify.held_back_sequences(every)
+    no_impq = project.model_copy(
+        update={"eval": project.eval.model_copy(update={"methods": ["lim", "verified"]})}
+    )
+    with pytest.raises(ValueError, match="add 'impq'"):
+        verify.run(no_impq)
+
+
+def test_every_method_resolves_to_its_stages_file(project: Params) -> None:
+    for budget in BUDGETS:
+        paths = {m: methods.assignment_input_path(project, m, budget) for m in METHODS}
+        assert paths["impq"] == assign.assignment_path(project, budget, "impq")
+        assert paths["evopress"] == evopress.assignment_path(project, budget)
+        assert paths["verified"] == verify.assignment_path(project, budget)
+        assert paths["random-1"] == baselines.baseline_path(project, budget, "random-1")
+        assert all(p.is_file() for p in paths.values())
+    seeds = {
+        Assignment.load(baselines.baseline_path(project, 3.0, m)).extra["seed"]
+        for m in ("random-0", "random-1")
+    }
+    assert seeds == {0, 1}
+    with pytest.raises(ValueError, match="unknown"):
+        methods.assignment_input_path(project, "hawq", 3.0)
+    with pytest.raises(ValueError, match=r"unknown \['lim-2'\]"):
+        baselines.baseline_methods(
+            project.model_copy(
+                update={"eval": project.eval.model_copy(update={"methods": ["lim-2"]})}
+            )
+        )
