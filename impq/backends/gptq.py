@@ -27,6 +27,9 @@ import re
 import shutil
 import tempfile
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +72,41 @@ def _gptqmodel() -> Any:
             "transformers 5)"
         ) from None
     return gptqmodel
+
+
+_CONVERSION_MAPPING = (
+    "transformers.conversion_mapping.get_checkpoint_conversion_mapping",
+    "transformers.modeling_utils.get_checkpoint_conversion_mapping",
+)
+
+
+@contextmanager
+def _transformers_as_found(model_type: str) -> Iterator[None]:
+    """Put back, on exit, what GPTQModel's loader swaps inside transformers.
+
+    ``GPTQModel.load`` calls ``defuser.replace_fused_blocks(model_type)``, which replaces
+    transformers' mixture-of-experts block classes (Qwen2-MoE, Qwen3-MoE, ...) by unfused
+    ones for every model built later in the process, and transformers' checkpoint
+    conversion mapping with them. impq splits experts itself (:mod:`impq.models.experts`);
+    models built after a GPTQ run in the same process must be the ones transformers builds.
+    """
+    try:
+        from defuser.model_registry import MODEL_CONFIG, PATCH
+    except ImportError:  # an older GPTQModel without defuser patches nothing
+        yield
+        return
+    swapped = [orig for orig, _ in MODEL_CONFIG.get(model_type, {}).get(PATCH.REPLACE_MODULE, [])]
+    saved = []
+    for path in (*swapped, *_CONVERSION_MAPPING):
+        module_path, name = path.rsplit(".", 1)
+        module = import_module(module_path)
+        if hasattr(module, name):
+            saved.append((module, name, getattr(module, name)))
+    try:
+        yield
+    finally:
+        for module, name, value in saved:
+            setattr(module, name, value)
 
 
 def _dynamic(model: nn.Module, assignment: dict[int, int], default_bits: int) -> dict[str, Any]:
@@ -226,31 +264,39 @@ class GptqBackend:
             raise ValueError("gptq needs calibration token ids (n, seqlen); got None")
         _cpu_workers()
         default = max(set(assignment.values()), key=list(assignment.values()).count)
-        qconfig = gm.QuantizeConfig(
-            bits=default,
-            group_size=group_size,
-            desc_act=False,
-            dynamic=_dynamic(model, assignment, default) or None,
-        )
         device = next(model.parameters()).device
         out = Path(tempfile.mkdtemp(prefix="impq-gptq-"))
-        with tempfile.TemporaryDirectory(prefix="impq-gptq-float-") as tmp:
+        with tempfile.TemporaryDirectory(
+            prefix="impq-gptq-float-", ignore_cleanup_errors=True
+        ) as tmp:
             float_dir = Path(tmp)
+            qconfig = gm.QuantizeConfig(
+                bits=default,
+                group_size=group_size,
+                desc_act=False,
+                dynamic=_dynamic(model, assignment, default) or None,
+                # its own default, a temporary folder removed at interpreter exit, races
+                # with its writer threads there when a quantization failed
+                offload_to_disk_path=str(float_dir / "offload"),
+            )
             hf: Any = model
             hf.save_pretrained(str(float_dir))
             _write_stand_in_tokenizer(float_dir, int(hf.config.vocab_size))
             _send_logs_to(float_dir / "logs")
             rows = _calibration_rows(calibration)
-            try:
-                g = gm.GPTQModel.load(str(float_dir), qconfig, device=str(device), dtype=self.dtype)
-                g.quantize(rows, batch_size=1)
-            except ValueError as err:  # its architecture definition does not fit the model
-                raise UnsupportedError(
-                    f"backend 'gptq': GPTQModel cannot quantize {type(model).__name__} "
-                    f"(model_type {hf.config.model_type!r}): {err}"
-                ) from err
-            g.save(str(out))
-            del g
+            with _transformers_as_found(hf.config.model_type):
+                try:
+                    g = gm.GPTQModel.load(
+                        str(float_dir), qconfig, device=str(device), dtype=self.dtype
+                    )
+                    g.quantize(rows, batch_size=1)
+                except ValueError as err:  # its architecture definition does not fit
+                    raise UnsupportedError(
+                        f"backend 'gptq': GPTQModel cannot quantize {type(model).__name__} "
+                        f"(model_type {hf.config.model_type!r}): {err}"
+                    ) from err
+                g.save(str(out))
+                del g
         write_json(
             out / _IMPQ_FILE,
             {"backend": self.name, "group_size": group_size, "bits": _str_keys(assignment)},
@@ -287,9 +333,11 @@ class GptqBackend:
         device = torch.device(device)
         if device.type not in ("cpu", "cuda"):
             raise UnsupportedError(f"backend 'gptq' runs on ['cpu', 'cuda'], not {device.type!r}")
-        g = gm.GPTQModel.load(
-            str(path), device=str(device), backend=gm.BACKEND.TORCH, dtype=self.dtype
-        )
+        model_type = read_json(path / "config.json")["model_type"]
+        with _transformers_as_found(model_type):
+            g = gm.GPTQModel.load(
+                str(path), device=str(device), backend=gm.BACKEND.TORCH, dtype=self.dtype
+            )
         model: nn.Module = _eager(g.model).eval()
         setattr(model, _CHECKPOINT_ATTR, str(path))
         return model
