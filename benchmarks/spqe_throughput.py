@@ -271,6 +271,13 @@ def main() -> None:
     naive_per = naive_over_forward * forward_per
     amortized = (cached_s + setup_s) / len(walk)
     print(f"speedup vs naive with the setup counted: {naive_per / amortized:.2f}")
+    if split["head"] > 0:  # measured (CPU, or CUDA without --no-split)
+        # every exact evaluation computes the logits and loss of every token at least
+        head_per = split["head"] / len(walk)
+        print(
+            f"ceiling of any exact evaluator (head and loss alone, {head_per:.3f} s/config): "
+            f"{forward_per / head_per:.2f} x the forward, {naive_per / head_per:.2f} x naive"
+        )
 
     if device.type == "cuda":
         block_f, head_f = _flops(model, ids)

@@ -239,20 +239,22 @@ class ModelGame(Game):
         first: int,
         start: list[torch.Tensor] | None = None,
         fresh: dict[int, list[torch.Tensor]] | None = None,
+        chunks: Sequence[int] | None = None,
     ) -> torch.Tensor:
         """Summed NLL (a float64 scalar on the model's device) with the installed
-        weights, computing blocks ``first`` onwards from the states ``start`` (None: the
-        embeddings).
+        weights over the calibration chunks ``chunks`` (None: all), computing blocks
+        ``first`` onwards from the states ``start`` (None: the embeddings).
 
         The states entering blocks after ``first`` are appended to ``fresh`` (depth ->
-        per-chunk states) when it is given. Nothing here waits for the device: the value
-        is read once per :meth:`value_function` call.
+        per-chunk states) when it is given (all chunks only). Nothing here waits for the
+        device: the caller reads the values once per call.
         """
         start = self._embeddings if start is None else start
         if fresh is not None:
             fresh.update({i: [] for i in range(first + 1, self.n_players)})
         total: torch.Tensor | None = None
-        for c, chunk in enumerate(self._chunks):
+        for c in range(len(self._chunks)) if chunks is None else chunks:
+            chunk = self._chunks[c]
             t0 = self._clock()
             hidden = start[c]
             for i in range(first, self.n_players):
@@ -268,7 +270,6 @@ class ModelGame(Game):
             total = part if total is None else total + part
             self.seconds["blocks"] += t1 - t0
             self.seconds["head"] += self._clock() - t1
-        self.n_block_evaluations += self.n_players - first
         assert total is not None  # there is at least one chunk
         return total
 
@@ -307,6 +308,7 @@ class ModelGame(Game):
                 first, start = self._states.deepest(config)
                 fresh: dict[int, list[torch.Tensor]] = {}
                 total = self._run_blocks(first, start, fresh)
+                self.n_block_evaluations += self.n_players - first
                 self._states.store(config, first, fresh)
                 self._last = (config.copy(), total)
             totals.append(self._last[1])
@@ -376,22 +378,12 @@ class ModelGame(Game):
             raise ValueError(f"chunks must be distinct and non-empty, got {chunks}")
         if bad := [c for c in chunks if not 0 <= c < len(self._chunks)]:
             raise ValueError(f"chunks {bad} do not exist; the game has {len(self._chunks)}")
-        n_tokens = self.chunk_tokens(chunks)
-        configs = check_coalitions(coalitions, self.n_players)
-        out = np.empty(len(configs))
-        for row, config in enumerate(configs):
+        t0 = time.perf_counter()
+        totals = []
+        for config in check_coalitions(coalitions, self.n_players):
             self.install(config)
             first, cached = self._states.deepest(config)
-            start = self._embeddings if cached is None else cached
-            total = 0.0
-            for c in chunks:
-                hidden = start[c]
-                for i in range(first, self.n_players):
-                    block_out = self.blocks[i](hidden, **self._block_kwargs[i][c])
-                    hidden = block_out[0] if isinstance(block_out, tuple) else block_out
-                logits = self._head_logits(hidden[:, :-1]).flatten(0, 1).float()
-                target = self._chunks[c][:, 1:].flatten()
-                nll = F.cross_entropy(logits, target, reduction="none")
-                total += nll.double().sum().item()
-            out[row] = total / n_tokens
+            totals.append(self._run_blocks(first, cached, chunks=chunks))
+        out = torch.stack(totals).cpu().numpy() / self.chunk_tokens(chunks)  # one host sync
+        self.seconds["total"] += time.perf_counter() - t0
         return out
