@@ -100,7 +100,7 @@ def _spqe_configs(n_players: int, n_configs: int) -> np.ndarray:
     walker = PermutationSampling()
     per_perm = walker.evaluations_per_permutation(n_players)
     perms = seeded_permutations(0, range(-(-n_configs // per_perm)), n_players)
-    steps = np.concatenate([walker._walk(p) for p in perms])[:n_configs]
+    steps = np.concatenate([walker.coalitions(p) for p in perms])[:n_configs]
     return np.concatenate([np.zeros((1, n_players), bool), np.ones((1, n_players), bool), steps])
 
 
