@@ -109,7 +109,8 @@ class GgufExporter:
         out = Path(out)
         with tempfile.TemporaryDirectory(prefix="impq-gguf-export-") as tmp:
             folder = Path(tmp) / "hf"
-            model.save_pretrained(folder)
+            pretrained: Any = model  # a transformers model
+            pretrained.save_pretrained(folder)
             for tokenizer_file in out.iterdir():
                 if tokenizer_file.is_file():
                     (folder / tokenizer_file.name).write_bytes(tokenizer_file.read_bytes())
@@ -154,7 +155,8 @@ class GgufExporter:
         from impq.models import load_model
 
         cfg = ModelConfig(source=str(out), gguf_file=GGUF_FILE, device="cpu")
-        return load_model(cfg).to(device)
+        model: nn.Module = load_model(cfg)
+        return model.to(device)
 
     def check_runtime(
         self, out: Path, ids: torch.Tensor, seqlen: int, max_windows: int | None

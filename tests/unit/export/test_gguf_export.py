@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from gguf_models import MIXED
+from gguf_models import GGUF_SIZES, MIXED
 
 from impq.artifacts import write_tensors
 from impq.assignment import Assignment
@@ -42,7 +42,7 @@ def _params(folder: Path, tmp_path: Path, ids: torch.Tensor, budget: float) -> P
 
 
 def _assign(params: Params, bits: dict[int, int], budget: float) -> None:
-    model = tiny_model("llama", 4, hidden_size=256, intermediate_size=512)
+    model = tiny_model("llama", 4, **GGUF_SIZES)  # the shapes of the saved model
     Assignment(
         bits=bits, method="impq", budget_bits=budget, stored_bytes=0,
         avg_bits=sum(bits.values()) / len(bits),
@@ -70,6 +70,7 @@ def test_stage_ships_a_gguf_that_llamacpp_loads_within_budget(
     assert json.loads(export.metrics_path(params).read_text()) == metrics
     assert metrics["linears"] == 4 * 7 and metrics["bits"] == "2,4,2,4"
     assert metrics["stored_bytes"] == metrics["expected_bytes"] <= metrics["budget_bytes"]
+    assert metrics["solver_budget_bytes"] < metrics["budget_bytes"]  # Q2_K: 2.625 bits/weight
     q2, q4 = type_bits_per_weight("Q2_K"), type_bits_per_weight("Q4_K")
     assert metrics["bits_per_weight"] == pytest.approx((q2 + q4) / 2)
     assert metrics["size_on_disk_bytes"] > metrics["stored_bytes"]  # + f16 embeddings, head

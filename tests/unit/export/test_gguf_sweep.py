@@ -68,6 +68,8 @@ def test_scorer_measures_and_scores_a_mixed_gguf(
         (type_bits_per_weight("Q2_K") + type_bits_per_weight("Q4_K")) / 2
     )
     assert facts["stored_bytes"] < facts["file_bytes"]  # embeddings and head stay in f16
+    assert facts["stored_bytes"] == facts["expected_bytes"]  # llama.cpp's footprint, exactly
+    assert len(result.window_nll) == WINDOWS
     assert facts["ppl_protocol"] == PPL_PROTOCOL
     assert (result.n_windows, result.seqlen) == (WINDOWS, SEQLEN)
     assert math.isfinite(result.ppl) and result.ppl > 1.0
