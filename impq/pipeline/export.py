@@ -140,6 +140,7 @@ def run(params: Params) -> dict[str, Any]:
     expected_total = expected_bytes(model, assignment.bits, group, footprint)
     precisions = assignment.extra.get("precisions", params.solver.precisions)
     budget_total = budget_bytes_for(model, budget, group, precisions, footprint)
+    _check_budget(expected_total, expected_total, budget_total, cfg.backend)  # before writing
     calibration = None
     if exporter.needs_calibration:
         calibration = read_tensors(calibration_path(params))[0]["input_ids"]
