@@ -532,15 +532,17 @@ def llama_perplexity(
     with tempfile.TemporaryDirectory(prefix="impq-ppl-") as tmp:
         text_file = Path(tmp) / "eval.txt"
         text_file.write_text(text, encoding="utf-8")
-        output = _run(
-            [
-                *(tools.tool("llama-perplexity"), "-m", gguf_path, "-f", text_file),
-                *("-c", seqlen, "-b", _batch(seqlen), "--chunks", n_windows, "-t", threads),
-                *("--ppl-output-type", 1),
-                *("--override-kv", "tokenizer.ggml.add_bos_token=bool:false"),
-            ],
-            "llama-perplexity",
-        )
+        cmd: list[str | int | Path] = [
+            *(tools.tool("llama-perplexity"), "-m", gguf_path, "-f", text_file),
+            *("-c", seqlen, "-b", _batch(seqlen), "--chunks", n_windows, "-t", threads),
+            *("--ppl-output-type", 1),
+            *("--override-kv", "tokenizer.ggml.add_bos_token=bool:false"),
+        ]
+        output = _run(cmd, "llama-perplexity")
+        if len(_RUNNING_NLL.findall(output)) != n_windows:
+            # seen once on a heavily loaded machine: exit 0 with the log's last lines lost
+            log.warning("llama-perplexity printed no per-window results; running it again")
+            output = _run(cmd, "llama-perplexity")
     chunks = _N_CHUNKS.search(output)
     if chunks is None or int(chunks.group(1)) != n_windows:
         got = chunks.group(1) if chunks else "no"
