@@ -10,6 +10,8 @@ EXTRAS ?= dev,gptq
 # $IMPQ_LLAMACPP_DIR (default ~/.cache/impq/llama.cpp-<version>); LLAMACPP=0 skips them.
 LLAMACPP ?= 1
 LLAMACPP_JOBS ?= 2
+# the llama.cpp tests skip only when their build is off (0) or impossible (no cmake, c++)
+export IMPQ_LLAMACPP := $(LLAMACPP)
 
 # Text comes from ../shared/data when it sits beside the checkout; otherwise from the hub.
 SHARED_DATA := $(abspath $(wildcard ../shared/data))

@@ -31,6 +31,7 @@ from flows.common import (
     snapshot,
 )
 from impq import tracking
+from impq.backends import get_backend
 from impq.config import Params
 from impq.pipeline import prepare, sweep
 
@@ -105,7 +106,7 @@ def sweep_flow(
         for c in sweep.combinations(params):
             a_path = sweep.assignment_input_path(params, c.method, c.budget)
             key = {**base, "combination": c.key, "assignment": fingerprint_path(a_path)}
-            if c.backend == "gptq":
+            if not get_backend(c.backend).data_free:  # gptq; llamacpp's imatrix
                 key["calibration"] = fingerprint_path(prepare.calibration_path(params))
             if c.backend not in caches:  # combinations come backend by backend
                 caches.clear()  # free the previous backend's blocks

@@ -324,7 +324,9 @@ class ExportConfig(_Section):
     budget: float | None = Field(
         None, description="Average bits, one of `budgets`; null: the largest of `budgets`."
     )
-    backend: str = Field("hqq", description="Format: quanto, hqq or gptq (impq.export).")
+    backend: str = Field(
+        "hqq", description="Format: quanto, hqq, gptq or llamacpp (GGUF; impq.export)."
+    )
     out: str = Field("artifacts/export", description="Folder the model is written to.")
 
     @field_validator("backend")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -18,10 +18,16 @@ from impq.footprint import SOLVER, Footprint
 from impq.models import block_linears, decoder_blocks, get_layout
 from impq.registry import lookup
 
+if TYPE_CHECKING:
+    from impq.config import Params
+    from impq.eval import PerplexityResult
+
 __all__ = [
     "BACKENDS",
     "Backend",
     "OverBudgetError",
+    "ScoredBackend",
+    "Scorer",
     "UnsupportedError",
     "assigned_linears",
     "budget_bytes_for",
@@ -98,6 +104,45 @@ class Backend(Protocol):
 
     def load(self, path: Path, device: torch.device | str = "cpu") -> nn.Module:
         """Read back a model written by :meth:`save`."""
+        ...
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """Measures assignments of one model in a runtime outside this process (llama.cpp).
+
+    Attributes:
+        fingerprint_parts: what its results depend on beyond the sweep's own inputs
+            (tool versions, format settings); they enter each sweep cell's cache key.
+    """
+
+    fingerprint_parts: tuple[str, ...]
+
+    @property
+    def model(self) -> nn.Module:
+        """The float model (its linear shapes price the budget)."""
+        ...
+
+    def measure(
+        self, bits: dict[int, int], ids: torch.Tensor
+    ) -> tuple[dict[str, Any], PerplexityResult]:
+        """Store ``bits`` in the runtime's format and score it on the evaluation ids.
+
+        Returns:
+            The sweep's facts (``stored_bytes``, ``expected_bytes``, ``bits_per_weight``,
+            ``quantize_seconds``, ``blocks_quantized``, ``eval_seconds``, and what else
+            the runtime reports) and the perplexity with its per-window NLLs.
+        """
+        ...
+
+
+@runtime_checkable
+class ScoredBackend(Protocol):
+    """A backend whose models run out of process: the sweep scores it through a
+    :class:`Scorer` instead of quantizing and evaluating a model in process."""
+
+    def scorer(self, params: Params, workdir: Path) -> Scorer:
+        """A scorer of ``params``' model whose intermediate files live in ``workdir``."""
         ...
 
 

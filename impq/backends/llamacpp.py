@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from impq.config import Params
 from impq.eval import PerplexityResult
 from impq.export.gguf import (
     GGUF_TYPES,
+    GgufFootprint,
     GgufSettings,
     block_tensor_bytes,
     check_shapes,
@@ -89,6 +92,11 @@ class LlamaCppBackend:
         """Not offered (no in-process model)."""
         raise self._refuse("returns no in-process model")
 
+    def footprint(self, model: nn.Module) -> GgufFootprint:
+        """llama.cpp's bytes for the default types (:class:`GgufSettings`); they price the
+        budget the sweep checks a GGUF's stored bytes against."""
+        return GgufFootprint.of(GgufSettings())
+
     def stored_bytes(self, model: nn.Module) -> int:
         """Not offered; :meth:`GgufScorer.measure` reports the GGUF's stored bytes."""
         raise self._refuse("measures stored bytes on the GGUF file")
@@ -112,6 +120,9 @@ class GgufScorer:
     """Measures assignments of one model as GGUF files, sharing the float GGUF and the
     importance matrix between them.
 
+    Implements :class:`impq.backends.base.Scorer`; each :meth:`measure` writes its own
+    file, so threads may share a scorer once it is prepared.
+
     Attributes:
         fingerprint_parts: what its results depend on beyond the sweep's own inputs
             (llama.cpp version and commit, GGUF settings), for the sweep's cache key.
@@ -121,10 +132,11 @@ class GgufScorer:
         self.params = params
         self.settings = settings or GgufSettings()
         self.workdir = Path(workdir)
-        self.fingerprint_parts = (
+        self.fingerprint_parts: tuple[str, ...] = (
             f"llama.cpp {LLAMACPP_VERSION} {LLAMACPP_COMMIT}",
             self.settings.model_dump_json(),
         )
+        self.footprint = GgufFootprint.of(self.settings)
         self._tools = find_llamacpp()
         self._float: Path | None = None
         self._reference: PerplexityResult | None = None
@@ -148,6 +160,13 @@ class GgufScorer:
             convert_to_gguf(folder, float_gguf, self.settings.float_type, self._tools)
         self._float = float_gguf
         return float_gguf
+
+    @property
+    def model(self) -> nn.Module:
+        """The float model (loaded once; its linear shapes price the budget)."""
+        self._prepare()
+        assert self._model is not None
+        return self._model
 
     def _importance(self) -> Path | None:
         """The importance matrix of the calibration set (computed once), if asked for."""
@@ -197,25 +216,30 @@ class GgufScorer:
         check_shapes(float_gguf, bits, self.settings, self._tools)
         imatrix = self._importance()
         reference = self.reference(ids)
-        assert self._model is not None
-        out = self.workdir / "assignment.gguf"
-        start = time.perf_counter()
-        quantize_gguf(float_gguf, out, bits, self.settings, imatrix, self._tools)
-        quantize_seconds = time.perf_counter() - start
-        stored, n_weights = block_tensor_bytes(out, sorted(bits))
-        start = time.perf_counter()
-        result = self._score(out, ids)
+        handle, name = tempfile.mkstemp(prefix="assignment-", suffix=".gguf", dir=self.workdir)
+        os.close(handle)
+        out = Path(name)
+        try:
+            start = time.perf_counter()
+            quantize_gguf(float_gguf, out, bits, self.settings, imatrix, self._tools)
+            quantize_seconds = time.perf_counter() - start
+            stored, n_weights = block_tensor_bytes(out, sorted(bits))
+            file_bytes = out.stat().st_size
+            start = time.perf_counter()
+            result = self._score(out, ids)
+        finally:
+            out.unlink(missing_ok=True)
+        group = self.params.backends.group_size
         facts = {
             "stored_bytes": stored,
-            "expected_bytes": expected_bytes(self._model, bits, self.params.backends.group_size),
+            "expected_bytes": expected_bytes(self.model, bits, group, self.footprint),
             "bits_per_weight": 8 * stored / n_weights if n_weights else math.nan,
             "quantize_seconds": quantize_seconds,
             "blocks_quantized": len(bits),
-            "file_bytes": out.stat().st_size,
+            "file_bytes": file_bytes,
             "gguf_types": ",".join(self.settings.block_type(bits[b]) for b in sorted(bits)),
             "eval_seconds": time.perf_counter() - start,
             "float_gguf_ppl": reference.ppl,
             "ppl_protocol": PPL_PROTOCOL,
         }
-        out.unlink()
         return facts, result

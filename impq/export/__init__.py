@@ -1,15 +1,17 @@
 """Exporters: the chosen mixed-precision model in the format a runtime loads, checked.
 
-``impq.export.get_exporter(name)`` (``export.backend``: quanto, hqq, gptq) writes the
-model an assignment describes, reads back what its files store and reloads them through
-the runtime's own library; :func:`check_stored` compares the files with the assignment.
-GGUF files for llama.cpp come from :mod:`impq.export.gguf` (llama.cpp's own tools).
+``impq.export.get_exporter(name)`` (``export.backend``: quanto, hqq, gptq, llamacpp)
+writes the model an assignment describes, reads back what its files store and reloads
+them through the runtime's own library; :func:`check_stored` compares the files with the
+assignment. GGUF files for llama.cpp come from :mod:`impq.export.gguf` (llama.cpp's own
+tools) and are also scored by llama.cpp (:class:`RuntimeChecked`).
 """
 
 from impq.export.base import (
     EXPORTERS,
     ExportCheckError,
     Exporter,
+    RuntimeChecked,
     StoredLinear,
     check_stored,
     get_exporter,
@@ -19,6 +21,7 @@ __all__ = [
     "EXPORTERS",
     "ExportCheckError",
     "Exporter",
+    "RuntimeChecked",
     "StoredLinear",
     "check_stored",
     "get_exporter",

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from impq.registry import lookup
 
@@ -29,6 +29,7 @@ __all__ = [
     "EXPORTERS",
     "ExportCheckError",
     "Exporter",
+    "RuntimeChecked",
     "StoredLinear",
     "check_stored",
     "get_exporter",
@@ -103,11 +104,28 @@ class Exporter(Protocol):
         ...
 
 
+@runtime_checkable
+class RuntimeChecked(Protocol):
+    """An exporter whose runtime is not a torch library (llama.cpp): the export stage
+    also runs the files in that runtime and compares."""
+
+    def check_runtime(
+        self, out: Path, ids: torch.Tensor, seqlen: int, max_windows: int | None
+    ) -> dict[str, Any]:
+        """Score the files in ``out`` in the runtime on the evaluation windows, compare
+        with the reloaded model under the runtime's statistic; return the figures.
+
+        Raises:
+            ExportCheckError: the runtime and the reloaded model disagree.
+        """
+        ...
+
+
 EXPORTERS: dict[str, str] = {
     "quanto": "impq.export.quanto:QuantoExporter",
     "hqq": "impq.export.hqq:HqqExporter",
     "gptq": "impq.export.gptq:GptqExporter",
-    # llama.cpp GGUF goes here: "llamacpp": "impq.export.gguf:<its Exporter class>",
+    "llamacpp": "impq.export.gguf_exporter:GgufExporter",
 }
 """``export.backend`` name -> ``module:class``; the one place where exporters are registered."""
 

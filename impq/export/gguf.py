@@ -29,6 +29,7 @@ import sys
 import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,10 +38,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from impq.eval import PerplexityResult
 from impq.export.llamacpp import LlamaCpp, find_llamacpp
+from impq.footprint import Footprint
 
 __all__ = [
     "GGUF_TYPES",
     "GgufExportError",
+    "GgufFootprint",
     "GgufSettings",
     "LlamaCppToolError",
     "block_tensor_bytes",
@@ -69,8 +72,7 @@ _FALLBACK = re.compile(
     r"warning: (?P<tensor>\S+)\s+- ncols\s+(?P<ncols>\d+) not divisible by\s+(?P<block>\d+) "
     r"\(required for type\s+(?P<wanted>\S+)\).*?-> falling back to\s+(?P<used>\S+)"
 )
-_FINAL_PPL = re.compile(r"Final estimate: PPL = (\S+) \+/- (\S+)")
-_CHUNK_PPL = re.compile(r"\[(\d+)\](\S+?),")
+_RUNNING_NLL = re.compile(r"^\s*\d+\s+\S+\s+(\S+)\s+\S+\s*$", re.MULTILINE)
 _N_CHUNKS = re.compile(r"calculating perplexity over (\d+) chunks")
 
 
@@ -149,6 +151,44 @@ def type_bits_per_weight(type_name: str) -> float:
 
     block, size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[_type_name(type_name)]]
     return 8 * size / block
+
+
+@dataclass(frozen=True)
+class GgufFootprint(Footprint):
+    """Bytes llama.cpp stores for one linear: each row cut into its type's blocks, each
+    block a fixed number of bytes with its scales inside (the group size plays no part).
+
+    Attributes:
+        blocks: ``(bits, weights per block, bytes per block)`` of each mapped bit width.
+    """
+
+    blocks: tuple[tuple[int, int, int], ...] = ()
+
+    @classmethod
+    def of(cls, settings: GgufSettings) -> GgufFootprint:
+        """The footprint of ``settings.types``."""
+        import gguf
+
+        sizes = gguf.GGML_QUANT_SIZES
+        return cls(
+            blocks=tuple(
+                (bits, *sizes[gguf.GGMLQuantizationType[name]])
+                for bits, name in sorted(settings.types.items())
+            )
+        )
+
+    def linear(self, out_features: int, in_features: int, bits: int, group_size: int) -> int:
+        """Stored bytes of one ``out_features x in_features`` weight at ``bits``' type.
+
+        Raises:
+            ValueError: no type is mapped to ``bits``.
+        """
+        for mapped, block, size in self.blocks:
+            if mapped == bits:
+                return out_features * -(-in_features // block) * size
+        raise ValueError(
+            f"no llama.cpp type for {bits} bits; mapped: {[b[0] for b in self.blocks]}"
+        )
 
 
 def _run(cmd: Sequence[str | int | Path], what: str) -> str:
@@ -480,22 +520,29 @@ def llama_perplexity(
     it averages the NLL of the last ``seqlen - seqlen // 2 - 1`` predictions of each window
     only (each with at least half a window of context), which is llama.cpp's protocol.
 
+    Each window's mean NLL comes from the running mean NLL that ``--ppl-output-type 1``
+    prints after every window (6 decimals): window ``k``'s is ``k m_k - (k-1) m_(k-1)``,
+    within ``k * 1e-6`` nats of llama.cpp's own value; their mean is ``m_n``.
+
     Returns:
-        The perplexity, its ``mean_nll`` (the log of the printed perplexity) and the number
-        of scored tokens.
+        The perplexity ``exp(m_n)``, ``mean_nll`` ``m_n``, the number of scored tokens
+        and ``window_nll``.
     """
     tools = tools or find_llamacpp()
     with tempfile.TemporaryDirectory(prefix="impq-ppl-") as tmp:
         text_file = Path(tmp) / "eval.txt"
         text_file.write_text(text, encoding="utf-8")
-        output = _run(
-            [
-                *(tools.tool("llama-perplexity"), "-m", gguf_path, "-f", text_file),
-                *("-c", seqlen, "-b", _batch(seqlen), "--chunks", n_windows, "-t", threads),
-                *("--override-kv", "tokenizer.ggml.add_bos_token=bool:false"),
-            ],
-            "llama-perplexity",
-        )
+        cmd: list[str | int | Path] = [
+            *(tools.tool("llama-perplexity"), "-m", gguf_path, "-f", text_file),
+            *("-c", seqlen, "-b", _batch(seqlen), "--chunks", n_windows, "-t", threads),
+            *("--ppl-output-type", 1),
+            *("--override-kv", "tokenizer.ggml.add_bos_token=bool:false"),
+        ]
+        output = _run(cmd, "llama-perplexity")
+        if len(_RUNNING_NLL.findall(output)) != n_windows:
+            # seen once on a heavily loaded machine: exit 0 with the log's last lines lost
+            log.warning("llama-perplexity printed no per-window results; running it again")
+            output = _run(cmd, "llama-perplexity")
     chunks = _N_CHUNKS.search(output)
     if chunks is None or int(chunks.group(1)) != n_windows:
         got = chunks.group(1) if chunks else "no"
@@ -503,16 +550,19 @@ def llama_perplexity(
             f"llama-perplexity scored {got} windows of {seqlen}, not {n_windows}: the text "
             "tokenizes to fewer tokens in llama.cpp than expected"
         )
-    final = _FINAL_PPL.search(output)
-    if final is not None:
-        ppl = float(final.group(1))
-    else:  # printed only when the NLL variance is positive: take the last running value
-        running = _CHUNK_PPL.findall(output)
-        if not running:
-            raise LlamaCppToolError(f"llama-perplexity printed no perplexity:\n{output[-2000:]}")
-        ppl = float(running[-1][1])
-    mean = math.log(ppl) if math.isfinite(ppl) and ppl > 0 else ppl
-    return PerplexityResult(ppl, mean, n_windows * (seqlen - seqlen // 2 - 1), n_windows, seqlen)
+    running = [float(m) for m in _RUNNING_NLL.findall(output)]
+    if len(running) != n_windows:
+        raise LlamaCppToolError(
+            f"llama-perplexity printed {len(running)} running NLLs for {n_windows} windows:\n"
+            + output[-2000:]
+        )
+    window_nll = tuple(
+        k * m - (k - 1) * (running[k - 2] if k > 1 else 0.0) for k, m in enumerate(running, 1)
+    )
+    mean = running[-1]
+    ppl = math.exp(mean) if math.isfinite(mean) else math.inf if mean > 0 else math.nan
+    n_tokens = n_windows * (seqlen - seqlen // 2 - 1)
+    return PerplexityResult(ppl, mean, n_tokens, n_windows, seqlen, window_nll)
 
 
 def score_windows(

@@ -11,7 +11,10 @@ format. Nothing written is trusted:
    budget in that footprint's bytes (:func:`impq.backends.base.budget_bytes_for`);
 3. the files are reloaded through the runtime's library and their WikiText-2 perplexity
    (``eval`` protocol) must match the in-process model's within the exporter's
-   ``ppl_rtol``.
+   ``ppl_rtol``;
+4. an exporter whose runtime is not a torch library (llama.cpp,
+   :class:`~impq.export.RuntimeChecked`) has the runtime load and score the files too,
+   compared with the reloaded model under the runtime's own statistic.
 
 The source model's tokenizer is written beside the weights. The folder is written beside
 ``export.out`` and moved there only when every check passed. The figures go to
@@ -36,7 +39,7 @@ from impq.assignment import Assignment
 from impq.backends.base import OverBudgetError, budget_bytes_for, expected_bytes
 from impq.config import Params
 from impq.eval import perplexity
-from impq.export import ExportCheckError, Exporter, check_stored, get_exporter
+from impq.export import ExportCheckError, Exporter, RuntimeChecked, check_stored, get_exporter
 from impq.export.files import folder_bytes
 from impq.models import block_linears, get_layout, load_model, load_tokenizer
 from impq.pipeline.prepare import calibration_path, eval_tokens_path
@@ -137,6 +140,7 @@ def run(params: Params) -> dict[str, Any]:
     expected_total = expected_bytes(model, assignment.bits, group, footprint)
     precisions = assignment.extra.get("precisions", params.solver.precisions)
     budget_total = budget_bytes_for(model, budget, group, precisions, footprint)
+    _check_budget(expected_total, expected_total, budget_total, cfg.backend)  # before writing
     calibration = None
     if exporter.needs_calibration:
         calibration = read_tensors(calibration_path(params))[0]["input_ids"]
@@ -146,6 +150,7 @@ def run(params: Params) -> dict[str, Any]:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
+        _write_tokenizer(params, tmp)  # a converter reads it (llama.cpp's)
         in_process = exporter.export(model, assignment.bits, group, calibration, tmp)
         _write_tokenizer(params, tmp)  # replaces the stand-in GPTQModel needs to quantize
         stored = exporter.read_stored(tmp)
@@ -157,6 +162,9 @@ def run(params: Params) -> dict[str, Any]:
         del in_process, model
         ppl_re, _ = _ppl(params, exporter.load(tmp, device), ids)
         diff = _check_reload(exporter, ppl_in, ppl_re)
+        runtime: dict[str, Any] = {}
+        if isinstance(exporter, RuntimeChecked):
+            runtime = exporter.check_runtime(tmp, ids, params.eval.seqlen, params.eval.max_windows)
         if out.exists():
             shutil.rmtree(out)
         tmp.chmod(0o755)  # mkdtemp made it private
@@ -186,6 +194,7 @@ def run(params: Params) -> dict[str, Any]:
         "ppl_rtol": exporter.ppl_rtol,
         "n_windows": n_windows,
         "seqlen": params.eval.seqlen,
+        **runtime,
     }
     write_json(metrics_path(params), metrics, versioned=False)
     log.info(

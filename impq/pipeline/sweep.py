@@ -11,6 +11,11 @@ where it stopped. The combined table goes to ``metrics/sweep.json`` (flat) and
 ``plots/sweep.csv``, and one plot of perplexity against average bits per backend to
 ``plots/sweep/ppl_vs_bits_<backend>.png`` (one output folder, whatever the backends).
 
+A backend whose models run out of process (``llamacpp``: a
+:class:`~impq.backends.base.ScoredBackend`) is measured by its scorer instead: each
+assignment is written in the runtime's format and scored by the runtime itself, and the
+plots' reference line is that runtime's score of the float model (``float_gguf_ppl``).
+
 A non-finite perplexity (a 2-bit model can diverge) is recorded with ``ppl: null`` and
 ``ppl_status`` ``"inf"`` or ``"nan"``; it is counted and shown, never dropped.
 """
@@ -22,8 +27,11 @@ import csv
 import io
 import logging
 import math
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +42,13 @@ from torch import nn
 from impq.artifacts import atomic_path, fingerprint, read_json, read_tensors, write_json
 from impq.assignment import Assignment
 from impq.backends import get_backend
-from impq.backends.base import check_within_budget, expected_bytes, set_submodule
+from impq.backends.base import (
+    ScoredBackend,
+    Scorer,
+    check_within_budget,
+    expected_bytes,
+    set_submodule,
+)
 from impq.config import ModelConfig, Params
 from impq.eval import PerplexityResult, perplexity
 from impq.models import block_linears, get_layout, load_model
@@ -58,6 +72,7 @@ __all__ = [
     "quantize_one",
     "run",
     "run_one",
+    "scorer_for",
     "table_paths",
     "write_plots",
     "write_table",
@@ -137,9 +152,13 @@ def _eval_tokens(params: Params) -> tuple[torch.Tensor, str]:
     return ids, meta.get("fingerprint") or fingerprint(ids)
 
 
-def _input_fingerprint(params: Params, combo: Combination, tokens_fp: str) -> str:
-    """What a combination's result depends on: assignment, model, protocol, data."""
+def _input_fingerprint(
+    params: Params, combo: Combination, tokens_fp: str, scorer: Scorer | None = None
+) -> str:
+    """What a combination's result depends on: assignment, model, protocol, data (the
+    calibration set too unless the backend is data-free), and the scorer's parts."""
     ev = params.eval
+    data_free = get_backend(combo.backend).data_free
     return fingerprint(
         combo.backend,
         str(params.backends.group_size),
@@ -147,7 +166,8 @@ def _input_fingerprint(params: Params, combo: Combination, tokens_fp: str) -> st
         params.model.model_dump_json(),
         f"{ev.seqlen}/{ev.max_windows}",
         tokens_fp,
-        calibration_path(params).read_bytes() if combo.backend == "gptq" else "",
+        "" if data_free else calibration_path(params).read_bytes(),
+        *(scorer.fingerprint_parts if scorer is not None else ()),
     )
 
 
@@ -328,6 +348,18 @@ def _ppl_fields(result: PerplexityResult) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def scorer_for(params: Params, backend: str) -> Iterator[Scorer | None]:
+    """The scorer of a :class:`~impq.backends.base.ScoredBackend`, its files in a
+    temporary folder removed on exit; None for a backend measured in process."""
+    engine = get_backend(backend)
+    if not isinstance(engine, ScoredBackend):
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix=f"impq-{backend}-") as tmp:
+        yield engine.scorer(params, Path(tmp))
+
+
 def run_one(
     params: Params,
     backend: str,
@@ -336,22 +368,28 @@ def run_one(
     *,
     reuse: dict[str, dict[str, Any]] | None = None,
     cache: BlockCache | None = None,
+    scorer: Scorer | None = None,
 ) -> dict[str, Any]:
     """Quantize, measure and evaluate one combination; write and return its flat metrics.
 
     The metrics file is reused when its ``input_fingerprint`` matches. ``reuse`` maps
     ``backend|bits`` to metrics already measured in this run: the same backend and bits
     give the same model, so the measurement is copied (noted in ``reused_from``);
-    ``cache`` shares quantized blocks between combinations (:class:`BlockCache`).
+    ``cache`` shares quantized blocks between combinations (:class:`BlockCache`);
+    ``scorer`` (:func:`scorer_for`) measures a backend that runs out of process, made
+    here for this one combination when not given.
 
     Raises:
         FileNotFoundError: the assignment or the evaluation tokens are missing.
     """
+    if scorer is None and isinstance(get_backend(backend), ScoredBackend):
+        with scorer_for(params, backend) as made:
+            return run_one(params, backend, method, budget, reuse=reuse, cache=cache, scorer=made)
     combo = Combination(backend, method, float(budget))
     path = metrics_path(params, combo)
     assignment = Assignment.load(assignment_input_path(params, method, combo.budget))
     ids, tokens_fp = _eval_tokens(params)
-    input_fp = _input_fingerprint(params, combo, tokens_fp)
+    input_fp = _input_fingerprint(params, combo, tokens_fp, scorer)
     if path.is_file():
         old = read_json(path)
         if old.get("input_fingerprint") == input_fp:
@@ -375,6 +413,10 @@ def run_one(
             "blocks_quantized": 0,
             "reused_from": f"{source['method']}-{source['budget']}",
         }
+    elif scorer is not None:
+        facts, result = scorer.measure(assignment.bits, ids)
+        check_budget(params, backend, assignment, scorer.model, facts["stored_bytes"])
+        row = {**head, **facts, **_ppl_fields(result)}
     else:
         model, facts = quantize_one(params, backend, assignment.bits, cache=cache)
         check_budget(params, backend, assignment, model, facts["stored_bytes"])
@@ -410,6 +452,11 @@ def float_metrics(params: Params, float_model: FloatModel | None = None) -> dict
     return row
 
 
+def _runtime_references(rows: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Backend -> its runtime's perplexity of the float model, for scored backends."""
+    return {r["backend"]: r["float_gguf_ppl"] for r in rows if "float_gguf_ppl" in r}
+
+
 def write_table(
     params: Params, rows: list[dict[str, Any]], reference: dict[str, Any]
 ) -> list[Path]:
@@ -418,6 +465,8 @@ def write_table(
         "float/ppl": reference["ppl"],
         "float/ppl_status": reference["ppl_status"],
     }
+    for backend, ppl in _runtime_references(rows).items():
+        flat[f"{backend}/float/ppl"] = ppl
     for row in rows:
         key = Combination(row["backend"], row["method"], row["budget"]).key
         for field in ("ppl", "ppl_status", "avg_bits", "bits_per_weight", "stored_bytes"):
@@ -452,11 +501,15 @@ def write_plots(
     import matplotlib.pyplot as plt
 
     written = []
+    runtime = _runtime_references(rows)
     for backend, path in plot_paths(params).items():
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         mine = [r for r in rows if r["backend"] == backend]
+        ref_ppl, ref_label = reference["ppl"], "float"
+        if backend in runtime:  # the runtime's own score of the float model
+            ref_ppl, ref_label = runtime[backend], "float GGUF"
         finite = [r["ppl"] for r in mine if r["ppl"] is not None]
-        top = max([*finite, reference["ppl"] or 0.0]) * 1.05 if finite else 1.0
+        top = max([*finite, ref_ppl or 0.0]) * 1.05 if finite else 1.0
         for method in params.eval.methods:
             pts = sorted((r for r in mine if r["method"] == method), key=lambda r: r["avg_bits"])
             ok = [r for r in pts if r["ppl"] is not None]
@@ -466,8 +519,8 @@ def write_plots(
                 ax.scatter([r["avg_bits"] for r in bad], [top] * len(bad), marker="x", color="red")
                 for r in bad:
                     ax.annotate(f"{method}: {r['ppl_status']}", (r["avg_bits"], top), fontsize=7)
-        if reference["ppl"] is not None:
-            ax.axhline(reference["ppl"], color="grey", linestyle="--", label="float")
+        if ref_ppl is not None:
+            ax.axhline(ref_ppl, color="grey", linestyle="--", label=ref_label)
         ax.set_xlabel("average bits per weight (assignment)")
         ax.set_ylabel(f"WikiText-2 perplexity ({reference['n_windows']} x {reference['seqlen']})")
         ax.set_title(f"{backend}: perplexity vs average bits")
@@ -497,6 +550,9 @@ def format_table(rows: list[dict[str, Any]], reference: dict[str, Any]) -> str:
     ref = f"{reference['ppl']:.3f}" if reference["ppl"] is not None else reference["ppl_status"]
     bad = sum(not r["ppl_finite"] for r in rows)
     lines.append(f"float reference ppl {ref}; non-finite perplexities: {bad} of {len(rows)}")
+    for backend, ppl in _runtime_references(rows).items():
+        shown = f"{ppl:.3f}" if ppl is not None else "non-finite"
+        lines.append(f"{backend}: float GGUF ppl {shown} (its runtime's own protocol)")
     return "\n".join(lines)
 
 
@@ -511,9 +567,13 @@ def run(params: Params) -> tuple[list[dict[str, Any]], dict[str, Any], list[Path
     float_model = FloatModel(params.model)  # loaded once, on first use
     for backend in params.backends.names:
         cache = BlockCache(params, float_model)  # one backend's blocks at a time
-        for c in combinations(params):
-            if c.backend == backend:
-                rows.append(run_one(params, backend, c.method, c.budget, reuse=reuse, cache=cache))
+        with scorer_for(params, backend) as scorer:
+            for c in combinations(params):
+                if c.backend == backend:
+                    row = run_one(
+                        params, backend, c.method, c.budget, reuse=reuse, cache=cache, scorer=scorer
+                    )
+                    rows.append(row)
     reference = float_metrics(params, float_model)
     written = write_table(params, rows, reference) + write_plots(params, rows, reference)
     log.info(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,11 +16,21 @@ from impq.export.llamacpp import LlamaCpp, LlamaCppNotBuiltError, find_llamacpp
 
 @pytest.fixture(scope="session")
 def llamacpp() -> LlamaCpp:
-    """The pinned llama.cpp build; the test is skipped when it is not built."""
+    """The pinned llama.cpp build.
+
+    Missing, the test is skipped only where it cannot be built (no cmake or C++ compiler)
+    or its build was turned off (``make ... LLAMACPP=0``); anywhere else, CI included, it
+    fails, so that the llama.cpp tests cannot silently stop running.
+    """
     try:
         return find_llamacpp()
     except LlamaCppNotBuiltError as err:
-        pytest.skip(str(err))
+        missing = [tool for tool in ("cmake", "c++") if shutil.which(tool) is None]
+        if missing:
+            pytest.skip(f"{err} (and it cannot be built here: no {', '.join(missing)})")
+        if os.environ.get("IMPQ_LLAMACPP") == "0":
+            pytest.skip(f"{err} (its build was turned off: LLAMACPP=0)")
+        pytest.fail(f"{err}; this machine can build it: make llamacpp", pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -95,8 +95,8 @@ def test_rows_not_a_multiple_of_256_fail_before_the_imatrix(
     assert not (tmp_path / "x.gguf").exists()
 
 
-def _half_window_ppl(model: torch.nn.Module, windows: torch.Tensor) -> float:
-    """llama-perplexity's statistic in torch: NLL of the second half of each window."""
+def _half_window_nll(model: torch.nn.Module, windows: torch.Tensor) -> list[float]:
+    """llama-perplexity's statistic in torch: each window's mean NLL over its second half."""
     seqlen = windows.shape[1]
     first = seqlen // 2
     with torch.inference_mode():
@@ -104,22 +104,26 @@ def _half_window_ppl(model: torch.nn.Module, windows: torch.Tensor) -> float:
     nll = torch.nn.functional.cross_entropy(
         logits[:, first:-1].transpose(1, 2), windows[:, first + 1 :], reduction="none"
     )
-    return math.exp(nll.mean().item())
+    return nll.mean(dim=1).tolist()
 
 
 def test_llama_perplexity_scores_the_sweep_windows(
     llamacpp: LlamaCpp, reference_ids: torch.Tensor, tmp_path: Path
 ) -> None:
     """The trained reference model: llama.cpp on the f32 GGUF equals torch on the same
-    token windows under llama-perplexity's statistic (so the tokens are the same)."""
+    token windows under llama-perplexity's statistic, window by window (so the tokens
+    and the windows are the same)."""
     seqlen, n = 128, 4
     eval_ids = reference_ids[-(n + 1) * seqlen :]  # the end of the text; calibration is the start
     f32 = convert_to_gguf(REFERENCE_MODEL, tmp_path / "ref-f32.gguf", "f32", llamacpp)
     tokenizer = AutoTokenizer.from_pretrained(str(REFERENCE_MODEL))
     result = score_windows(f32, tokenizer, eval_ids, seqlen, max_windows=n, threads=1)
     model = AutoModelForCausalLM.from_pretrained(str(REFERENCE_MODEL), dtype=torch.float32)
-    expected = _half_window_ppl(model.eval(), eval_ids[: n * seqlen].view(n, seqlen))
+    expected = _half_window_nll(model.eval(), eval_ids[: n * seqlen].view(n, seqlen))
     assert result.n_windows == n
     assert result.n_tokens == n * (seqlen // 2 - 1)
-    assert result.ppl == pytest.approx(expected, rel=1e-3)
+    # llama.cpp prints its running mean NLL to 6 decimals: window k within k * 1e-6
+    assert result.window_nll == pytest.approx(expected, abs=1e-4)
+    assert result.mean_nll == pytest.approx(sum(expected) / n, abs=1e-4)
+    assert result.ppl == pytest.approx(math.exp(sum(expected) / n), rel=1e-4)
     assert 1.0 < result.ppl < 4096.0  # a trained model, far better than uniform
