@@ -109,6 +109,21 @@ def _transformers_as_found(model_type: str) -> Iterator[None]:
             setattr(module, name, value)
 
 
+def _drain_workers() -> None:
+    """Wait until GPTQModel's background threads have finished their tasks.
+
+    After a failed quantization its finalizer threads may still be writing the blocks they
+    were given into the offload folder. Removing that folder under them makes the thread
+    fail, and a failed task makes GPTQModel end the whole process (``os._exit(1)``) before
+    the caller's error is printed.
+    """
+    from gptqmodel import DEVICE_THREAD_POOL
+    from gptqmodel.utils.stream import STREAM_DEVICE_POOL
+
+    DEVICE_THREAD_POOL.wait()
+    STREAM_DEVICE_POOL.wait()
+
+
 def _dynamic(model: nn.Module, assignment: dict[int, int], default_bits: int) -> dict[str, Any]:
     """GPTQModel ``dynamic`` overrides: linears outside the layout and unassigned blocks
     skipped, other bits per block (GPTQModel applies the first pattern that matches)."""
@@ -295,6 +310,8 @@ class GptqBackend:
                         f"backend 'gptq': GPTQModel cannot quantize {type(model).__name__} "
                         f"(model_type {hf.config.model_type!r}): {err}"
                     ) from err
+                finally:
+                    _drain_workers()  # before the offload folder goes
                 g.save(str(out))
                 del g
         write_json(
