@@ -4,8 +4,13 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
+import os
+import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -79,6 +84,46 @@ COMMANDS: dict[str, Command] = {
 """Subcommands beside the stages (:data:`impq.pipeline.stages.STAGES`)."""
 
 
+HARD_EXIT_AFTER_S = 30.0
+"""Seconds a terminated stage gets to unwind (stop its Prefect server, mark its runs)
+before it exits regardless."""
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _exit_soon(status: int) -> None:
+    time.sleep(HARD_EXIT_AFTER_S)
+    os._exit(status)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM: unwind now (finally blocks, atexit: the temporary Prefect server stops),
+    and exit within :data:`HARD_EXIT_AFTER_S` even if a thread still runs."""
+    status = 128 + signum
+    threading.Thread(target=_exit_soon, args=(status,), daemon=True).start()
+    raise SystemExit(status)
+
+
+def stop_with_parent() -> None:
+    """Make a SIGTERM stop this process, and (under DVC, on Linux) its parent's death too.
+
+    ``dvc repro`` runs a stage in its own process group; a SIGTERM to that group (what a
+    scheduler or a container stop sends) reaches the stage, which then stops instead of
+    running on and writing its checkpoint. Under DVC (``$DVC_STAGE`` is set) the kernel
+    also sends it a SIGTERM when ``dvc`` dies, even by SIGKILL.
+    """
+    signal.signal(signal.SIGTERM, _terminate)
+    if os.environ.get("DVC_STAGE") and sys.platform.startswith("linux"):
+        parent = os.getppid()
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):
+            return
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="impq", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -99,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one stage; a bad params file or input exits 2 with the reason."""
     args = _parser().parse_args(argv)
+    stop_with_parent()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

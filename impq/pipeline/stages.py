@@ -59,8 +59,10 @@ class Out:
         kind: the ``dvc.yaml`` section it goes to.
         cache: whether DVC caches it (small files committed to git are not).
         persist: DVC keeps it between runs (a folder the stage resumes from).
-        plot: its entry in ``dvc.yaml``'s top-level ``plots`` (None: listed bare, when a
-            plot; not listed otherwise).
+        plot: its entry in ``dvc.yaml``'s top-level ``plots`` (``{}``: listed bare;
+            None: not listed).
+        param: the params key that names the path (``export.out``): ``dvc.yaml`` says
+            ``${<key>}`` when it reads params.yaml, so the key alone moves the output.
     """
 
     path: Path
@@ -68,6 +70,7 @@ class Out:
     cache: bool = True
     persist: bool = False
     plot: dict[str, str] | None = None
+    param: str | None = None
 
 
 @dataclass(frozen=True)
@@ -604,7 +607,10 @@ STAGES: dict[str, Stage] = {
                 paths.calibration_path(p),
                 *_assignment_dirs(p),
             ],
-            outs=lambda p: [Out(paths.export_dir(p)), _metrics(paths.export_metrics_path(p))],
+            outs=lambda p: [
+                Out(paths.export_dir(p), param="export.out"),
+                _metrics(paths.export_metrics_path(p)),
+            ],
             model=True,
             cached=False,
             summary=_export_summary,
@@ -630,13 +636,14 @@ GENERATED_HEADER = (
 )
 
 
-def _out_entry(out: Out) -> str | dict[str, dict[str, bool]]:
+def _out_entry(out: Out, interpolate: bool) -> str | dict[str, dict[str, bool]]:
+    name = f"${{{out.param}}}" if interpolate and out.param else str(out.path)
     opts: dict[str, bool] = {}
     if not out.cache:
         opts["cache"] = False
     if out.persist:
         opts["persist"] = True
-    return {str(out.path): opts} if opts else str(out.path)
+    return {name: opts} if opts else name
 
 
 def dvc_yaml(
@@ -656,12 +663,12 @@ def dvc_yaml(
         if wdir:
             entry["wdir"] = wdir
         entry["deps"] = stage.deps(params)
+        default = params_path == Path("params.yaml") and not wdir
         if stage.params:
             keys = stage.dvc_params()
-            default = params_path == Path("params.yaml")
             entry["params"] = keys if default else [{str(params_path): keys}]
         for kind in ("outs", "metrics", "plots"):
-            items = [_out_entry(o) for o in stage.outs(params) if o.kind == kind]
+            items = [_out_entry(o, default) for o in stage.outs(params) if o.kind == kind]
             if items:
                 entry[kind] = items
         stages[stage.name] = entry
