@@ -107,6 +107,10 @@ def run_stage(
 ) -> list[Path]:
     """Run stage ``name`` through its flow; return the files it wrote."""
     stage = STAGES[name]
-    if stage.flow is not None:
-        return list(flow_of(stage)(params, params_path))
-    return list(flow_of(stage)(params, params_path, name, options))
+    run = flow_of(stage)
+    written: list[Path] = (
+        run(params, params_path)
+        if stage.flow is not None
+        else run(params, params_path, name, options)
+    )
+    return written

@@ -66,7 +66,7 @@ def test_a_missing_local_model_fails_a_hub_id_does_not(
     _load(tmp_path, {"model": {"source": "meta-llama/Llama-3.2-1B"}})  # a hub id
     _load(tmp_path, {"model": {"source": "gpt2"}})
     for local in ("models/typo-12l", str(tmp_path / "nowhere"), "./ckpt", "a/b/c"):
-        with pytest.raises(ConfigError, match="model.source: .* does not exist"):
+        with pytest.raises(ConfigError, match=r"model\.source: .* does not exist"):
             _load(tmp_path, {"model": {"source": local}})
 
 
@@ -80,11 +80,11 @@ def test_a_missing_gguf_file_or_calibration_text_fails(
     _load(tmp_path, {"model": {"source": "ckpt", "gguf_file": "m.Q4_1.gguf"}})
     with pytest.raises(ConfigError, match=r"model.gguf_file: .*m.Q8_0.gguf.*m.Q4_1.gguf"):
         _load(tmp_path, {"model": {"source": "ckpt", "gguf_file": "m.Q8_0.gguf"}})
-    with pytest.raises(ConfigError, match="data.calibration.source: 'my.txt'"):
+    with pytest.raises(ConfigError, match=r"data\.calibration\.source: 'my\.txt'"):
         _load(tmp_path, {"data": {"calibration": {"source": "my.txt"}}})
     (tmp_path / "my.txt").write_text("text")
     _load(tmp_path, {"data": {"calibration": {"source": "my.txt"}}})
-    with pytest.raises(ConfigError, match="data.root"):
+    with pytest.raises(ConfigError, match=r"data\.root"):
         _load(tmp_path, {"data": {"root": "no-such-folder"}})
 
 
