@@ -108,9 +108,6 @@ def run_stage(
     """Run stage ``name`` through its flow; return the files it wrote."""
     stage = STAGES[name]
     run = flow_of(stage)
-    written: list[Path] = (
-        run(params, params_path)
-        if stage.flow is not None
-        else run(params, params_path, name, options)
-    )
-    return written
+    args = (params, params_path) if stage.flow is not None else (params, params_path, name, options)
+    written: Any = run(*args)
+    return list(written)

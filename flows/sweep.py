@@ -86,9 +86,7 @@ def float_reference(
 
 
 @flow(name="sweep")
-def sweep_flow(
-    params: Params, params_path: str = "params.yaml"
-) -> list[Path]:
+def sweep_flow(params: Params, params_path: str = "params.yaml") -> list[Path]:
     """Write ``metrics/sweep/...``, ``metrics/sweep.json``, ``plots/sweep.csv`` and plots;
     return the files written (every combination's, then the table and plots)."""
     base = {
