@@ -16,6 +16,7 @@ from prefect import flow, task
 
 from flows.common import STAGE_TASK, Files, fault_point, restore, snapshot
 from impq import tracking
+from impq.artifacts import read_json
 from impq.config import Params
 from impq.pipeline import spqe
 from impq.pipeline.stages import STAGES, cache_key
@@ -41,4 +42,5 @@ def spqe_flow(params: Params, params_path: str = "params.yaml") -> list[Path]:
     with tracking.stage_run(params, stage.name, params_path) as run:
         paths = restore(sample(params, cache_key(stage, params)))
         tracking.record_stage(run, params, stage, paths)
+        run.log_metrics(read_json(spqe.sampling_metrics_path(params)))  # evaluations, seconds
     return paths
