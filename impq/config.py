@@ -22,6 +22,8 @@ from pydantic import (
 )
 
 __all__ = [
+    "SPQE_ASSEMBLY_OPTIONS",
+    "SPQE_SAMPLING_EXCLUDES",
     "BackendsConfig",
     "CalibrationConfig",
     "CompareConfig",
@@ -128,6 +130,14 @@ class DataConfig(_Section):
                 "or leave both unset to download WikiText-2 from the hub."
             )
         return path
+
+
+SPQE_ASSEMBLY_OPTIONS = frozenset({"alpha", "min_pair_samples", "interaction_fdr"})
+"""``spqe`` keys only the assembly of the interaction models reads (stage ``interactions``)."""
+
+SPQE_SAMPLING_EXCLUDES = SPQE_ASSEMBLY_OPTIONS | {"cache_mb"}
+"""``spqe`` keys the samples do not depend on: the assembly options, and ``cache_mb`` (how
+much the game caches, never a value)."""
 
 
 class SpqeConfig(_Section):

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from impq.artifacts import atomic_path, fingerprint, read_tensors, write_json
-from impq.config import Params
+from impq.config import SPQE_ASSEMBLY_OPTIONS, SPQE_SAMPLING_EXCLUDES, Params
 from impq.estimate import WALK_SAMPLERS, Checkpoint
 from impq.estimate.objectives import objective_methods
 from impq.estimate.recorded import RecordedGame, recorded_coalitions
@@ -61,12 +61,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ASSEMBLY_OPTIONS = frozenset({"alpha", "min_pair_samples", "interaction_fdr"})
+ASSEMBLY_OPTIONS = SPQE_ASSEMBLY_OPTIONS
 """``spqe`` keys only the assembly of the interaction models reads (stage ``interactions``)."""
 
-SAMPLING_EXCLUDES = ASSEMBLY_OPTIONS | {"cache_mb"}
-"""``spqe`` keys the samples do not depend on: the assembly options, and ``cache_mb`` (how
-much the game caches, never a value)."""
+SAMPLING_EXCLUDES = SPQE_SAMPLING_EXCLUDES
+"""``spqe`` keys the samples do not depend on (:data:`impq.config.SPQE_SAMPLING_EXCLUDES`)."""
 
 SAME_GAME = (
     "model_fingerprint",

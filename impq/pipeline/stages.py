@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import functools
 import importlib
-import json
 import os
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from impq.artifacts import fingerprint, fingerprint_path, read_json
-from impq.config import Params, SpqeConfig
+from impq.config import SPQE_SAMPLING_EXCLUDES, Params, SpqeConfig
 from impq.pipeline import paths
 
 __all__ = [
@@ -97,6 +96,8 @@ class Stage:
         options: extra CLI options, ``(flag, type, help)``, handed to ``units``.
         summary: the line the CLI prints after the stage, from its outputs.
         final_errors: ``"module:Class"`` of failures a retry would only repeat.
+        key_extra: what else the cache key holds (``prepare``: the text it reads from
+            outside the repository).
     """
 
     name: str
@@ -115,7 +116,7 @@ class Stage:
     options: tuple[tuple[str, type, str], ...] = ()
     summary: Callable[[Params, list[Path]], str] | None = None
     final_errors: tuple[str, ...] = ()
-    key_extra: Callable[[Params], dict[str, Any]] = field(default=lambda p: {})
+    key_extra: Callable[[Params], dict[str, Any]] = lambda p: {}
 
     def run(self, params: Params, **unit: Any) -> Any:
         """Call the work function on one unit."""
@@ -308,12 +309,10 @@ def _assignment_dirs(params: Params) -> list[Path]:
 
 
 SAMPLING_KEYS = tuple(
-    f"spqe.{k}"
-    for k in SpqeConfig.model_fields
-    if k not in {"alpha", "min_pair_samples", "interaction_fdr", "cache_mb"}
+    f"spqe.{k}" for k in SpqeConfig.model_fields if k not in SPQE_SAMPLING_EXCLUDES
 )
 """The ``spqe`` keys the samples depend on: all but the assembly options and the cache
-size (:data:`impq.pipeline.spqe.SAMPLING_EXCLUDES`; a unit test holds them equal)."""
+size (:data:`impq.config.SPQE_SAMPLING_EXCLUDES`)."""
 
 _GAME = ("impq/game", "impq/backends", "impq/models", "impq/footprint.py")
 
@@ -696,14 +695,3 @@ def render_dvc_yaml(
 
     body = yaml.safe_dump(dvc_yaml(params, params_path, out), sort_keys=False, width=100)
     return GENERATED_HEADER.format(params=params_path, out=out) + body
-
-
-def stage_names() -> Iterable[str]:
-    """The stages in pipeline order."""
-    return STAGES.keys()
-
-
-def flat_metrics(path: Path) -> dict[str, Any]:
-    """A stage's metrics file, its keys prefixed by the file's stem (``float.ppl``)."""
-    doc = json.loads(path.read_text()) if path.is_file() else {}
-    return {f"{path.stem}.{k}": v for k, v in doc.items()}
