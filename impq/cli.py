@@ -52,7 +52,7 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _dvc_yaml(params: Params, args: argparse.Namespace) -> None:
     from impq.artifacts import atomic_path
-    from impq.pipeline.stages import render_dvc_yaml
+    from impq.pipeline.dvc import render_dvc_yaml
 
     text = render_dvc_yaml(params, args.params, args.out or "dvc.yaml")
     if args.out is None:

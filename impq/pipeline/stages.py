@@ -11,8 +11,8 @@ derived from :data:`STAGES`:
   code);
 - the MLflow stage run (:func:`impq.tracking.record_stage`: the declared params, the
   declared metrics, the written artifacts);
-- ``dvc.yaml`` (:func:`dvc_yaml`, ``python -m impq dvc-yaml``; a unit test fails when
-  the committed file differs).
+- ``dvc.yaml`` (:func:`impq.pipeline.dvc.dvc_yaml`, ``python -m impq dvc-yaml``; a unit
+  test fails when the committed file differs).
 
 This module imports neither Prefect, DVC nor MLflow, and no stage module until a stage
 runs.
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,16 +32,13 @@ from impq.config import SPQE_SAMPLING_EXCLUDES, Params, SpqeConfig
 from impq.pipeline import paths
 
 __all__ = [
-    "GENERATED_HEADER",
     "STAGES",
     "Out",
     "Stage",
     "cache_key",
     "code_version",
-    "dvc_yaml",
     "model_deps",
     "params_subset",
-    "render_dvc_yaml",
 ]
 
 Unit = dict[str, Any]
@@ -623,75 +619,3 @@ STAGES: dict[str, Stage] = {
     )
 }
 """Stage name -> declaration, in pipeline order."""
-
-
-# --------------------------------------------------------------------------- dvc.yaml
-
-GENERATED_HEADER = (
-    "# Generated from the stage declarations (impq/pipeline/stages.py) by\n"
-    "#   python -m impq dvc-yaml --params {params} --out {out}\n"
-    "# Edit the declarations and regenerate; tests/unit/pipeline/test_stages.py fails when\n"
-    "# this file disagrees with them.\n"
-)
-
-
-def _out_entry(out: Out, interpolate: bool) -> str | dict[str, dict[str, bool]]:
-    name = f"${{{out.param}}}" if interpolate and out.param else str(out.path)
-    opts: dict[str, bool] = {}
-    if not out.cache:
-        opts["cache"] = False
-    if out.persist:
-        opts["persist"] = True
-    return {name: opts} if opts else name
-
-
-def dvc_yaml(
-    params: Params, params_path: str | Path = "params.yaml", out: str | Path = "dvc.yaml"
-) -> dict[str, Any]:
-    """The ``dvc.yaml`` of :data:`STAGES` under ``params`` (paths relative to the cwd).
-
-    When ``out`` is not in the current folder, every stage gets a ``wdir`` back to it,
-    so the paths stay relative to the repository root.
-    """
-    params_path = Path(params_path)
-    out_dir = Path(os.path.relpath(Path.cwd(), Path(out).resolve().parent))
-    wdir = None if out_dir == Path(".") else str(out_dir)
-    stages: dict[str, Any] = {}
-    for stage in STAGES.values():
-        entry: dict[str, Any] = {"cmd": f"python -m impq {stage.name} --params {params_path}"}
-        if wdir:
-            entry["wdir"] = wdir
-        entry["deps"] = stage.deps(params)
-        default = params_path == Path("params.yaml") and not wdir
-        if stage.params:
-            keys = stage.dvc_params()
-            entry["params"] = keys if default else [{str(params_path): keys}]
-        for kind in ("outs", "metrics", "plots"):
-            items = [_out_entry(o, default) for o in stage.outs(params) if o.kind == kind]
-            if items:
-                entry[kind] = items
-        stages[stage.name] = entry
-
-    def rel(path: Path) -> str:
-        return str(Path(wdir) / path) if wdir else str(path)
-
-    all_outs = [o for s in STAGES.values() for o in s.outs(params)]
-    plots: list[Any] = []
-    for o in all_outs:
-        if o.plot is not None:
-            plots.append({rel(o.path): dict(o.plot)} if o.plot else rel(o.path))
-    return {
-        "stages": stages,
-        "metrics": [rel(o.path) for o in all_outs if o.kind == "metrics"],
-        "plots": plots,
-    }
-
-
-def render_dvc_yaml(
-    params: Params, params_path: str | Path = "params.yaml", out: str | Path = "dvc.yaml"
-) -> str:
-    """:func:`dvc_yaml` as the text of the file, with its header."""
-    import yaml
-
-    body = yaml.safe_dump(dvc_yaml(params, params_path, out), sort_keys=False, width=100)
-    return GENERATED_HEADER.format(params=params_path, out=out) + body

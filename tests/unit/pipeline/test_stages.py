@@ -10,8 +10,9 @@ import yaml
 from impq.cli import _parser
 from impq.config import Params, load_params, parse_params
 from impq.pipeline import paths
+from impq.pipeline.dvc import dvc_yaml
 from impq.pipeline.spqe import SAMPLING_EXCLUDES
-from impq.pipeline.stages import SAMPLING_KEYS, STAGES, cache_key, dvc_yaml, params_subset
+from impq.pipeline.stages import SAMPLING_KEYS, STAGES, cache_key, params_subset
 
 REPO = Path(__file__).resolve().parents[3]
 
