@@ -37,8 +37,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 llamacpp: $(VENV)/.installed
 	$(BIN)/python -m impq.export.llamacpp build --jobs $(LLAMACPP_JOBS)
 
+# One Prefect server for the whole run (flows/server.py), not a temporary one per stage.
 repro: setup
-	dvc repro
+	$(BIN)/python -m flows.server -- dvc repro
 
 lint: setup
 	ruff check .

@@ -8,7 +8,6 @@ DVC removed the stage's outputs before running it.
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,8 +16,8 @@ from typing import Any
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from impq.artifacts import atomic_path, fingerprint
-from impq.config import Params
+from impq.artifacts import atomic_path, fingerprint_path
+from impq.pipeline.stages import code_version, params_subset
 
 __all__ = [
     "CACHE_POLICY",
@@ -33,6 +32,7 @@ __all__ = [
     "fingerprint_path",
     "params_subset",
     "restore",
+    "retry_unless",
     "snapshot",
     "task_runner",
 ]
@@ -80,39 +80,6 @@ def fault_point(task_name: str) -> None:
     raise InjectedFault(f"injected fault in task {task_name!r} ({FAULT_ENV}={spec})")
 
 
-@functools.cache
-def code_version() -> str:
-    """Fingerprint of the ``impq`` package source: any code change invalidates caches."""
-    root = Path(__file__).resolve().parents[1] / "impq"
-    files = sorted(root.rglob("*.py"))
-    return fingerprint(*(f"{p.relative_to(root)}\0{p.read_text()}" for p in files))
-
-
-def fingerprint_path(path: str | Path) -> str:
-    """Fingerprint of a file's contents, or of every file under a folder; '' if absent."""
-    path = Path(path)
-    if path.is_file():
-        return fingerprint(path.read_bytes())
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file())
-        return fingerprint(
-            *(f"{p.relative_to(path)}\0{fingerprint(p.read_bytes())}" for p in files)
-        )
-    return ""
-
-
-def params_subset(params: Params, *keys: str) -> dict[str, Any]:
-    """The values of dotted ``keys`` of ``params`` (as in dvc.yaml), JSON-ready."""
-    tree = params.model_dump(mode="json")
-    out: dict[str, Any] = {}
-    for key in keys:
-        node: Any = tree
-        for part in key.split("."):
-            node = node[part]
-        out[key] = node
-    return out
-
-
 def snapshot(paths: Iterable[str | Path]) -> Files:
     """The bytes of each written artifact, keyed by its path."""
     return {str(p): Path(p).read_bytes() for p in paths}
@@ -128,6 +95,22 @@ def restore(files: Files) -> list[Path]:
                 tmp.write_bytes(data)
         written.append(path)
     return written
+
+
+def retry_unless(final: tuple[type[BaseException], ...]) -> Any:
+    """A ``retry_condition_fn`` that retries unless the task failed with one of ``final``
+    (failures a retry would only repeat)."""
+
+    def may_pass(task: Any, run: Any, state: Any) -> bool:
+        try:
+            state.result()
+        except final:
+            return False
+        except Exception:
+            return True
+        return True
+
+    return may_pass
 
 
 def task_runner() -> Any:

@@ -87,10 +87,9 @@ def float_reference(
 
 
 @flow(name="sweep")
-def sweep_flow(
-    params: Params, params_path: str = "params.yaml"
-) -> tuple[list[dict[str, Any]], dict[str, Any], list[Path]]:
-    """Write ``metrics/sweep/...``, ``metrics/sweep.json``, ``plots/sweep.csv`` and plots."""
+def sweep_flow(params: Params, params_path: str = "params.yaml") -> list[Path]:
+    """Write ``metrics/sweep/...``, ``metrics/sweep.json``, ``plots/sweep.csv`` and plots;
+    return the files written (every combination's, then the table and plots)."""
     base = {
         "params": params_subset(params, *PARAM_KEYS),
         "tokens": fingerprint_path(prepare.eval_tokens_path(params)),
@@ -99,6 +98,7 @@ def sweep_flow(
     }
     rows: list[dict[str, Any]] = []
     reuse: dict[str, dict[str, Any]] = {}
+    cells: list[Path] = []
     caches: dict[str, sweep.BlockCache] = {}
     float_model = sweep.FloatModel(params.model)  # loaded once, on first use
     with tracking.stage_run(params, "sweep", params_path) as run:
@@ -113,7 +113,7 @@ def sweep_flow(
                 caches[c.backend] = sweep.BlockCache(params, float_model)
             cache = caches[c.backend]
             row, files = quantize_evaluate(params, key, c.backend, c.method, c.budget, reuse, cache)
-            restore(files)
+            cells += restore(files)
             rows.append(row)
             tags = {"backend": c.backend, "method": c.method, "budget": c.budget}
             with run.child(c.key, tags=tags) as child:
@@ -129,4 +129,4 @@ def sweep_flow(
         run.log_metrics({"float_ppl": reference.get("ppl"), "combinations": len(rows)})
         for path in written:
             run.log_artifact(path, "plots" if path.suffix in {".png", ".csv"} else "metrics")
-    return rows, reference, written
+    return cells + written

@@ -22,6 +22,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "atomic_path",
     "fingerprint",
+    "fingerprint_path",
     "read_json",
     "read_tensors",
     "write_json",
@@ -94,3 +95,16 @@ def fingerprint(*parts: bytes | str | torch.Tensor) -> str:
             part = part.encode()
         h.update(part)
     return h.hexdigest()[:16]
+
+
+def fingerprint_path(path: str | Path) -> str:
+    """Fingerprint of a file's contents, or of every file under a folder; '' if absent."""
+    path = Path(path)
+    if path.is_file():
+        return fingerprint(path.read_bytes())
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        return fingerprint(
+            *(f"{p.relative_to(path)}\0{fingerprint(p.read_bytes())}" for p in files)
+        )
+    return ""

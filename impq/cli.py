@@ -1,75 +1,42 @@
-"""Command line: one subcommand per pipeline stage (``impq <stage> --params params.yaml``)."""
+"""Command line: one subcommand per declared stage (``impq <stage> --params params.yaml``),
+``impq serve`` and ``impq dvc-yaml``."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import ctypes
 import logging
+import os
+import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from impq.config import ConfigError, Params, load_params
+from impq.pipeline.stages import STAGES
 
-__all__ = ["STAGES", "Stage", "main", "run_flow"]
+__all__ = ["COMMANDS", "main", "run_stage"]
 
 
-def run_flow(ref: str, params: Params, args: argparse.Namespace, **kwargs: Any) -> Any:
-    """Run the Prefect flow ``ref`` (``"flows.<module>:<flow>"``) for one stage.
+def run_stage(name: str, params: Params, args: argparse.Namespace) -> None:
+    """Run a declared stage through its Prefect flow and print what it wrote.
 
-    Every stage runs through its flow, with the task runner chosen by
-    ``$IMPQ_TASK_RUNNER``; flows are imported here, so ``impq`` itself never imports
-    Prefect. Returns what the flow returns.
+    Flows are imported here, so ``impq`` itself never imports Prefect.
     """
-    from flows.common import task_runner
+    from flows.stage import run_stage as run_flow
 
-    module, name = ref.split(":")
-    flow = getattr(importlib.import_module(module), name)
-    return flow.with_options(task_runner=task_runner())(params, args.params, **kwargs)
-
-
-def _prepare(params: Params, args: argparse.Namespace) -> None:
-    for path in run_flow("flows.prepare:prepare_flow", params, args):
-        print(f"wrote {path}")
+    stage = STAGES[name]
+    options = {_dest(flag): getattr(args, _dest(flag)) for flag, _, _ in stage.options}
+    written = run_flow(name, params, args.params, **options)
+    summary = stage.summary or (lambda p, files: "\n".join(f"wrote {f}" for f in files))
+    if text := summary(params, written):
+        print(text)
 
 
-def _evaluate(params: Params, args: argparse.Namespace) -> None:
-    m = run_flow("flows.evaluate:evaluate_flow", params, args)
-    print(f"float perplexity: {m['ppl']:.3f} ({m['n_windows']} windows of {m['seqlen']})")
-
-
-def _spqe(params: Params, args: argparse.Namespace) -> None:
-    for path in run_flow("flows.spqe:spqe_flow", params, args):
-        print(f"wrote {path}")
-
-
-def _interactions(params: Params, args: argparse.Namespace) -> None:
-    for path in run_flow("flows.spqe:interactions_flow", params, args):
-        print(f"wrote {path}")
-
-
-def _report(params: Params, args: argparse.Namespace) -> None:
-    for path in run_flow("flows.report:report_flow", params, args):
-        print(f"wrote {path}")
-
-
-def _assign(params: Params, args: argparse.Namespace) -> None:
-    from impq.assignment import Assignment
-
-    for path in run_flow("flows.assign:assign_flow", params, args, budget=args.budget):
-        a = Assignment.load(path)
-        gap = a.extra.get("gap_to_exact")
-        gap_text = "n/a" if gap is None else f"{100 * gap:.4f}%"
-        print(
-            f"wrote {path}: {a.avg_bits:.3f} avg bits, {a.stored_bytes} bytes, "
-            f"objective {a.extra['objective']:.6g} ({a.extra['solver']}), gap to exact {gap_text}"
-        )
-
-
-def _assign_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--budget", type=float, default=None, help="average bits (default: every budget)"
-    )
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
 
 
 def _serve(params: Params, args: argparse.Namespace) -> None:
@@ -83,93 +50,101 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="impq", help="deployment name (impq)")
 
 
-def _baselines(params: Params, args: argparse.Namespace) -> None:
-    for path in run_flow("flows.baselines:baselines_flow", params, args):
-        print(f"wrote {path}")
+def _dvc_yaml(params: Params, args: argparse.Namespace) -> None:
+    from impq.artifacts import atomic_path
+    from impq.pipeline.dvc import render_dvc_yaml
+
+    text = render_dvc_yaml(params, args.params, args.out or "dvc.yaml")
+    if args.out is None:
+        print(text, end="")
+        return
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(text)
+    print(f"wrote {args.out}")
 
 
-def _evopress(params: Params, args: argparse.Namespace) -> None:
-    for path in run_flow("flows.evopress:evopress_flow", params, args):
-        print(f"wrote {path}")
+def _dvc_yaml_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default=None, help="file to write (default: print it)")
 
 
-def _verify(params: Params, args: argparse.Namespace) -> None:
-    for path in run_flow("flows.verify:verify_flow", params, args):
-        print(f"wrote {path}")
-
-
-def _sweep(params: Params, args: argparse.Namespace) -> None:
-    from impq.pipeline import sweep
-
-    rows, reference, written = run_flow("flows.sweep:sweep_flow", params, args)
-    print(sweep.format_table(rows, reference))
-    for path in written:
-        print(f"wrote {path}")
-
-
-def _compare(params: Params, args: argparse.Namespace) -> None:
-    for path in run_flow("flows.compare:compare_flow", params, args):
-        print(f"wrote {path}")
-
-
-def _export(params: Params, args: argparse.Namespace) -> None:
-    m = run_flow("flows.export:export_flow", params, args)
-    print(
-        f"wrote {m['out']} ({m['backend']}, {m['method']} at {m['budget']} bits): "
-        f"{m['linears']} quantized linears checked, {m['stored_bytes']} of "
-        f"{m['budget_bytes']} budget bytes ({m['bits_per_weight']:.3f} bits/weight), "
-        f"{m['size_on_disk_bytes']} bytes on disk; perplexity {m['ppl_in_process']:.4f} "
-        f"in process, {m['ppl_reloaded']:.4f} reloaded"
-    )
-
-
-class Stage(NamedTuple):
-    """One subcommand: its help, its handler, and (optionally) its extra arguments."""
+class Command(NamedTuple):
+    """A subcommand that is not a stage: its help, its handler, its extra arguments."""
 
     help: str
     run: Callable[[Params, argparse.Namespace], None]
     arguments: Callable[[argparse.ArgumentParser], None] | None = None
 
 
-STAGES: dict[str, Stage] = {
-    "prepare": Stage("tokenize the evaluation split and draw the calibration set", _prepare),
-    "evaluate": Stage("perplexity of the unquantized model", _evaluate),
-    "spqe": Stage("SPQE coalition sampling of the blocks' game (resumable)", _spqe),
-    "interactions": Stage(
-        "Shapley values and every method's interaction model from the SPQE samples",
-        _interactions,
+COMMANDS: dict[str, Command] = {
+    "serve": Command("serve the whole pipeline as a Prefect deployment", _serve, _serve_arguments),
+    "dvc-yaml": Command(
+        "write dvc.yaml from the stage declarations", _dvc_yaml, _dvc_yaml_arguments
     ),
-    "report": Stage("plot Shapley values and the interaction heatmap", _report),
-    "assign": Stage(
-        "bit assignment of every objective method per budget", _assign, _assign_arguments
-    ),
-    "baselines": Stage("isolated-metric baseline assignments (LIM, ZD, ...)", _baselines),
-    "evopress": Stage("EvoPress search per budget at SPQE's evaluation count", _evopress),
-    "verify": Stage("verified final pick per budget on held-back calibration data", _verify),
-    "sweep": Stage("quantize and evaluate every backend x method x budget", _sweep),
-    "compare": Stage("perplexity intervals and ratios to the best isolated baseline", _compare),
-    "export": Stage("write the chosen model for its runtime and check it", _export),
-    "serve": Stage("serve the whole pipeline as a Prefect deployment", _serve, _serve_arguments),
 }
-"""Stage name -> Stage; a handler runs the stage's flow (see :func:`run_flow`) and prints."""
+"""Subcommands beside the stages (:data:`impq.pipeline.stages.STAGES`)."""
+
+
+HARD_EXIT_AFTER_S = 30.0
+"""Seconds a terminated stage gets to unwind (stop its Prefect server, mark its runs)
+before it exits regardless."""
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _exit_soon(status: int) -> None:
+    time.sleep(HARD_EXIT_AFTER_S)
+    os._exit(status)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM: unwind now (finally blocks, atexit: the temporary Prefect server stops),
+    and exit within :data:`HARD_EXIT_AFTER_S` even if a thread still runs."""
+    status = 128 + signum
+    threading.Thread(target=_exit_soon, args=(status,), daemon=True).start()
+    raise SystemExit(status)
+
+
+def stop_with_parent() -> None:
+    """Make a SIGTERM stop this process, and (under DVC, on Linux) its parent's death too.
+
+    ``dvc repro`` runs a stage in its own process group; a SIGTERM to that group (what a
+    scheduler or a container stop sends) reaches the stage, which then stops instead of
+    running on and writing its checkpoint. Under DVC (``$DVC_STAGE`` is set) the kernel
+    also sends it a SIGTERM when ``dvc`` dies, even by SIGKILL.
+    """
+    signal.signal(signal.SIGTERM, _terminate)
+    if os.environ.get("DVC_STAGE") and sys.platform.startswith("linux"):
+        parent = os.getppid()
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):
+            return
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="impq", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
-    for name, value in STAGES.items():
-        entry = Stage(*value)
-        stage = sub.add_parser(name, help=entry.help)
-        stage.add_argument("--params", default="params.yaml", help="params file (params.yaml)")
-        if entry.arguments is not None:
-            entry.arguments(stage)
+    for name, stage in STAGES.items():
+        cmd = sub.add_parser(name, help=stage.help)
+        cmd.add_argument("--params", default="params.yaml", help="params file (params.yaml)")
+        for flag, kind, text in stage.options:
+            cmd.add_argument(flag, type=kind, default=None, help=text)
+    for name, command in COMMANDS.items():
+        cmd = sub.add_parser(name, help=command.help)
+        cmd.add_argument("--params", default="params.yaml", help="params file (params.yaml)")
+        if command.arguments is not None:
+            command.arguments(cmd)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one stage; a bad params file or input exits 2 with the reason."""
     args = _parser().parse_args(argv)
+    stop_with_parent()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -180,7 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("torchao").setLevel(logging.ERROR)
     try:
         params = load_params(args.params)
-        Stage(*STAGES[args.stage]).run(params, args)
+        if args.stage in STAGES:
+            run_stage(args.stage, params, args)
+        else:
+            COMMANDS[args.stage].run(params, args)
     except (ConfigError, FileNotFoundError, ValueError) as err:
         print(f"impq {args.stage}: error: {err}", file=sys.stderr)
         return 2

@@ -22,6 +22,8 @@ from pydantic import (
 )
 
 __all__ = [
+    "SPQE_ASSEMBLY_OPTIONS",
+    "SPQE_SAMPLING_EXCLUDES",
     "BackendsConfig",
     "CalibrationConfig",
     "CompareConfig",
@@ -130,6 +132,14 @@ class DataConfig(_Section):
         return path
 
 
+SPQE_ASSEMBLY_OPTIONS = frozenset({"alpha", "min_pair_samples", "interaction_fdr"})
+"""``spqe`` keys only the assembly of the interaction models reads (stage ``interactions``)."""
+
+SPQE_SAMPLING_EXCLUDES = SPQE_ASSEMBLY_OPTIONS | {"cache_mb"}
+"""``spqe`` keys the samples do not depend on: the assembly options, and ``cache_mb`` (how
+much the game caches, never a value)."""
+
+
 class SpqeConfig(_Section):
     """Shapley-based progressive quantization estimation: the sampling of walks, and the
     assembly options of the interaction models (``alpha``, ``min_pair_samples``,
@@ -159,7 +169,12 @@ class SpqeConfig(_Section):
     backend: str = Field("quanto", description="Quantizer used inside the game.")
     high_bits: int = 4
     low_bits: int = 2
-    group_size: int = Field(64, gt=0)
+    group_size: int = Field(
+        64,
+        gt=0,
+        description="Weights per group inside the game; must equal backends.group_size "
+        "(set either one: the other follows).",
+    )
     seed: int = 0
     tolerance: float | None = Field(
         None, gt=0, description="Stop once every Shapley standard error is below this."
@@ -365,6 +380,36 @@ class Params(_Section):
     export: ExportConfig = ExportConfig()
     paths: PathsConfig = PathsConfig()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_group_size(cls, raw: object) -> object:
+        # The game must quantize as the backends will: one group size. Either key sets it.
+        if not isinstance(raw, dict):
+            return raw
+        spqe, backends = raw.get("spqe"), raw.get("backends")
+        g_spqe = spqe.get("group_size") if isinstance(spqe, dict) else None
+        g_back = backends.get("group_size") if isinstance(backends, dict) else None
+        if g_spqe is not None and g_back is not None and g_spqe != g_back:
+            raise ValueError(
+                f"spqe.group_size {g_spqe} differs from backends.group_size {g_back}: SPQE "
+                "must quantize the blocks as the backends do; give both the same value "
+                "(or set only one, the other follows)"
+            )
+        plain = all(s is None or isinstance(s, dict) for s in (spqe, backends))
+        if plain and (g_spqe is None) != (g_back is None):
+            raw = dict(raw)
+            g = g_spqe if g_spqe is not None else g_back
+            raw["spqe"] = {**(spqe or {}), "group_size": g}
+            raw["backends"] = {**(backends or {}), "group_size": g}
+        return raw
+
+    @model_validator(mode="after")
+    def _choices_exist(self) -> Params:
+        from impq.choices import check_choices
+
+        check_choices(self)
+        return self
+
     @field_validator("budgets", mode="before")
     @classmethod
     def _budgets_written_as_decimals(cls, budgets: object) -> object:
@@ -432,11 +477,13 @@ def parse_params(raw: object, origin: str = "params") -> Params:
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate ``params.yaml``.
+    """Read and validate ``params.yaml``, and check that its input paths exist.
 
     Raises:
-        ConfigError: the file is missing, is not YAML, or fails validation; the message
-            names each offending key and what was expected.
+        ConfigError: the file is missing, is not YAML, fails validation (an unknown key,
+            a name no registry holds, a combination no backend can run) or names an
+            input path that does not exist; the message names each offending key and
+            what was expected.
     """
     path = Path(path)
     if not path.is_file():
@@ -445,4 +492,11 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    return parse_params(raw, origin=str(path))
+    params = parse_params(raw, origin=str(path))
+    from impq.choices import check_paths
+
+    try:
+        check_paths(params)
+    except ValueError as err:  # ConfigError included
+        raise ConfigError(f"{path}: {err}") from None
+    return params

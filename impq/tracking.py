@@ -22,9 +22,12 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from impq.config import Params, TrackingConfig
+
+if TYPE_CHECKING:
+    from impq.pipeline.stages import Stage
 
 __all__ = [
     "PIPELINE_KEY_TAG",
@@ -32,6 +35,7 @@ __all__ = [
     "Tracker",
     "flatten",
     "pipeline_key",
+    "record_stage",
     "resolve_uri",
     "stage_run",
 ]
@@ -237,3 +241,39 @@ def stage_run(
     with parent.child(stage, tags={STAGE_TAG: stage}) as run:
         yield run
     parent._call("set_terminated", parent.run_id, "FINISHED")
+
+
+ASSIGNMENT_METRICS = ("objective", "gap_to_exact", "solve_seconds", "evaluations", "held_back_nll")
+"""Figures of an assignment's ``extra`` logged on its child run, when present."""
+
+
+def record_stage(run: Tracker, params: Params, stage: Stage, written: list[Path]) -> None:
+    """Log what a stage's declaration says: its params, its metrics files (keys prefixed by
+    the file's stem, ``float.ppl``), every file it wrote as an artifact (under the name
+    of its folder) and, for a stage that writes assignments, one child run per
+    assignment (``<method>/<budget>``) with its size and figures.
+    """
+    from impq.artifacts import read_json
+    from impq.pipeline.stages import params_subset
+
+    run.log_params(params_subset(params, *stage.params))
+    for path in stage.out_paths(params, "metrics"):
+        if path.is_file():
+            run.log_metrics({f"{path.stem}.{k}": v for k, v in read_json(path).items()})
+    metrics = set(stage.out_paths(params, "metrics"))
+    for path in written:
+        if stage.assignments and path not in metrics:
+            _record_assignment(run, path)
+        else:
+            run.log_artifact(path, path.parent.name)
+
+
+def _record_assignment(run: Tracker, path: Path) -> None:
+    from impq.assignment import Assignment
+
+    a = Assignment.load(path)
+    name = f"{a.method}/{a.budget_bits}"
+    with run.child(name, tags={"method": a.method, "budget": a.budget_bits}) as child:
+        extra = {k: a.extra.get(k) for k in ASSIGNMENT_METRICS}
+        child.log_metrics({"avg_bits": a.avg_bits, "stored_bytes": a.stored_bytes, **extra})
+        child.log_artifact(path, a.method)

@@ -21,7 +21,9 @@ from impq.assignment import Assignment
 from impq.config import Params
 from impq.estimate import objective_methods
 from impq.estimate.result import ShapleyResult
-from impq.pipeline.interactions import objective_path, objectives_dir
+from impq.pipeline.paths import assign_dir as output_dir
+from impq.pipeline.paths import assignment_path, objective_path, objectives_dir
+from impq.pipeline.paths import shapley_path as shapley_input_path
 from impq.solve import BitProblem, Solution, get_solver, problem_from_shapley
 
 __all__ = [
@@ -34,21 +36,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-def shapley_input_path(params: Params) -> Path:
-    """The SPQE result (Shapley values) of the ``interactions`` stage."""
-    return Path(params.paths.artifacts) / "spqe" / "shapley.npz"
-
-
-def output_dir(params: Params) -> Path:
-    """The stage's output folder, ``artifacts/assign``."""
-    return Path(params.paths.artifacts) / "assign"
-
-
-def assignment_path(params: Params, budget: float, method: str) -> Path:
-    """Where ``method``'s assignment for ``budget`` goes (e.g. ``.../impq/3.0.json``)."""
-    return output_dir(params) / method / f"{float(budget)}.json"
 
 
 def methods(params: Params) -> list[str]:

@@ -25,9 +25,10 @@ from impq.baselines import BaselineInputs, get_baseline, parse_baseline
 from impq.config import Params
 from impq.estimate.result import ShapleyResult
 from impq.models import block_param_counts, load_model
-from impq.pipeline.assign import shapley_input_path
 from impq.pipeline.methods import check_methods, is_baseline
-from impq.pipeline.prepare import calibration_path
+from impq.pipeline.paths import baseline_path, calibration_path
+from impq.pipeline.paths import baselines_dir as output_dir
+from impq.pipeline.paths import shapley_path as shapley_input_path
 from impq.solve.problem import BitProblem
 
 __all__ = [
@@ -42,16 +43,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-def output_dir(params: Params) -> Path:
-    """The stage's output folder, ``artifacts/baselines``."""
-    return Path(params.paths.artifacts) / "baselines"
-
-
-def baseline_path(params: Params, budget: float, method: str) -> Path:
-    """Where ``method``'s assignment for ``budget`` goes (e.g. ``.../lim/3.0.json``)."""
-    return output_dir(params) / method / f"{float(budget)}.json"
 
 
 def baseline_methods(params: Params) -> list[str]:

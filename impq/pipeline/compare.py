@@ -29,26 +29,13 @@ from typing import Any
 from impq.artifacts import atomic_path, read_json, write_json
 from impq.config import CompareConfig, Params
 from impq.eval import Interval, paired_ppl_ratio, ppl_interval
+from impq.pipeline.paths import compare_metrics_path as metrics_file
+from impq.pipeline.paths import compare_result_paths as result_paths
 from impq.pipeline.sweep import Combination, combinations, metrics_path
 
 __all__ = ["compare_rows", "format_markdown", "metrics_file", "result_paths", "run"]
 
 log = logging.getLogger(__name__)
-
-
-def result_paths(params: Params) -> dict[str, Path]:
-    """The files this stage writes, by kind."""
-    root = Path(params.paths.results)
-    return {
-        "json": root / "results.json",
-        "markdown": root / "results.md",
-        "plot": root / "ppl_vs_stored_bits.png",
-    }
-
-
-def metrics_file(params: Params) -> Path:
-    """The flat metrics of the comparison, ``metrics/compare.json``."""
-    return Path(params.paths.metrics) / "compare.json"
 
 
 def _finite(x: float | None) -> float | None:

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from impq.artifacts import read_tensors, write_json
 from impq.config import Params
 from impq.eval import PerplexityResult, perplexity
 from impq.models import load_model
-from impq.pipeline.prepare import eval_tokens_path
+from impq.pipeline.paths import eval_tokens_path, float_metrics_path
 
 __all__ = ["float_metrics_path", "run"]
 
 log = logging.getLogger(__name__)
-
-
-def float_metrics_path(params: Params) -> Path:
-    """Where the float model's perplexity is written."""
-    return Path(params.paths.metrics) / "float.json"
 
 
 def run(params: Params) -> PerplexityResult:

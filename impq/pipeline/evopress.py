@@ -27,7 +27,10 @@ from impq.config import Params
 from impq.game import ModelGame, weight_quantizer
 from impq.models import block_param_counts, load_model
 from impq.pipeline.baselines import budget_problem
-from impq.pipeline.prepare import calibration_path
+from impq.pipeline.paths import calibration_path
+from impq.pipeline.paths import evopress_assignment_path as assignment_path
+from impq.pipeline.paths import evopress_dir as output_dir
+from impq.pipeline.paths import evopress_metrics_path as metrics_path
 from impq.pipeline.spqe import load_samples
 from impq.search import evopress
 from impq.search.coalition import choice_of
@@ -46,21 +49,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 METHOD = "evopress"
-
-
-def output_dir(params: Params) -> Path:
-    """The stage's output folder, ``artifacts/evopress``."""
-    return Path(params.paths.artifacts) / "evopress"
-
-
-def assignment_path(params: Params, budget: float) -> Path:
-    """Where the EvoPress assignment for ``budget`` goes (e.g. ``.../evopress/3.0.json``)."""
-    return output_dir(params) / f"{float(budget)}.json"
-
-
-def metrics_path(params: Params) -> Path:
-    """The stage's flat metrics, ``metrics/evopress.json``."""
-    return Path(params.paths.metrics) / "evopress.json"
 
 
 def spqe_evaluations(params: Params) -> int:

@@ -42,7 +42,9 @@ from impq.eval import perplexity
 from impq.export import ExportCheckError, Exporter, RuntimeChecked, check_stored, get_exporter
 from impq.export.files import folder_bytes
 from impq.models import block_linears, get_layout, load_model, load_tokenizer
-from impq.pipeline.prepare import calibration_path, eval_tokens_path
+from impq.pipeline.paths import calibration_path, eval_tokens_path
+from impq.pipeline.paths import export_dir as output_dir
+from impq.pipeline.paths import export_metrics_path as metrics_path
 from impq.pipeline.sweep import assignment_input_path
 
 __all__ = ["assignment_input", "expected_linears", "metrics_path", "output_dir", "run"]
@@ -53,16 +55,6 @@ log = logging.getLogger(__name__)
 def assignment_input(params: Params) -> Path:
     """The assignment this stage ships (the sweep's path for that method and budget)."""
     return assignment_input_path(params, params.export.method, params.export_budget())
-
-
-def output_dir(params: Params) -> Path:
-    """The folder the exported model is written to (``export.out``)."""
-    return Path(params.export.out)
-
-
-def metrics_path(params: Params) -> Path:
-    """``metrics/export.json``."""
-    return Path(params.paths.metrics) / "export.json"
 
 
 def expected_linears(model: nn.Module, bits: dict[int, int]) -> dict[str, tuple[int, int]]:

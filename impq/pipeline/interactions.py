@@ -34,6 +34,7 @@ from impq.estimate import (
     objective_methods,
     objectives_for,
 )
+from impq.pipeline.paths import objective_path, objectives_dir
 from impq.pipeline.spqe import (
     load_samples,
     marginals_path,
@@ -45,16 +46,6 @@ from impq.pipeline.spqe import (
 __all__ = ["objective_path", "objectives_dir", "run"]
 
 log = logging.getLogger(__name__)
-
-
-def objectives_dir(params: Params) -> Path:
-    """The folder of the methods' objectives (one ``<method>.npz`` each)."""
-    return Path(params.paths.artifacts) / "spqe" / "objectives"
-
-
-def objective_path(params: Params, method: str) -> Path:
-    """Where the objective of ``method`` is written."""
-    return objectives_dir(params) / f"{method}.npz"
 
 
 def run(params: Params) -> list[Path]:

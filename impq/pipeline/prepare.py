@@ -9,20 +9,11 @@ from impq.artifacts import fingerprint, write_tensors
 from impq.config import Params
 from impq.data import calibration_text, sample_windows, tokenize, wikitext2_test_text
 from impq.models import load_tokenizer
+from impq.pipeline.paths import calibration_path, eval_tokens_path
 
 __all__ = ["calibration_path", "eval_tokens_path", "run"]
 
 log = logging.getLogger(__name__)
-
-
-def calibration_path(params: Params) -> Path:
-    """Where the calibration set is written."""
-    return Path(params.paths.artifacts) / "data" / "calibration.safetensors"
-
-
-def eval_tokens_path(params: Params) -> Path:
-    """Where the tokenized evaluation split is written."""
-    return Path(params.paths.artifacts) / "data" / "eval_tokens.safetensors"
 
 
 def run(params: Params) -> list[Path]:

@@ -18,7 +18,8 @@ from matplotlib.figure import Figure
 from impq.artifacts import atomic_path
 from impq.config import Params
 from impq.estimate import ShapleyResult
-from impq.pipeline.spqe import shapley_path
+from impq.pipeline.paths import report_plot_paths as plot_paths
+from impq.pipeline.paths import shapley_path
 
 __all__ = [
     "interaction_heatmap",
@@ -29,16 +30,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-def plot_paths(params: Params) -> dict[str, Path]:
-    """The files this stage writes, by kind."""
-    root = Path(params.paths.plots)
-    return {
-        "bars": root / "shapley.png",
-        "csv": root / "shapley.csv",
-        "heatmap": root / "interactions.png",
-    }
 
 
 def _save(fig: Figure, path: Path) -> Path:

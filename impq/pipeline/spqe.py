@@ -29,14 +29,22 @@ from typing import Any
 import numpy as np
 
 from impq.artifacts import atomic_path, fingerprint, read_tensors, write_json
-from impq.config import Params
+from impq.config import SPQE_ASSEMBLY_OPTIONS, SPQE_SAMPLING_EXCLUDES, Params
 from impq.estimate import WALK_SAMPLERS, Checkpoint
 from impq.estimate.objectives import objective_methods
 from impq.estimate.recorded import RecordedGame, recorded_coalitions
 from impq.estimate.result import write_npz
 from impq.game import Game, ModelGame, weight_quantizer
 from impq.models import block_param_counts, load_model
-from impq.pipeline.prepare import calibration_path
+from impq.pipeline.paths import (
+    calibration_path,
+    marginals_path,
+    samples_path,
+    sampling_metrics_path,
+    shapley_path,
+)
+from impq.pipeline.paths import spqe_checkpoint_path as checkpoint_path
+from impq.pipeline.paths import spqe_metrics_path as metrics_path
 
 __all__ = [
     "ASSEMBLY_OPTIONS",
@@ -53,12 +61,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ASSEMBLY_OPTIONS = frozenset({"alpha", "min_pair_samples", "interaction_fdr"})
+ASSEMBLY_OPTIONS = SPQE_ASSEMBLY_OPTIONS
 """``spqe`` keys only the assembly of the interaction models reads (stage ``interactions``)."""
 
-SAMPLING_EXCLUDES = ASSEMBLY_OPTIONS | {"cache_mb"}
-"""``spqe`` keys the samples do not depend on: the assembly options, and ``cache_mb`` (how
-much the game caches, never a value)."""
+SAMPLING_EXCLUDES = SPQE_SAMPLING_EXCLUDES
+"""``spqe`` keys the samples do not depend on (:data:`impq.config.SPQE_SAMPLING_EXCLUDES`)."""
 
 SAME_GAME = (
     "model_fingerprint",
@@ -71,36 +78,6 @@ SAME_GAME = (
 )
 """Provenance keys on which a coalition's value depends: samples that agree on all of
 them are reused."""
-
-
-def shapley_path(params: Params) -> Path:
-    """Where the Shapley result is written."""
-    return Path(params.paths.artifacts) / "spqe" / "shapley.npz"
-
-
-def marginals_path(params: Params) -> Path:
-    """Where the (M, L) marginal contributions are written."""
-    return Path(params.paths.artifacts) / "spqe" / "marginals.npy"
-
-
-def samples_path(params: Params) -> Path:
-    """Where the raw walks of the sampled permutations are written."""
-    return Path(params.paths.artifacts) / "spqe" / "samples.npz"
-
-
-def sampling_metrics_path(params: Params) -> Path:
-    """Where the flat metrics of the sampling run (evaluations, timings) are written."""
-    return Path(params.paths.artifacts) / "spqe" / "sampling.json"
-
-
-def checkpoint_path(params: Params) -> Path:
-    """Where the run in progress keeps its permutations (deleted once done)."""
-    return Path(params.paths.artifacts) / "spqe" / "checkpoint.npz"
-
-
-def metrics_path(params: Params) -> Path:
-    """Where the flat SPQE metrics are written."""
-    return Path(params.paths.metrics) / "spqe.json"
 
 
 def run(params: Params, progress: bool = True) -> list[Path]:

@@ -53,7 +53,9 @@ from impq.config import ModelConfig, Params
 from impq.eval import PerplexityResult, perplexity
 from impq.models import block_linears, get_layout, load_model
 from impq.pipeline import methods, replicates
-from impq.pipeline.prepare import calibration_path, eval_tokens_path
+from impq.pipeline.paths import calibration_path, eval_tokens_path
+from impq.pipeline.paths import sweep_plot_dir as plot_dir
+from impq.pipeline.paths import sweep_table_paths as table_paths
 
 __all__ = [
     "CSV_COLUMNS",
@@ -129,16 +131,6 @@ def metrics_path(params: Params, combo: Combination) -> Path:
     return (
         Path(params.paths.metrics) / "sweep" / combo.backend / f"{combo.method}-{combo.budget}.json"
     )
-
-
-def table_paths(params: Params) -> tuple[Path, Path]:
-    """The combined table: flat ``metrics/sweep.json`` and ``plots/sweep.csv``."""
-    return Path(params.paths.metrics) / "sweep.json", Path(params.paths.plots) / "sweep.csv"
-
-
-def plot_dir(params: Params) -> Path:
-    """The folder of the per-backend plots, ``plots/sweep`` (one DVC output)."""
-    return Path(params.paths.plots) / "sweep"
 
 
 def plot_paths(params: Params) -> dict[str, Path]:

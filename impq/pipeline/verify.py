@@ -31,8 +31,10 @@ from impq.game import ModelGame, weight_quantizer
 from impq.models import block_param_counts, load_model
 from impq.pipeline import methods
 from impq.pipeline.assign import objective_problem
-from impq.pipeline.interactions import objective_path
-from impq.pipeline.prepare import calibration_path
+from impq.pipeline.paths import calibration_path, objective_path
+from impq.pipeline.paths import verify_assignment_path as assignment_path
+from impq.pipeline.paths import verify_dir as output_dir
+from impq.pipeline.paths import verify_metrics_path as metrics_path
 from impq.search.coalition import choice_of, coalition_of
 from impq.search.verify import candidates, verified_pick
 
@@ -51,21 +53,6 @@ log = logging.getLogger(__name__)
 METHOD = "verified"
 REFERENCE = "impq"
 """The method whose assignment is the objective's choice."""
-
-
-def output_dir(params: Params) -> Path:
-    """The stage's output folder, ``artifacts/verify``."""
-    return Path(params.paths.artifacts) / "verify"
-
-
-def assignment_path(params: Params, budget: float) -> Path:
-    """Where the verified pick for ``budget`` goes (e.g. ``.../verify/3.0.json``)."""
-    return output_dir(params) / f"{float(budget)}.json"
-
-
-def metrics_path(params: Params) -> Path:
-    """The stage's flat metrics, ``metrics/verify.json``."""
-    return Path(params.paths.metrics) / "verify.json"
 
 
 def held_back_sequences(params: Params) -> torch.Tensor:

@@ -12,8 +12,7 @@ import torch
 import yaml
 
 from impq.artifacts import read_json, write_tensors
-from impq.backends import UnsupportedError
-from impq.config import Params, SpqeConfig, parse_params
+from impq.config import ConfigError, Params, SpqeConfig, parse_params
 from impq.estimate import (
     PermutationSampling,
     PermutationSamplingSII,
@@ -194,10 +193,10 @@ def test_switching_to_sii_walks_evaluates_only_the_missing_coalitions(
 def test_a_method_needing_other_walks_is_refused_before_sampling(
     tmp_path: Path, model_dir: Path
 ) -> None:
-    params = _params(tmp_path, model_dir, methods=["impq", "sii"], walks="prefix")
-    with pytest.raises(ValueError, match=r"method 'sii' needs spqe\.walks"):
-        spqe.run(params, progress=False)
-    assert not spqe.samples_path(params).exists()
+    # refused when the params load, before any stage runs
+    with pytest.raises(ConfigError, match=r"eval\.methods: .*method 'sii' needs spqe\.walks"):
+        _params(tmp_path, model_dir, methods=["impq", "sii"], walks="prefix")
+    assert not (tmp_path / "artifacts" / "spqe").exists()
 
 
 def test_dvc_spqe_stage_tracks_every_spqe_key_but_the_assembly_options() -> None:
@@ -210,8 +209,8 @@ def test_dvc_spqe_stage_tracks_every_spqe_key_but_the_assembly_options() -> None
 
 
 def test_gptq_is_refused_before_any_work(tmp_path: Path, model_dir: Path) -> None:
-    with pytest.raises(UnsupportedError, match="gptq"):
-        spqe.run(_params(tmp_path, model_dir, backend="gptq"), progress=False)
+    with pytest.raises(ConfigError, match=r"spqe\.backend: 'gptq' .* inside the SPQE game"):
+        _params(tmp_path, model_dir, backend="gptq")
 
 
 def test_cache_size_changes_neither_the_samples_nor_the_checkpoint_key(

@@ -1,0 +1,150 @@
+"""One Prefect server for a whole pipeline run: ``python -m flows.server -- dvc repro``.
+
+Without ``$PREFECT_API_URL`` every stage process would start (and stop) a temporary
+Prefect server of its own. This starts one ``prefect server start`` on 127.0.0.1 (state
+in ``$PREFECT_HOME``, default ``.prefect/`` here, so it shares no database with other
+checkouts), points ``$PREFECT_API_URL`` of the command at it, runs the command and stops
+the server when the command ends, fails or is terminated. With ``$PREFECT_API_URL``
+already set it only runs the command. ``make repro`` runs ``dvc repro`` this way.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+__all__ = ["PrefectServer", "main"]
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 300.0
+"""How long the server may take to answer its health check (a loaded 2-core CPU is slow)."""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PrefectServer:
+    """A ``prefect server start`` process on 127.0.0.1, in its own process group."""
+
+    def __init__(self, home: Path, port: int | None = None) -> None:
+        self.home = home.resolve()
+        self.port = port or _free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def api_url(self) -> str:
+        """The API URL clients use (``$PREFECT_API_URL``)."""
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def start(self, timeout: float = START_TIMEOUT_S) -> None:
+        """Start the server and wait until its health check answers.
+
+        Raises:
+            RuntimeError: the server exited or did not answer in time (its log says why).
+        """
+        self.home.mkdir(parents=True, exist_ok=True)
+        logfile = (self.home / "server.log").open("wb")
+        env = {
+            **os.environ,
+            "PREFECT_HOME": str(self.home),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_UI_API_URL": self.api_url,
+        }
+        env.pop("PREFECT_API_URL", None)
+        prefect = Path(sys.executable).with_name("prefect")
+        cmd = [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)]
+        self.proc = subprocess.Popen(
+            cmd, stdout=logfile, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"prefect server exited {self.proc.returncode}; see {self.home / 'server.log'}"
+                )
+            try:
+                with urllib.request.urlopen(f"{self.api_url}/health", timeout=5):
+                    return
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"prefect server did not answer in {timeout:.0f} s")
+
+    def stop(self) -> None:
+        """Stop the server and every process it started (its process group)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        except ProcessLookupError:
+            pass
+
+
+def run_with_server(cmd: Sequence[str], home: Path) -> int:
+    """Run ``cmd`` against one Prefect server started for it; return its exit status.
+
+    A SIGTERM or SIGINT to this process is passed on to the command; the server is
+    stopped in every case.
+    """
+    if os.environ.get("PREFECT_API_URL"):
+        return subprocess.call(list(cmd))
+    server = PrefectServer(home)
+    started = time.perf_counter()
+    server.start()
+    log.info(
+        "Prefect server on %s (started in %.1f s)", server.api_url, time.perf_counter() - started
+    )
+    child: subprocess.Popen[bytes] | None = None
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        child = subprocess.Popen(list(cmd), env={**os.environ, "PREFECT_API_URL": server.api_url})
+        return child.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if child is not None and child.poll() is None:
+            child.terminate()
+            child.wait()
+        server.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m flows.server [--home DIR] -- CMD...``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    home = Path(os.environ.get("PREFECT_HOME") or ".prefect")
+    if args[:1] == ["--home"]:
+        home, args = Path(args[1]), args[2:]
+    if args[:1] == ["--"]:
+        args = args[1:]
+    if not args:
+        print("usage: python -m flows.server [--home DIR] -- CMD [ARGS...]", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    return run_with_server(args, home)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Params fail when they load: unknown registry names, impossible combinations, missing paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from impq.config import ConfigError, load_params, parse_params
+
+BASE: dict[str, Any] = {"model": {"source": "org/model"}}
+
+
+@pytest.mark.parametrize(
+    ("over", "says"),
+    [
+        ({"backends": {"names": ["awq"]}}, ["backends.names", "awq", "quanto", "hqq"]),
+        ({"solver": {"name": "gurobi"}}, ["solver.name", "gurobi", "anneal", "exact"]),
+        ({"eval": {"methods": ["impq", "foo"]}}, ["eval.methods", "foo", "random-0"]),
+        ({"eval": {"methods": ["random-x"]}}, ["eval.methods", "random-x"]),
+        ({"eval": {"methods": ["sii"]}}, ["eval.methods", "sii"]),  # needs spqe.walks sii
+        ({"spqe": {"backend": "gptq"}}, ["spqe.backend", "gptq", "inside the SPQE game"]),
+        ({"spqe": {"backend": "nope"}}, ["spqe.backend", "nope", "quanto"]),
+        ({"solver": {"precisions": [2, 3, 4]}}, ["backends.names", "quanto", "[3]"]),
+        ({"spqe": {"low_bits": 3}}, ["spqe.backend", "[3]"]),
+        ({"budgets": [4.5]}, ["budgets", "4.5", "solver.precisions"]),
+        (
+            {"spqe": {"group_size": 32}, "backends": {"group_size": 64}},
+            ["spqe.group_size 32", "backends.group_size 64"],
+        ),
+        (
+            {"eval": {"methods": ["impq", "verified"]}, "spqe": {"n_samples": 32}},
+            ["verified", "spqe.n_samples"],
+        ),
+        ({"export": {"backend": "awq"}}, ["export", "awq"]),
+    ],
+)
+def test_a_bad_choice_names_the_key_and_the_choices(over: dict[str, Any], says: list[str]) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_params({**BASE, **over})
+    for text in says:
+        assert text in str(err.value)
+
+
+def test_one_group_size_either_key_sets_both() -> None:
+    a = parse_params({**BASE, "backends": {"group_size": 32}})
+    b = parse_params({**BASE, "spqe": {"group_size": 32}})
+    assert a.spqe.group_size == a.backends.group_size == 32
+    assert b.spqe.group_size == b.backends.group_size == 32
+
+
+def _load(tmp_path: Path, over: dict[str, Any]) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({**BASE, **over}))
+    load_params(path)
+
+
+def test_a_missing_local_model_fails_a_hub_id_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("IMPQ_DATA_DIR", raising=False)
+    (tmp_path / "models").mkdir()
+    _load(tmp_path, {"model": {"source": "meta-llama/Llama-3.2-1B"}})  # a hub id
+    _load(tmp_path, {"model": {"source": "gpt2"}})
+    for local in ("models/typo-12l", str(tmp_path / "nowhere"), "./ckpt", "a/b/c"):
+        with pytest.raises(ConfigError, match=r"model\.source: .* does not exist"):
+            _load(tmp_path, {"model": {"source": local}})
+
+
+def test_a_missing_gguf_file_or_calibration_text_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("IMPQ_DATA_DIR", raising=False)
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "m.Q4_1.gguf").write_bytes(b"GGUF")
+    _load(tmp_path, {"model": {"source": "ckpt", "gguf_file": "m.Q4_1.gguf"}})
+    with pytest.raises(ConfigError, match=r"model.gguf_file: .*m.Q8_0.gguf.*m.Q4_1.gguf"):
+        _load(tmp_path, {"model": {"source": "ckpt", "gguf_file": "m.Q8_0.gguf"}})
+    with pytest.raises(ConfigError, match=r"data\.calibration\.source: 'my\.txt'"):
+        _load(tmp_path, {"data": {"calibration": {"source": "my.txt"}}})
+    (tmp_path / "my.txt").write_text("text")
+    _load(tmp_path, {"data": {"calibration": {"source": "my.txt"}}})
+    with pytest.raises(ConfigError, match=r"data\.root"):
+        _load(tmp_path, {"data": {"root": "no-such-folder"}})
+
+
+def test_the_repository_params_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(repo)
+    assert load_params("params.yaml").model.source == "models/ref-llama-12l"

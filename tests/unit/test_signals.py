@@ -1,0 +1,101 @@
+"""A terminated ``dvc repro`` stops its stage process (real dvc, real subprocesses)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow  # two real `dvc repro` runs, a few seconds each
+
+REPO = Path(__file__).resolve().parents[2]
+
+STAGE = """
+import atexit, os, sys, time
+from pathlib import Path
+from impq.cli import stop_with_parent
+
+stop_with_parent()  # what `python -m impq <stage>` does first
+out = Path(sys.argv[1])
+atexit.register(lambda: (out / "clean").write_text("atexit ran"))  # e.g. Prefect's server stop
+(out / "pid").write_text(str(os.getpid()))
+while True:  # a stage that would run for hours, writing its checkpoint
+    (out / "beat").write_text(str(time.monotonic()))
+    time.sleep(0.1)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead too
+    status = Path(f"/proc/{pid}/status")
+    return not (status.is_file() and "\nState:\tZ" in status.read_text())
+
+
+def _wait(predicate, timeout: float = 60.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _start(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path, int]:
+    dvc = Path(sys.executable).with_name("dvc")
+    if not dvc.exists() and shutil.which("dvc") is None:
+        pytest.skip("dvc is not installed")
+    repo, out = tmp_path / "repo", tmp_path / "out"
+    repo.mkdir()
+    out.mkdir()
+    (repo / "stage.py").write_text(STAGE)
+    (repo / "dvc.yaml").write_text(
+        f"stages:\n  forever:\n    cmd: {sys.executable} stage.py {out}\n"
+        "    deps: [stage.py]\n    outs: [never.txt]\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SHELL": "/bin/bash", "DVC_NO_ANALYTICS": "1"}
+    for cmd in (["git", "init", "-q"], [str(dvc), "init", "-q"]):
+        subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
+    proc = subprocess.Popen(
+        [str(dvc), "repro"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group, as a scheduler starts it
+    )
+    assert _wait(lambda: (out / "beat").is_file(), 120), "the stage never started"
+    return proc, out, int((out / "pid").read_text())
+
+
+def _stopped(out: Path, pid: int) -> None:
+    assert _wait(lambda: not _alive(pid), 30), "the stage process kept running"
+    assert (out / "clean").read_text() == "atexit ran"
+    beat = (out / "beat").read_text()
+    time.sleep(0.5)
+    assert (out / "beat").read_text() == beat  # nothing writes any more
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process groups, /proc")
+def test_sigterm_to_the_process_group_stops_the_stage(tmp_path: Path) -> None:
+    proc, out, pid = _start(tmp_path)
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=60)
+    _stopped(out, pid)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG")
+def test_a_killed_dvc_takes_its_stage_with_it(tmp_path: Path) -> None:
+    proc, out, pid = _start(tmp_path)
+    os.kill(proc.pid, signal.SIGKILL)  # dvc alone, with no chance to pass anything on
+    proc.wait(timeout=60)
+    _stopped(out, pid)
