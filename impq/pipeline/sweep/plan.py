@@ -1,0 +1,71 @@
+"""The sweep's plan: its combinations and where each result, table and plot goes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from impq.config import Params
+from impq.pipeline import methods
+
+__all__ = [
+    "Combination",
+    "assignment_input_path",
+    "combinations",
+    "metrics_path",
+    "plot_dir",
+    "plot_paths",
+    "table_paths",
+]
+
+
+@dataclass(frozen=True)
+class Combination:
+    """One point of the sweep."""
+
+    backend: str
+    method: str
+    budget: float
+
+    @property
+    def key(self) -> str:
+        """``backend/method/budget``, the prefix of its keys in ``metrics/sweep.json``."""
+        return f"{self.backend}/{self.method}/{self.budget}"
+
+
+def combinations(params: Params) -> list[Combination]:
+    """Every (backend, method, budget) of ``backends.names`` x ``eval.methods`` x budgets."""
+    return [
+        Combination(b, m, float(budget))
+        for b in params.backends.names
+        for m in params.eval.methods
+        for budget in params.budgets
+    ]
+
+
+def assignment_input_path(params: Params, method: str, budget: float) -> Path:
+    """The assignment a combination reads, from the stage that writes ``method``
+    (:func:`impq.pipeline.methods.assignment_input_path`)."""
+    return methods.assignment_input_path(params, method, budget)
+
+
+def metrics_path(params: Params, combo: Combination) -> Path:
+    """``metrics/sweep/<backend>/<method>-<budget>.json``."""
+    return (
+        Path(params.paths.metrics) / "sweep" / combo.backend / f"{combo.method}-{combo.budget}.json"
+    )
+
+
+def table_paths(params: Params) -> tuple[Path, Path]:
+    """The combined table: flat ``metrics/sweep.json`` and ``plots/sweep.csv``."""
+    return Path(params.paths.metrics) / "sweep.json", Path(params.paths.plots) / "sweep.csv"
+
+
+def plot_dir(params: Params) -> Path:
+    """The folder of the per-backend plots, ``plots/sweep`` (one DVC output)."""
+    return Path(params.paths.plots) / "sweep"
+
+
+def plot_paths(params: Params) -> dict[str, Path]:
+    """Backend -> ``plots/sweep/ppl_vs_bits_<backend>.png``."""
+    return {b: plot_dir(params) / f"ppl_vs_bits_{b}.png" for b in params.backends.names}
