@@ -1,11 +1,15 @@
-"""Fan-out of a stage's units as mapped Prefect tasks on the runner ``params.runner`` picks.
+"""Fan-out of a stage's units as mapped Prefect tasks on the runner ``params.runner`` picks:
+SPQE's permutation chunks (:class:`PrefectFanout` as :class:`impq.pipeline.spqe.Fanout`)
+and the sweep's combinations (:meth:`PrefectFanout.submit`).
 
 With ``runner.name: local`` the tasks run one at a time in this process (one model); with
 ``ray`` on Ray workers through prefect-ray, ``runner.workers`` at a time, each worker
 holding ``runner.cpus_per_worker`` CPUs and ``runner.gpus_per_worker`` GPUs. A worker
 process keeps its model (and its quantized blocks) between tasks
 (:func:`impq.pipeline.spqe.worker_game`), and the calibration ids are put in Ray's
-object store once and handed to every task by reference.
+object store once and handed to every task by reference. A sweep combination reads its
+inputs (assignment, evaluation tokens) from the project folder, so sweep workers need it
+at the same path (one machine, or a shared file system); SPQE workers need only the model.
 """
 
 from __future__ import annotations
@@ -100,18 +104,25 @@ class PrefectFanout:
             num_cpus=cfg.cpus_per_worker, num_gpus=cfg.gpus_per_worker, max_retries=0
         )
 
-    def _submit(self, unit: Any, parameters: dict[str, Any]) -> PrefectFuture[Any]:
+    def submit(
+        self,
+        unit: Any,
+        parameters: dict[str, Any],
+        wait_for: list[PrefectFuture[Any]] | None = None,
+    ) -> PrefectFuture[Any]:
+        """Submit the task ``unit`` with ``parameters`` (futures among them are resolved
+        first) to this fan-out's runner, with a worker's resources under Ray."""
         if self._runner is None:
             raise RuntimeError("use PrefectFanout in a `with` block")
         with self._resources():
-            return self._runner.submit(unit, parameters)
+            return self._runner.submit(unit, parameters, wait_for=wait_for)
 
     def facts(
         self, spec: spqe.GameSpec, ids: torch.Tensor, recorded: spqe.Recorded
     ) -> spqe.GameFacts:
         """:func:`impq.pipeline.spqe.game_facts` as one task."""
         args = {"spec": spec, "ids": self._shared(ids), "recorded": self._shared(recorded)}
-        result: spqe.GameFacts = self._submit(facts_task, args).result()
+        result: spqe.GameFacts = self.submit(facts_task, args).result()
         return result
 
     def chunks(
@@ -138,7 +149,7 @@ class PrefectFanout:
                         "first": int(indices[0]),
                         "last": int(indices[-1]),
                     }
-                    running.add(self._submit(chunk_task, args))
+                    running.add(self.submit(chunk_task, args))
                 future = next(as_completed(list(running)))
                 running.discard(future)
                 try:

@@ -135,10 +135,14 @@ class GameSpec:
 
     @classmethod
     def from_params(cls, params: Params) -> GameSpec:
-        """The game of ``params.model`` and ``params.spqe``."""
+        """The game of ``params.model`` and ``params.spqe``; a local model path made
+        absolute (a Ray worker runs in a folder of its own)."""
         cfg = params.spqe
+        model = params.model
+        if Path(model.source).exists():
+            model = model.model_copy(update={"source": str(Path(model.source).resolve())})
         return cls(
-            params.model, cfg.backend, cfg.group_size, cfg.high_bits, cfg.low_bits,
+            model, cfg.backend, cfg.group_size, cfg.high_bits, cfg.low_bits,
             cfg.batch_size, cfg.cache_mb, cfg.walks,
         )  # fmt: skip
 
@@ -438,6 +442,7 @@ def run(params: Params, progress: bool = True, fanout: Fanout | None = None) -> 
     }
     endpoints, done = _resume(checkpoint, all_perms, estimator.evaluations_per_permutation(n))
     evaluations = block_evaluations = reused = 0
+    chunk_seconds = 0.0
     if endpoints is None:
         endpoints, evaluations = facts.endpoints, facts.evaluations
         reused, block_evaluations = facts.recorded_answers, facts.block_evaluations
@@ -458,6 +463,7 @@ def run(params: Params, progress: bool = True, fanout: Fanout | None = None) -> 
         evaluations += result.evaluations
         block_evaluations += result.block_evaluations
         reused += result.recorded_answers
+        chunk_seconds += result.seconds
         builds[result.worker] = max(builds.get(result.worker, 0), result.game_builds)
         _save(checkpoint, all_perms, done, endpoints)
         bar.update(len(result.indices))
@@ -502,6 +508,7 @@ def run(params: Params, progress: bool = True, fanout: Fanout | None = None) -> 
         "seconds": time.perf_counter() - t0,
         "setup_seconds": facts.setup_seconds,
         "evals_per_s": evaluations / max(sample_s, 1e-9),
+        "chunk_seconds": chunk_seconds,
         "workers": len(builds),
         "worker_model_loads": max(builds.values(), default=0),
     }

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from impq.config import Params
-from impq.pipeline.sweep.cache import BlockCache, FloatModel
+from impq.pipeline.sweep.cache import BlockCache, FloatModel, worker_cache, worker_float_model
 from impq.pipeline.sweep.cells import (
     check_budget,
     evaluate_one,
@@ -36,10 +36,12 @@ from impq.pipeline.sweep.cells import (
 from impq.pipeline.sweep.plan import (
     Combination,
     assignment_input_path,
+    bits_key,
     combinations,
     metrics_path,
     plot_dir,
     plot_paths,
+    reuse_sources,
     table_paths,
 )
 from impq.pipeline.sweep.tables import CSV_COLUMNS, format_table, write_plots, write_table
@@ -50,6 +52,7 @@ __all__ = [
     "Combination",
     "FloatModel",
     "assignment_input_path",
+    "bits_key",
     "check_budget",
     "combinations",
     "evaluate_one",
@@ -59,9 +62,12 @@ __all__ = [
     "plot_dir",
     "plot_paths",
     "quantize_one",
+    "reuse_sources",
     "run",
     "run_one",
     "table_paths",
+    "worker_cache",
+    "worker_float_model",
     "write_plots",
     "write_table",
 ]

@@ -12,7 +12,7 @@ from impq.backends.base import set_submodule
 from impq.config import ModelConfig, Params
 from impq.models import block_linears, get_layout, load_model
 
-__all__ = ["BlockCache", "FloatModel"]
+__all__ = ["BlockCache", "FloatModel", "worker_cache", "worker_float_model"]
 
 
 class FloatModel:
@@ -105,3 +105,31 @@ class BlockCache:
                 for name in block_linears(model, block):
                     set_submodule(model, prefix + name, source.get_submodule(prefix + name))
         return model, new
+
+
+_FLOAT_MODELS: dict[str, FloatModel] = {}
+_CACHES: dict[str, BlockCache] = {}
+_WORKER_LOCK = threading.Lock()
+
+
+def worker_float_model(cfg: ModelConfig) -> FloatModel:
+    """This process's :class:`FloatModel` of ``cfg`` (one at a time): a sweep's cells on
+    one worker (a Ray worker, or the stage's own process) load the model once."""
+    key = cfg.model_dump_json()
+    with _WORKER_LOCK:
+        if key not in _FLOAT_MODELS:
+            _FLOAT_MODELS.clear()
+            _FLOAT_MODELS[key] = FloatModel(cfg)
+        return _FLOAT_MODELS[key]
+
+
+def worker_cache(params: Params, backend: str) -> BlockCache:
+    """This process's :class:`BlockCache` for ``backend`` (one backend's blocks at a
+    time), over :func:`worker_float_model`."""
+    float_model = worker_float_model(params.model)
+    key = f"{params.model.model_dump_json()}|{params.backends.group_size}|{backend}"
+    with _WORKER_LOCK:
+        if key not in _CACHES:
+            _CACHES.clear()  # free the previous backend's blocks
+            _CACHES[key] = BlockCache(params, float_model)
+        return _CACHES[key]

@@ -25,6 +25,7 @@ from impq.config import Params
 from impq.eval import PerplexityResult, perplexity
 from impq.models import block_linears, load_model
 from impq.pipeline.prepare import calibration_path, eval_tokens_path
+from impq.pipeline.sweep import plan
 from impq.pipeline.sweep.cache import BlockCache, FloatModel
 from impq.pipeline.sweep.plan import Combination, assignment_input_path, metrics_path
 
@@ -173,7 +174,7 @@ def run_one(
         if old.get("input_fingerprint") == input_fp:
             log.info("%s: up to date, skipped", combo.key)
             return old
-    bits_key = f"{backend}|{sorted(assignment.bits.items())}"
+    bits_key = plan.bits_key(backend, assignment.bits)
     head = {
         "backend": backend,
         "method": method,

@@ -5,16 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from impq.assignment import Assignment
 from impq.config import Params
 from impq.pipeline import methods
 
 __all__ = [
     "Combination",
     "assignment_input_path",
+    "bits_key",
     "combinations",
     "metrics_path",
     "plot_dir",
     "plot_paths",
+    "reuse_sources",
     "table_paths",
 ]
 
@@ -69,3 +72,30 @@ def plot_dir(params: Params) -> Path:
 def plot_paths(params: Params) -> dict[str, Path]:
     """Backend -> ``plots/sweep/ppl_vs_bits_<backend>.png``."""
     return {b: plot_dir(params) / f"ppl_vs_bits_{b}.png" for b in params.backends.names}
+
+
+def bits_key(backend: str, bits: dict[int, int]) -> str:
+    """``backend|bits``: combinations with the same key quantize to the same model."""
+    return f"{backend}|{sorted(bits.items())}"
+
+
+def reuse_sources(
+    params: Params, combos: list[Combination]
+) -> dict[Combination, tuple[Combination, str]]:
+    """Combination -> the earlier one (in ``combos`` order) whose model it shares, and
+    their :func:`bits_key`.
+
+    Such a combination copies its source's measurement instead of quantizing and
+    evaluating the same model again (``reused_from``); decided here, before any runs,
+    so the rows are the same however the combinations are spread over workers.
+    """
+    first: dict[str, Combination] = {}
+    sources = {}
+    for c in combos:
+        bits = Assignment.load(assignment_input_path(params, c.method, c.budget)).bits
+        key = bits_key(c.backend, bits)
+        if key in first:
+            sources[c] = (first[key], key)
+        else:
+            first[key] = c
+    return sources

@@ -1,6 +1,7 @@
-"""SPQE permutation chunks fanned out on a real local Ray cluster (2 CPU workers) through
-prefect-ray: the same bytes as the local runner, the model loaded once per worker, and a
-worker killed mid-run that loses only its chunk, which a rerun fills in."""
+"""Fan-out on a real local Ray cluster (2 CPU workers) through prefect-ray: SPQE's
+permutation chunks give the local runner's bytes with the model loaded once per worker,
+a worker killed mid-run loses only its chunk, which a rerun fills in; the sweep's
+combinations give the local runner's rows."""
 
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, t
 
 from flows.common import KILL_ENV, prefect_api_url
 from flows.fanout import PrefectFanout
-from impq.artifacts import read_json, write_tensors
+from flows.sweep import sweep_flow
+from impq.artifacts import fingerprint, read_json, write_tensors
 from impq.config import Params, parse_params
 from impq.models.tiny import tiny_model
-from impq.pipeline import spqe
+from impq.pipeline import baselines, spqe
+from impq.pipeline.prepare import calibration_path, eval_tokens_path
 
 PERMUTATIONS, CHUNK, BLOCKS = 12, 2, 4
 
@@ -104,3 +107,44 @@ def test_a_killed_worker_loses_only_its_chunk_and_a_rerun_fills_it_in(
     metrics = read_json(spqe.sampling_metrics_path(params))
     assert metrics["evaluations_this_run"] == CHUNK * (BLOCKS - 1)
     assert not spqe.checkpoint_path(params).exists()
+
+
+TIMINGS = {"quantize_seconds", "eval_seconds"}
+
+
+def _sweep_params(where: Path, model: Path, runner: str) -> Params:
+    params = parse_params(
+        {
+            "model": {"source": str(model), "device": "cpu"},
+            "eval": {
+                "seqlen": 32,
+                "batch_size": 4,
+                "max_windows": 2,
+                "methods": ["uniform", "lim"],
+            },
+            "backends": {"names": ["quanto"], "group_size": 32},
+            "budgets": [2.5, 3.0],
+            "runner": {"name": runner, "workers": 2},
+            "tracking": {"enabled": False},
+            "paths": {k: str(where / k) for k in ("artifacts", "metrics", "plots")},
+        }
+    )
+    ids = torch.randint(0, 256, (512,), generator=torch.Generator().manual_seed(0))
+    write_tensors(eval_tokens_path(params), {"input_ids": ids}, {"fingerprint": fingerprint(ids)})
+    write_tensors(calibration_path(params), {"input_ids": ids[:256].view(8, 32)}, {})
+    baselines.run(params)
+    return params
+
+
+def test_sweep_combinations_on_ray_workers_give_the_local_rows(
+    cluster: Path, project: dict[str, Any], tmp_path: Path
+) -> None:
+    model = project["root"] / "model"
+    rows = {}
+    for runner in ("local", "ray"):
+        params = _sweep_params(tmp_path / runner, model, runner)
+        out, reference, _ = sweep_flow(params)
+        rows[runner] = [{k: v for k, v in r.items() if k not in TIMINGS} for r in out]
+        assert reference["ppl_finite"]
+    assert len(rows["ray"]) == 4
+    assert rows["ray"] == rows["local"]
