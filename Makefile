@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev,gptq
+EXTRAS ?= dev,gptq,ray
 # llama.cpp tools for the GGUF export and the llamacpp backend, built once per machine into
 # $IMPQ_LLAMACPP_DIR (default ~/.cache/impq/llama.cpp-<version>); LLAMACPP=0 skips them.
 LLAMACPP ?= 1

@@ -9,6 +9,7 @@ DVC removed the stage's outputs before running it.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,13 @@ from prefect.cache_policies import INPUTS, TASK_SOURCE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from impq.artifacts import atomic_path, fingerprint_path
+from impq.config import Params, RunnerConfig
 from impq.pipeline.stages import code_version, params_subset
 
 __all__ = [
     "CACHE_POLICY",
     "FAULT_ENV",
+    "KILL_ENV",
     "STAGE_TASK",
     "TASK_RUNNERS",
     "TASK_RUNNER_ENV",
@@ -30,7 +33,9 @@ __all__ = [
     "code_version",
     "fault_point",
     "fingerprint_path",
+    "kill_point",
     "params_subset",
+    "prefect_api_url",
     "restore",
     "retry_unless",
     "snapshot",
@@ -42,7 +47,8 @@ Files = dict[str, bytes]
 
 FAULT_ENV = "IMPQ_FAULT_ONCE"
 TASK_RUNNER_ENV = "IMPQ_TASK_RUNNER"
-TASK_RUNNERS = ("thread", "ray")
+TASK_RUNNERS = ("local", "ray")
+KILL_ENV = "IMPQ_KILL_ONCE"
 
 CACHE_POLICY = INPUTS - "params" - "model" + TASK_SOURCE
 """Cache on a task's explicit key arguments and its source; never on params or a model.
@@ -113,21 +119,62 @@ def retry_unless(final: tuple[type[BaseException], ...]) -> Any:
     return may_pass
 
 
-def task_runner() -> Any:
-    """The task runner chosen by ``$IMPQ_TASK_RUNNER``: ``thread`` (default) or ``ray``.
+def task_runner(params: Params | None = None) -> Any:
+    """The task runner of ``params.runner``: local (a thread, one unit at a time) or Ray.
 
-    ``ray`` needs the ``ray`` extra (``pip install -e .[ray]``) and connects to
-    ``$RAY_ADDRESS`` when set, else starts a local Ray instance.
+    ``$IMPQ_TASK_RUNNER`` (``local`` or ``ray``) overrides ``runner.name``. With Ray the
+    runner connects to ``runner.address`` (default: a local Ray instance, or the one this
+    process already joined), and its workers report their task runs to this process's
+    Prefect API: ``$PREFECT_API_URL`` when set, else the temporary server started here
+    (the same one the flow uses), so that no worker starts a server of its own.
     """
-    choice = os.environ.get(TASK_RUNNER_ENV, "thread")
-    if choice == "thread":
-        return ThreadPoolTaskRunner()
-    if choice == "ray":
-        try:
-            from prefect_ray import RayTaskRunner
-        except ImportError as err:
-            raise ValueError(
-                f"{TASK_RUNNER_ENV}=ray needs prefect-ray: pip install -e '.[ray]'"
-            ) from err
-        return RayTaskRunner(address=os.environ.get("RAY_ADDRESS"))
-    raise ValueError(f"unknown {TASK_RUNNER_ENV}={choice!r}; choose from {list(TASK_RUNNERS)}")
+    cfg = params.runner if params is not None else RunnerConfig()
+    choice = os.environ.get(TASK_RUNNER_ENV) or cfg.name
+    if choice not in TASK_RUNNERS:
+        raise ValueError(f"unknown {TASK_RUNNER_ENV}={choice!r}; choose from {list(TASK_RUNNERS)}")
+    if choice == "local":
+        return ThreadPoolTaskRunner(max_workers=1)
+    try:
+        from prefect_ray import RayTaskRunner
+    except ImportError as err:
+        raise ValueError("runner.name: ray needs prefect-ray: pip install -e '.[ray]'") from err
+    env = {"PREFECT_API_URL": prefect_api_url()}
+    for name in ("PYTHONPATH", "IMPQ_DATA_DIR", "HF_HUB_OFFLINE", KILL_ENV):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    return RayTaskRunner(
+        address=cfg.address or os.environ.get("RAY_ADDRESS"),
+        init_kwargs={"runtime_env": {"env_vars": env}},
+    )
+
+
+def prefect_api_url() -> str:
+    """``$PREFECT_API_URL``, else the URL of this process's temporary Prefect server
+    (started now if need be; the flows of this process use the same one)."""
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    if url:
+        return str(url)
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()  # one per process: the one get_client() starts
+    server.start()
+    return str(server.api_url)
+
+
+def kill_point(task_name: str) -> None:
+    """Kill this process (SIGKILL, as a lost node would) once in ``task_name`` when
+    ``$IMPQ_KILL_ONCE`` is ``<task name>:<trigger file>`` and the trigger file exists.
+
+    A test hook for worker faults: the first process to claim the trigger (rename it)
+    dies at once, mid-task; without the variable or the file this does nothing.
+    """
+    name, _, trigger = os.environ.get(KILL_ENV, "").partition(":")
+    if name != task_name or not trigger:
+        return
+    try:
+        os.rename(trigger, trigger + ".fired")
+    except OSError:
+        return  # no trigger, or another process claimed it
+    os.kill(os.getpid(), signal.SIGKILL)

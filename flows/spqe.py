@@ -15,6 +15,7 @@ from pathlib import Path
 from prefect import flow, task
 
 from flows.common import STAGE_TASK, Files, fault_point, restore, snapshot
+from flows.fanout import PrefectFanout
 from impq import tracking
 from impq.artifacts import read_json
 from impq.config import Params
@@ -26,13 +27,16 @@ __all__ = ["spqe_flow"]
 
 @task(name="spqe-sampling", **STAGE_TASK)
 def sample(params: Params, key: dict) -> Files:
-    """Sample the permutations (SPQE coalition sampling).
+    """Sample the permutations (SPQE coalition sampling), in chunks of
+    ``runner.chunk_permutations`` mapped as tasks on ``params.runner``
+    (:class:`~flows.fanout.PrefectFanout`).
 
-    The stage checkpoints after every permutation, so a retry resumes where the failed
-    attempt stopped.
+    The stage checkpoints every chunk as it arrives, so a retry resumes where the failed
+    attempt stopped and computes only the chunks it lacks.
     """
     fault_point("spqe-sampling")
-    return snapshot(spqe.run(params, progress=False))
+    with PrefectFanout(params) as fanout:
+        return snapshot(spqe.run(params, progress=False, fanout=fanout))
 
 
 @flow(name="spqe")

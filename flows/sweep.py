@@ -4,12 +4,14 @@ One task per combination (quantize with the backend, then WikiText-2 perplexity)
 cached on its own inputs, retried, and logged as a grandchild MLflow run
 (pipeline -> sweep -> ``backend/method/budget``).
 
-The flow calls the tasks one after another (a direct call runs a task in the flow's
-thread; nothing is submitted to the task runner), so the whole flow shares one
-:class:`~impq.pipeline.sweep.FloatModel` (the float model is loaded once) and the
-combinations of one backend share one :class:`~impq.pipeline.sweep.BlockCache`: every
-block is quantized once per bit width instead of once per combination. Both are also
-thread-safe, should the tasks ever be submitted concurrently.
+The combinations are mapped as tasks on ``params.runner``
+(:class:`~flows.fanout.PrefectFanout`): with the local runner one after another in this
+process, with Ray spread over the workers. Each process holds one
+:class:`~impq.pipeline.sweep.FloatModel` (the float model is loaded once per worker) and
+one :class:`~impq.pipeline.sweep.BlockCache` of the backend at hand (every block is
+quantized once per bit width and worker instead of once per combination). Which
+combinations copy an earlier one's measurement (same backend and bits) is planned before
+any runs, so the rows do not depend on where each ran.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from flows.common import (
     restore,
     snapshot,
 )
+from flows.fanout import PrefectFanout
 from impq import tracking
 from impq.backends import get_backend
 from impq.config import Params
@@ -52,7 +55,7 @@ ROW_TIMES = ("quantize_seconds", "eval_seconds")
 @task(
     name="quantize-evaluate",
     task_run_name="{backend}/{method}/{budget}",
-    **{**STAGE_TASK, "cache_policy": CACHE_POLICY - "reuse" - "cache"},
+    **{**STAGE_TASK, "cache_policy": CACHE_POLICY - "source" - "reuse_key"},
 )
 def quantize_evaluate(
     params: Params,
@@ -60,17 +63,21 @@ def quantize_evaluate(
     backend: str,
     method: str,
     budget: float,
-    reuse: dict[str, dict[str, Any]],
-    cache: sweep.BlockCache,
+    source: tuple[dict[str, Any], Files] | None = None,
+    reuse_key: str | None = None,
 ) -> tuple[dict[str, Any], Files]:
     """Quantize the model with ``backend`` under one assignment; measure and evaluate it.
 
-    ``reuse`` carries measurements of this run between combinations computed in this
-    process (the same backend and bits are measured once; the stage notes
-    ``reused_from``) and ``cache`` the backend's quantized blocks; both only save time,
+    On whichever worker it runs, the float model and the backend's quantized blocks are
+    that process's (:func:`~impq.pipeline.sweep.worker_cache`: loaded once per worker).
+    ``source`` is the result of the earlier combination with the same backend and bits
+    (:func:`~impq.pipeline.sweep.reuse_sources`, ``reuse_key`` their bits): its
+    measurement is copied (the stage notes ``reused_from``). Neither changes a number,
     so neither is part of the cache key.
     """
     fault_point("quantize-evaluate")
+    reuse = {reuse_key: source[0]} if source is not None and reuse_key else None
+    cache = sweep.worker_cache(params, backend)
     row = sweep.run_one(params, backend, method, budget, reuse=reuse, cache=cache)
     combo = sweep.Combination(backend, method, float(budget))
     return row, snapshot([sweep.metrics_path(params, combo)])
@@ -97,22 +104,24 @@ def sweep_flow(params: Params, params_path: str = "params.yaml") -> list[Path]:
         "code": code_version(),
     }
     rows: list[dict[str, Any]] = []
-    reuse: dict[str, dict[str, Any]] = {}
     cells: list[Path] = []
-    caches: dict[str, sweep.BlockCache] = {}
-    float_model = sweep.FloatModel(params.model)  # loaded once, on first use
-    with tracking.stage_run(params, "sweep", params_path) as run:
+    combos = sweep.combinations(params)
+    sources = sweep.reuse_sources(params, combos)
+    with tracking.stage_run(params, "sweep", params_path) as run, PrefectFanout(params) as fanout:
         run.log_params(params_subset(params, *PARAM_KEYS))
-        for c in sweep.combinations(params):
+        futures: dict[sweep.Combination, Any] = {}
+        for c in combos:  # mapped on params.runner; a reuser waits for its source
             a_path = sweep.assignment_input_path(params, c.method, c.budget)
             key = {**base, "combination": c.key, "assignment": fingerprint_path(a_path)}
             if not get_backend(c.backend).data_free:  # gptq; llamacpp's imatrix
                 key["calibration"] = fingerprint_path(prepare.calibration_path(params))
-            if c.backend not in caches:  # combinations come backend by backend
-                caches.clear()  # free the previous backend's blocks
-                caches[c.backend] = sweep.BlockCache(params, float_model)
-            cache = caches[c.backend]
-            row, files = quantize_evaluate(params, key, c.backend, c.method, c.budget, reuse, cache)
+            args = {"params": params, "key": key, "backend": c.backend, "method": c.method}
+            args["budget"] = c.budget
+            if c in sources:
+                args["source"], args["reuse_key"] = futures[sources[c][0]], sources[c][1]
+            futures[c] = fanout.submit(quantize_evaluate, args)
+        for c in combos:
+            row, files = futures[c].result()
             cells += restore(files)
             rows.append(row)
             tags = {"backend": c.backend, "method": c.method, "budget": c.budget}
@@ -121,7 +130,9 @@ def sweep_flow(params: Params, params_path: str = "params.yaml") -> list[Path]:
                 child.log_metrics(
                     {k: row.get(k) for k in (*ROW_METRICS, *ROW_TIMES, "blocks_quantized")}
                 )
+                a_path = sweep.assignment_input_path(params, c.method, c.budget)
                 child.log_artifact(a_path, "assign")
+        float_model = sweep.worker_float_model(params.model)
         reference = float_reference(params, {**base, "what": "float"}, float_model)
         written = sweep.write_table(params, rows, reference) + sweep.write_plots(
             params, rows, reference

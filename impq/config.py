@@ -36,6 +36,7 @@ __all__ = [
     "ModelConfig",
     "Params",
     "PathsConfig",
+    "RunnerConfig",
     "SolverConfig",
     "SpqeConfig",
     "TrackingConfig",
@@ -354,6 +355,28 @@ class ExportConfig(_Section):
         return backend
 
 
+class RunnerConfig(_Section):
+    """Where the fanned-out tasks run: SPQE permutation chunks and sweep combinations.
+
+    ``local`` runs them in the stage's own process, one after another, on one model;
+    ``ray`` spreads them over ``workers`` Ray actors (one model replica each) of the Ray
+    cluster at ``address``. The same seed gives bit-identical samples either way.
+    """
+
+    name: Literal["local", "ray"] = Field("local", description="local or ray.")
+    address: str | None = Field(
+        None,
+        description="Ray cluster address (e.g. 'ray://head:10001' or 'auto'); null: start a "
+        "local Ray instance for the stage.",
+    )
+    workers: int = Field(2, gt=0, description="Ray workers (model replicas); ray only.")
+    gpus_per_worker: float = Field(0.0, ge=0.0, description="GPUs each Ray worker holds.")
+    cpus_per_worker: float = Field(1.0, gt=0.0, description="CPUs each Ray worker holds.")
+    chunk_permutations: int = Field(
+        4, gt=0, description="SPQE permutations per chunk: the unit of work and checkpoint."
+    )
+
+
 class PathsConfig(_Section):
     """Where stages write their artifacts, metrics and plots (relative to the repo)."""
 
@@ -378,6 +401,7 @@ class Params(_Section):
     verify: VerifyConfig = VerifyConfig()
     tracking: TrackingConfig = TrackingConfig()
     export: ExportConfig = ExportConfig()
+    runner: RunnerConfig = RunnerConfig()
     paths: PathsConfig = PathsConfig()
 
     @model_validator(mode="before")

@@ -229,6 +229,54 @@ class PermutationWalk:
         """The evaluation budget that buys exactly ``permutations`` permutations."""
         return 2 + permutations * self.evaluations_per_permutation(n_players)
 
+    def permutation_count(self, n_players: int, budget: int) -> int:
+        """The permutations ``budget`` evaluations buy (warning when fewer than ``2L``).
+
+        Raises:
+            ValueError: fewer than 2 players, or the budget does not buy two permutations.
+        """
+        n = n_players
+        if n < 2:
+            raise ValueError("permutation sampling needs at least 2 players")
+        max_perms = (budget - 2) // self.evaluations_per_permutation(n)
+        if max_perms < 2:
+            raise ValueError(
+                f"budget {budget} buys {max(max_perms, 0)} permutations of {n} players; "
+                f"need at least {self.budget_for(n, 2)} evaluations for two"
+            )
+        if max_perms < 2 * n:
+            log.warning(
+                "%d permutations for %d players (< 2L): the covariance of the marginals has "
+                "rank ≤ %d and is mostly noise",
+                max_perms,
+                n,
+                max_perms - 1,
+            )
+        return int(max_perms)
+
+    def walk(self, game: Game, perms: np.ndarray) -> np.ndarray:
+        """(len(perms), steps) values of the walks along ``perms`` (one chunk of a run)."""
+        steps = self.evaluations_per_permutation(perms.shape[1])
+        if not len(perms):
+            return np.empty((0, steps))
+        return np.stack([game(self.coalitions(p)) for p in perms])
+
+    def stopping_point(
+        self, perms: np.ndarray, walks: np.ndarray, endpoints: np.ndarray, start: int = 0
+    ) -> int | None:
+        """The first count ``d > start`` of permutations (of these, a prefix of the run)
+        at which :meth:`sample` stops on ``tolerance``; None when it would go on.
+
+        So a run whose permutations are computed out of order (chunks on workers) stops
+        where the one-after-another run stops.
+        """
+        if self.tolerance is None:
+            return None
+        for done in range(max(start + 1, self.min_permutations), len(walks) + 1):
+            if self._max_se(perms[:done], walks[:done], endpoints) < self.tolerance:
+                return done
+        return None
+
     def coalitions(self, perm: np.ndarray) -> np.ndarray:
         """Coalitions one permutation evaluates, in order, endpoints excluded."""
         raise NotImplementedError
@@ -277,23 +325,8 @@ class PermutationWalk:
             ValueError: the budget does not buy two permutations.
         """
         n = game.n_players
-        if n < 2:
-            raise ValueError("permutation sampling needs at least 2 players")
         per_perm = self.evaluations_per_permutation(n)
-        max_perms = (budget - 2) // per_perm
-        if max_perms < 2:
-            raise ValueError(
-                f"budget {budget} buys {max(max_perms, 0)} permutations of {n} players; "
-                f"need at least {self.budget_for(n, 2)} evaluations for two"
-            )
-        if max_perms < 2 * n:
-            log.warning(
-                "%d permutations for %d players (< 2L): the covariance of the marginals has "
-                "rank ≤ %d and is mostly noise",
-                max_perms,
-                n,
-                max_perms - 1,
-            )
+        max_perms = self.permutation_count(n, budget)
         all_perms = seeded_permutations(run_seed(rng), range(max_perms), n)
 
         start_evals = game.n_evaluations

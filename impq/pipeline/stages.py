@@ -343,7 +343,7 @@ STAGES: dict[str, Stage] = {
             help="SPQE coalition sampling of the blocks' game (resumable)",
             work="impq.pipeline.spqe:run",
             task="spqe-sampling",
-            code=("impq/pipeline/spqe.py", "impq/estimate", *_GAME),
+            code=("impq/pipeline/spqe.py", "impq/estimate", "flows/fanout.py", *_GAME),
             params=("model", *SAMPLING_KEYS),
             inputs=lambda p: [paths.calibration_path(p)],
             outs=lambda p: [Out(paths.samples_path(p)), Out(paths.sampling_metrics_path(p))],
@@ -515,7 +515,8 @@ STAGES: dict[str, Stage] = {
             work="impq.pipeline.sweep:run",
             task="quantize-evaluate",
             code=(
-                "impq/pipeline/sweep.py",
+                "impq/pipeline/sweep",
+                "flows/fanout.py",
                 "impq/pipeline/methods.py",
                 "impq/pipeline/replicates.py",
                 "impq/eval",

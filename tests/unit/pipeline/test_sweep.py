@@ -175,13 +175,14 @@ def test_sweep_reads_objective_methods_from_the_assign_stage(tmp_path: Path) -> 
 def _count_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Record every float-model load of the sweep module."""
     loads: list[str] = []
-    real = sweep.load_model
+    real = sweep.cells.load_model
 
     def counted(cfg: Any) -> torch.nn.Module:
         loads.append(cfg.source)
         return real(cfg)
 
-    monkeypatch.setattr(sweep, "load_model", counted)
+    for module in (sweep.cache, sweep.cells):
+        monkeypatch.setattr(module, "load_model", counted)
     return loads
 
 
@@ -217,7 +218,7 @@ def test_a_backend_that_needs_calibration_quantizes_a_copy(
     """Stand-in for gptq (not data-free: no shared blocks): quanto that changes the model
     it is given in place and claims to need calibration."""
     params = _setup(tmp_path)
-    quanto = sweep.get_backend("quanto")
+    quanto = sweep.cells.get_backend("quanto")
     seen: list[torch.Tensor | None] = []
 
     class Calibrated:
@@ -233,7 +234,7 @@ def test_a_backend_that_needs_calibration_quantizes_a_copy(
         def footprint(self, model: Any) -> Any:
             return quanto.footprint(model)
 
-    monkeypatch.setattr(sweep, "get_backend", lambda name: Calibrated())
+    monkeypatch.setattr(sweep.cells, "get_backend", lambda name: Calibrated())
     loads = _count_loads(monkeypatch)
     ids = torch.randint(0, 256, (2, 16), generator=torch.Generator().manual_seed(1))
     cache = sweep.BlockCache(params)

@@ -1,0 +1,135 @@
+"""What the cells of a sweep share: the float model (loaded once) and quantized blocks."""
+
+from __future__ import annotations
+
+import copy
+import threading
+
+from torch import nn
+
+from impq.backends import get_backend
+from impq.backends.base import set_submodule
+from impq.config import ModelConfig, Params
+from impq.models import block_linears, get_layout, load_model
+
+__all__ = ["BlockCache", "FloatModel", "worker_cache", "worker_float_model"]
+
+
+class FloatModel:
+    """The float model of ``params.model``, loaded once on first use and handed out as
+    fresh models, so a sweep pays one load per process instead of one per cell (a GGUF
+    source is dequantized on every load: about 17 s of a 30 s SmolLM2 cell).
+
+    The loaded model itself is never changed. Safe to share between threads.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        self.cfg = cfg
+        self.loads = 0
+        """Times the model was read from its source (at most once)."""
+        self._model: nn.Module | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> nn.Module:
+        """The shared float model: read it, never change it."""
+        with self._lock:
+            if self._model is None:
+                self._model = load_model(self.cfg)
+                self.loads += 1
+            return self._model
+
+    def copy(self) -> nn.Module:
+        """A deep copy that the caller owns and may change in place (quantize)."""
+        return copy.deepcopy(self.model)
+
+    def view(self) -> nn.Module:
+        """A new module tree over the float model's own tensors (no tensor is copied).
+
+        Replace its submodules freely; changing one of its tensors in place would change
+        the float model.
+        """
+        source = self.model
+        shared = {id(t): t for t in (*source.parameters(), *source.buffers())}
+        view: nn.Module = copy.deepcopy(source, memo=shared)
+        return view
+
+
+class BlockCache:
+    """Quantized blocks of data-free backends, made once per (backend, block, bits), and
+    the :class:`FloatModel` every cell starts from.
+
+    A data-free backend quantizes every linear from its own weight, so a model under any
+    assignment can be assembled from blocks quantized one at a time: the modules are
+    shared (read-only) between the models of one sweep instead of being re-quantized for
+    every combination. Safe to share between threads (one lock around the assembly).
+
+    Args:
+        params: the sweep's params (model, group size).
+        float_model: the float model to start from; share one between the caches of a
+            process so that it is loaded once (default: a new one, loaded on first use).
+    """
+
+    def __init__(self, params: Params, float_model: FloatModel | None = None) -> None:
+        self.params = params
+        self.float_model = float_model if float_model is not None else FloatModel(params.model)
+        self.quantized = 0
+        """Blocks quantized so far (each (backend, block, bits) at most once)."""
+        self._sources: dict[tuple[str, int], nn.Module] = {}
+        self._done: dict[tuple[str, int], set[int]] = {}
+        self._lock = threading.Lock()
+
+    def assemble(self, backend: str, bits: dict[int, int]) -> tuple[nn.Module, int]:
+        """A model with the quantized linears of every assigned block, the rest the float
+        model's (shared, see :meth:`FloatModel.view`).
+
+        Returns:
+            The model and how many of its blocks were quantized now (not found cached).
+        """
+        engine = get_backend(backend)
+        model = self.float_model.view()
+        new = 0
+        with self._lock:
+            for block, b in sorted(bits.items()):
+                key = (backend, b)
+                if key not in self._sources:
+                    self._sources[key] = self.float_model.copy()
+                    self._done[key] = set()
+                source = self._sources[key]
+                if block not in self._done[key]:
+                    engine.quantize(source, {block: b}, self.params.backends.group_size)
+                    self._done[key].add(block)
+                    self.quantized += 1
+                    new += 1
+                prefix = f"{get_layout(model).blocks}.{block}."
+                for name in block_linears(model, block):
+                    set_submodule(model, prefix + name, source.get_submodule(prefix + name))
+        return model, new
+
+
+_FLOAT_MODELS: dict[str, FloatModel] = {}
+_CACHES: dict[str, BlockCache] = {}
+_WORKER_LOCK = threading.Lock()
+
+
+def worker_float_model(cfg: ModelConfig) -> FloatModel:
+    """This process's :class:`FloatModel` of ``cfg`` (one at a time): a sweep's cells on
+    one worker (a Ray worker, or the stage's own process) load the model once."""
+    key = cfg.model_dump_json()
+    with _WORKER_LOCK:
+        if key not in _FLOAT_MODELS:
+            _FLOAT_MODELS.clear()
+            _FLOAT_MODELS[key] = FloatModel(cfg)
+        return _FLOAT_MODELS[key]
+
+
+def worker_cache(params: Params, backend: str) -> BlockCache:
+    """This process's :class:`BlockCache` for ``backend`` (one backend's blocks at a
+    time), over :func:`worker_float_model`."""
+    float_model = worker_float_model(params.model)
+    key = f"{params.model.model_dump_json()}|{params.backends.group_size}|{backend}"
+    with _WORKER_LOCK:
+        if key not in _CACHES:
+            _CACHES.clear()  # free the previous backend's blocks
+            _CACHES[key] = BlockCache(params, float_model)
+        return _CACHES[key]

@@ -1,0 +1,263 @@
+"""One cell of the sweep: quantize, check the budget, evaluate; and the float reference.
+
+A cell's metrics file is reused when its input fingerprint matches, so an interrupted
+sweep resumes where it stopped. A non-finite perplexity (a 2-bit model can diverge) is
+recorded with ``ppl: null`` and ``ppl_status`` ``"inf"`` or ``"nan"``; it is counted and
+shown, never dropped.
+
+A backend whose models run out of process (``llamacpp``: a
+:class:`~impq.backends.base.ScoredBackend`) is measured by its scorer instead: each
+assignment is written in the runtime's format and scored by the runtime itself, and the
+plots' reference line is that runtime's score of the float model (``float_gguf_ppl``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from impq.artifacts import fingerprint, read_json, read_tensors, write_json
+from impq.assignment import Assignment
+from impq.backends import get_backend
+from impq.backends.base import ScoredBackend, Scorer, check_within_budget, expected_bytes
+from impq.config import Params
+from impq.eval import PerplexityResult, perplexity
+from impq.models import block_linears, load_model
+from impq.pipeline.paths import calibration_path, eval_tokens_path, sweep_float_path
+from impq.pipeline.sweep import plan
+from impq.pipeline.sweep.cache import BlockCache, FloatModel
+from impq.pipeline.sweep.plan import Combination, assignment_input_path, metrics_path
+
+__all__ = [
+    "check_budget",
+    "evaluate_one",
+    "float_metrics",
+    "quantize_one",
+    "run_one",
+    "scorer_for",
+]
+
+log = logging.getLogger(__name__)
+
+
+def _eval_tokens(params: Params) -> tuple[torch.Tensor, str]:
+    tensors, meta = read_tensors(eval_tokens_path(params))
+    ids = tensors["input_ids"]
+    return ids, meta.get("fingerprint") or fingerprint(ids)
+
+
+def _input_fingerprint(
+    params: Params, combo: Combination, tokens_fp: str, scorer: Scorer | None = None
+) -> str:
+    """What a combination's result depends on: assignment, model, protocol, data (the
+    calibration set too unless the backend is data-free), and the scorer's parts."""
+    ev = params.eval
+    data_free = get_backend(combo.backend).data_free
+    return fingerprint(
+        combo.backend,
+        str(params.backends.group_size),
+        assignment_input_path(params, combo.method, combo.budget).read_bytes(),
+        params.model.model_dump_json(),
+        f"{ev.seqlen}/{ev.max_windows}",
+        tokens_fp,
+        "" if data_free else calibration_path(params).read_bytes(),
+        *(scorer.fingerprint_parts if scorer is not None else ()),
+    )
+
+
+def quantize_one(
+    params: Params,
+    backend: str,
+    bits: dict[int, int],
+    cache: BlockCache | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Quantize a fresh float model under ``bits``; return it and its sizes.
+
+    With a ``cache`` the float model is the cache's (loaded once) and a data-free
+    backend's blocks come from it (see :class:`BlockCache`); any other backend quantizes
+    a copy. Without one the float model is loaded and quantized directly.
+
+    Returns:
+        The quantized model and ``stored_bytes`` (measured), ``expected_bytes``
+        (footprint model), ``bits_per_weight`` (stored bits per quantized weight, metadata
+        included), ``quantize_seconds`` (loading excluded) and ``blocks_quantized``
+        (blocks quantized for this model, the rest came from the cache).
+    """
+    reference = cache.float_model.model if cache is not None else load_model(params.model)
+    group = params.backends.group_size
+    engine = get_backend(backend)
+    expected = expected_bytes(reference, bits, group, engine.footprint(reference))
+    n_weights = sum(
+        m.get_parameter("weight").numel()
+        for b in bits
+        for m in block_linears(reference, b).values()
+    )
+    start = time.perf_counter()
+    if cache is not None and engine.data_free:
+        quantized, blocks_quantized = cache.assemble(backend, bits)
+    else:
+        blocks_quantized = len(bits)
+        calibration = None
+        if not engine.data_free:
+            calibration = read_tensors(calibration_path(params))[0]["input_ids"]
+        model = cache.float_model.copy() if cache is not None else reference
+        quantized = engine.quantize(model, bits, group, calibration)
+    stored = engine.stored_bytes(quantized)
+    facts = {
+        "stored_bytes": stored,
+        "expected_bytes": expected,
+        "bits_per_weight": 8 * stored / n_weights if n_weights else math.nan,
+        "quantize_seconds": time.perf_counter() - start,
+        "blocks_quantized": blocks_quantized,
+    }
+    return quantized, facts
+
+
+def check_budget(
+    params: Params, backend: str, assignment: Assignment, model: nn.Module, stored: int
+) -> None:
+    """Fail loudly when a quantized model stores more than its budget in its backend's bytes.
+
+    Raises:
+        OverBudgetError: see :func:`impq.backends.base.check_within_budget`.
+    """
+    precisions = assignment.extra.get("precisions", params.solver.precisions)
+    check_within_budget(
+        get_backend(backend), model, assignment.budget_bits, precisions,
+        params.backends.group_size, stored,
+    )  # fmt: skip
+
+
+def evaluate_one(params: Params, model: nn.Module, ids: torch.Tensor) -> dict[str, Any]:
+    """WikiText-2 perplexity of ``model`` under ``eval``, non-finite values flagged."""
+    ev = params.eval
+    start = time.perf_counter()
+    result = perplexity(model, ids, ev.seqlen, ev.batch_size, ev.max_windows, progress=False)
+    return {**_ppl_fields(result), "eval_seconds": time.perf_counter() - start}
+
+
+def _ppl_fields(result: PerplexityResult) -> dict[str, Any]:
+    status = "finite" if math.isfinite(result.ppl) else ("nan" if math.isnan(result.ppl) else "inf")
+    return {
+        "ppl": result.ppl if status == "finite" else None,
+        "ppl_status": status,
+        "ppl_finite": status == "finite",
+        "mean_nll": result.mean_nll if math.isfinite(result.mean_nll) else None,
+        "n_windows": result.n_windows,
+        "n_tokens": result.n_tokens,
+        "seqlen": result.seqlen,
+        "window_nll": list(result.window_nll),  # for paired bootstrap intervals
+    }
+
+
+@contextmanager
+def scorer_for(params: Params, backend: str) -> Iterator[Scorer | None]:
+    """The scorer of a :class:`~impq.backends.base.ScoredBackend`, its files in a
+    temporary folder removed on exit; None for a backend measured in process."""
+    engine = get_backend(backend)
+    if not isinstance(engine, ScoredBackend):
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix=f"impq-{backend}-") as tmp:
+        yield engine.scorer(params, Path(tmp))
+
+
+def run_one(
+    params: Params,
+    backend: str,
+    method: str,
+    budget: float,
+    *,
+    reuse: dict[str, dict[str, Any]] | None = None,
+    cache: BlockCache | None = None,
+    scorer: Scorer | None = None,
+) -> dict[str, Any]:
+    """Quantize, measure and evaluate one combination; write and return its flat metrics.
+
+    The metrics file is reused when its ``input_fingerprint`` matches. ``reuse`` maps
+    ``backend|bits`` to metrics already measured in this run: the same backend and bits
+    give the same model, so the measurement is copied (noted in ``reused_from``);
+    ``cache`` shares quantized blocks between combinations (:class:`BlockCache`);
+    ``scorer`` (:func:`scorer_for`) measures a backend that runs out of process, made
+    here for this one combination when not given.
+
+    Raises:
+        FileNotFoundError: the assignment or the evaluation tokens are missing.
+    """
+    if scorer is None and isinstance(get_backend(backend), ScoredBackend):
+        with scorer_for(params, backend) as made:
+            return run_one(params, backend, method, budget, reuse=reuse, cache=cache, scorer=made)
+    combo = Combination(backend, method, float(budget))
+    path = metrics_path(params, combo)
+    assignment = Assignment.load(assignment_input_path(params, method, combo.budget))
+    ids, tokens_fp = _eval_tokens(params)
+    input_fp = _input_fingerprint(params, combo, tokens_fp, scorer)
+    if path.is_file():
+        old = read_json(path)
+        if old.get("input_fingerprint") == input_fp:
+            log.info("%s: up to date, skipped", combo.key)
+            return old
+    bits_key = plan.bits_key(backend, assignment.bits)
+    head = {
+        "backend": backend,
+        "method": method,
+        "budget": combo.budget,
+        "avg_bits": assignment.avg_bits,
+        "bits": ",".join(str(assignment.bits[i]) for i in sorted(assignment.bits)),
+        "input_fingerprint": input_fp,
+    }
+    if reuse is not None and bits_key in reuse:
+        source = reuse[bits_key]
+        measured = {k: v for k, v in source.items() if k not in head and k != "reused_from"}
+        row = {
+            **head,
+            **measured,
+            "blocks_quantized": 0,
+            "reused_from": f"{source['method']}-{source['budget']}",
+        }
+    elif scorer is not None:
+        facts, result = scorer.measure(assignment.bits, ids)
+        check_budget(params, backend, assignment, scorer.model, facts["stored_bytes"])
+        row = {**head, **facts, **_ppl_fields(result)}
+    else:
+        model, facts = quantize_one(params, backend, assignment.bits, cache=cache)
+        check_budget(params, backend, assignment, model, facts["stored_bytes"])
+        row = {**head, **facts, **evaluate_one(params, model, ids)}
+        del model
+    write_json(path, row, versioned=False)
+    if reuse is not None:
+        reuse.setdefault(bits_key, row)
+    log.info(
+        "%s: avg %.3f bits, %.3f stored bits/weight, ppl %s",
+        combo.key, row["avg_bits"], row["bits_per_weight"], row["ppl"] or row["ppl_status"],
+    )  # fmt: skip
+    return row
+
+
+def float_metrics(params: Params, float_model: FloatModel | None = None) -> dict[str, Any]:
+    """Perplexity of the float model under the same protocol (the plots' reference line).
+
+    Written to ``metrics/sweep/float.json`` and reused while its inputs are unchanged.
+    ``float_model`` is the sweep's (default: loaded here when needed).
+    """
+    ids, tokens_fp = _eval_tokens(params)
+    ev = params.eval
+    input_fp = fingerprint(
+        params.model.model_dump_json(), f"{ev.seqlen}/{ev.max_windows}", tokens_fp
+    )
+    path = sweep_float_path(params)
+    if path.is_file() and (old := read_json(path)).get("input_fingerprint") == input_fp:
+        return old
+    model = (float_model or FloatModel(params.model)).model
+    row = {**evaluate_one(params, model, ids), "input_fingerprint": input_fp}
+    write_json(path, row, versioned=False)
+    return row
