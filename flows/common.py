@@ -38,6 +38,7 @@ __all__ = [
     "prefect_api_url",
     "restore",
     "retry_unless",
+    "runner_name",
     "snapshot",
     "task_runner",
 ]
@@ -119,6 +120,19 @@ def retry_unless(final: tuple[type[BaseException], ...]) -> Any:
     return may_pass
 
 
+def runner_name(params: Params | None = None) -> str:
+    """``local`` or ``ray``: ``$IMPQ_TASK_RUNNER`` when set, else ``params.runner.name``.
+
+    Raises:
+        ValueError: ``$IMPQ_TASK_RUNNER`` names neither.
+    """
+    cfg = params.runner if params is not None else RunnerConfig()
+    choice = os.environ.get(TASK_RUNNER_ENV) or cfg.name
+    if choice not in TASK_RUNNERS:
+        raise ValueError(f"unknown {TASK_RUNNER_ENV}={choice!r}; choose from {list(TASK_RUNNERS)}")
+    return choice
+
+
 def task_runner(params: Params | None = None) -> Any:
     """The task runner of ``params.runner``: local (a thread, one unit at a time) or Ray.
 
@@ -129,10 +143,7 @@ def task_runner(params: Params | None = None) -> Any:
     (the same one the flow uses), so that no worker starts a server of its own.
     """
     cfg = params.runner if params is not None else RunnerConfig()
-    choice = os.environ.get(TASK_RUNNER_ENV) or cfg.name
-    if choice not in TASK_RUNNERS:
-        raise ValueError(f"unknown {TASK_RUNNER_ENV}={choice!r}; choose from {list(TASK_RUNNERS)}")
-    if choice == "local":
+    if runner_name(params) == "local":
         return ThreadPoolTaskRunner(max_workers=1)
     try:
         from prefect_ray import RayTaskRunner

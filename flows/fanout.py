@@ -25,7 +25,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, as_completed
 
-from flows.common import kill_point, task_runner
+from flows.common import kill_point, runner_name, task_runner
 from impq.config import Params
 from impq.pipeline import spqe
 
@@ -68,7 +68,7 @@ class PrefectFanout:
 
     def __init__(self, params: Params) -> None:
         self.params = params
-        self.ray = params.runner.name == "ray"
+        self.ray = runner_name(params) == "ray"
         self.in_flight = params.runner.workers if self.ray else 1
         self._runner: Any = None
         self._refs: dict[int, Any] = {}

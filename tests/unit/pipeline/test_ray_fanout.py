@@ -144,8 +144,9 @@ def test_sweep_combinations_on_ray_workers_give_the_local_rows(
     rows = {}
     for runner in ("local", "ray"):
         params = _sweep_params(tmp_path / runner, model, runner)
-        out, reference, _ = sweep_flow(params)
-        rows[runner] = [{k: v for k, v in r.items() if k not in WORK} for r in out]
-        assert reference["ppl_finite"]
+        written = sweep_flow(params)
+        cells = [p for p in written if p.parent.parent == Path(params.paths.metrics) / "sweep"]
+        rows[runner] = [{k: v for k, v in read_json(p).items() if k not in WORK} for p in cells]
+        assert read_json(Path(params.paths.metrics) / "sweep.json")["float/ppl_status"] == "finite"
     assert len(rows["ray"]) == 4
     assert rows["ray"] == rows["local"]
