@@ -91,17 +91,31 @@ before it exits regardless."""
 _PR_SET_PDEATHSIG = 1
 
 
-def _exit_soon(status: int) -> None:
-    time.sleep(HARD_EXIT_AFTER_S)
-    os._exit(status)
-
-
 def _terminate(signum: int, frame: object) -> None:
-    """SIGTERM: unwind now (finally blocks, atexit: the temporary Prefect server stops),
-    and exit within :data:`HARD_EXIT_AFTER_S` even if a thread still runs."""
-    status = 128 + signum
-    threading.Thread(target=_exit_soon, args=(status,), daemon=True).start()
-    raise SystemExit(status)
+    """SIGTERM: unwind now (finally blocks, atexit: the temporary Prefect server stops)."""
+    raise SystemExit(128 + signum)
+
+
+def _exit_after_sigterm() -> None:
+    """Exit within :data:`HARD_EXIT_AFTER_S` of a SIGTERM, whichever handler takes it.
+
+    Inside a flow run Prefect's own handler replaces :func:`_terminate`; it marks the run
+    crashed and may then wait for minutes on an API server the same signal stopped. The
+    interpreter writes every handled signal's number to its wakeup file descriptor
+    whoever the handler is; a thread reads it and ends the process once the grace time
+    is over, even if a thread or a handler still runs.
+    """
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+
+    def watch() -> None:
+        while signal.SIGTERM not in os.read(read, 64):
+            pass
+        time.sleep(HARD_EXIT_AFTER_S)
+        os._exit(128 + signal.SIGTERM)
+
+    threading.Thread(target=watch, name="impq-exit-after-sigterm", daemon=True).start()
 
 
 def stop_with_parent() -> None:
@@ -113,6 +127,7 @@ def stop_with_parent() -> None:
     also sends it a SIGTERM when ``dvc`` dies, even by SIGKILL.
     """
     signal.signal(signal.SIGTERM, _terminate)
+    _exit_after_sigterm()
     if os.environ.get("DVC_STAGE") and sys.platform.startswith("linux"):
         parent = os.getppid()
         try:

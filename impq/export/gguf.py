@@ -74,6 +74,8 @@ _FALLBACK = re.compile(
 )
 _RUNNING_NLL = re.compile(r"^\s*\d+\s+\S+\s+(\S+)\s+\S+\s*$", re.MULTILINE)
 _N_CHUNKS = re.compile(r"calculating perplexity over (\d+) chunks")
+_PERPLEXITY_RERUNS = 3
+"""Runs of ``llama-perplexity`` beyond the first when its log lost per-window lines."""
 
 
 class GgufExportError(ValueError):
@@ -539,9 +541,12 @@ def llama_perplexity(
             *("--override-kv", "tokenizer.ggml.add_bos_token=bool:false"),
         ]
         output = _run(cmd, "llama-perplexity")
-        if len(_RUNNING_NLL.findall(output)) != n_windows:
-            # seen once on a heavily loaded machine: exit 0 with the log's last lines lost
-            log.warning("llama-perplexity printed no per-window results; running it again")
+        for _ in range(_PERPLEXITY_RERUNS):
+            if len(_RUNNING_NLL.findall(output)) == n_windows:
+                break
+            # seen on a loaded machine: exit 0 with lines of its log lost (its logger is
+            # asynchronous)
+            log.warning("llama-perplexity lost per-window results; running it again")
             output = _run(cmd, "llama-perplexity")
     chunks = _N_CHUNKS.search(output)
     if chunks is None or int(chunks.group(1)) != n_windows:

@@ -99,3 +99,56 @@ def test_a_killed_dvc_takes_its_stage_with_it(tmp_path: Path) -> None:
     os.kill(proc.pid, signal.SIGKILL)  # dvc alone, with no chance to pass anything on
     proc.wait(timeout=60)
     _stopped(out, pid)
+
+
+FLOW_STAGE = """
+import os, sys, time
+from pathlib import Path
+from prefect import flow, task
+from impq.cli import stop_with_parent
+
+stop_with_parent()
+out = Path(sys.argv[1])
+
+@task
+def work():  # runs for hours, inside a flow run: Prefect's SIGTERM handler is in charge
+    (out / "pid").write_text(str(os.getpid()))
+    while True:
+        (out / "beat").write_text(str(time.monotonic()))
+        time.sleep(0.1)
+
+@flow
+def stage():
+    work()
+
+stage()
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process groups, /proc")
+def test_sigterm_stops_a_stage_inside_a_prefect_flow_run(tmp_path: Path) -> None:
+    # Prefect marks the run crashed and then waits on its API server, which the same
+    # signal stopped; without the hard exit the process lived on for minutes
+    from impq.cli import HARD_EXIT_AFTER_S
+
+    (tmp_path / "stage.py").write_text(FLOW_STAGE)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)  # its own temporary server, in its process group
+    proc = subprocess.Popen(
+        [sys.executable, str(tmp_path / "stage.py"), str(tmp_path)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        assert _wait(lambda: (tmp_path / "beat").is_file(), 300), "the flow never started"
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=HARD_EXIT_AFTER_S + 30)
+        assert proc.returncode != 0
+        beat = (tmp_path / "beat").read_text()
+        time.sleep(0.5)
+        assert (tmp_path / "beat").read_text() == beat  # nothing writes any more
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)

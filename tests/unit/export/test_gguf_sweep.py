@@ -30,7 +30,7 @@ def _params(model_dir: Path, tmp_path: Path, calibration: torch.Tensor) -> Param
     params = parse_params(
         {
             "model": {"source": str(model_dir), "device": "cpu"},
-            "eval": {"seqlen": SEQLEN, "max_windows": WINDOWS},
+            "eval": {"seqlen": SEQLEN, "max_windows": WINDOWS, "methods": ["uniform"]},
             "paths": {k: str(tmp_path / k) for k in ("artifacts", "metrics", "plots")},
         }
     )
