@@ -48,6 +48,7 @@ def _env() -> dict[str, str]:
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.pop("PYTHONPATH", None)  # each clone imports its own impq (python -m from its root)
+    env.pop("PREFECT_RESULTS_LOCAL_STORAGE_PATH", None)  # each clone its own result cache
     return env
 
 

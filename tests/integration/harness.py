@@ -126,6 +126,9 @@ def base_env() -> dict[str, str]:
     )
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("PREFECT_API_URL", None)
+    # set in this process when a test module imports `flows`: every project's stages would
+    # share one result cache (and hit each other's entries) instead of their own
+    env.pop("PREFECT_RESULTS_LOCAL_STORAGE_PATH", None)
     return env
 
 
