@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -24,6 +26,8 @@ CHROMIUM_FLAGS = (
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    "--disable-breakpad",
+    "--disable-crash-reporter",
     "--window-size=1400,1000",
     "--remote-debugging-port=0",
 )
@@ -52,8 +56,28 @@ def capture(url: str, expect: list[str], png: Path, timeout: float = 60.0) -> st
         try:
             return _drive(proc, url, expect, png, timeout)
         finally:
-            proc.terminate()
-            proc.wait(timeout=20)
+            _stop_group(proc)
+
+
+def _stop_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
+    """End Chromium and every helper it forked (they share its new process group).
+
+    Ending only the browser process leaves renderer and utility processes writing into
+    the profile for a moment, and removing the profile then fails with "Directory not
+    empty".
+    """
+    deadline = time.monotonic() + grace
+    sig = signal.SIGTERM
+    while True:
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        proc.poll()  # reap the leader so the group can empty
+        if time.monotonic() > deadline:
+            sig = signal.SIGKILL
+        time.sleep(0.1)
+    proc.wait(timeout=grace)
 
 
 def _drive(proc: subprocess.Popen, url: str, expect: list[str], png: Path, timeout: float) -> str:
