@@ -56,16 +56,22 @@ def _eval_tokens(params: Params) -> tuple[torch.Tensor, str]:
 
 
 def _input_fingerprint(
-    params: Params, combo: Combination, tokens_fp: str, scorer: Scorer | None = None
+    params: Params,
+    combo: Combination,
+    bits: dict[int, int],
+    tokens_fp: str,
+    scorer: Scorer | None = None,
 ) -> str:
-    """What a combination's result depends on: assignment, model, protocol, data (the
-    calibration set too unless the backend is data-free), and the scorer's parts."""
+    """What a combination's result depends on: the assignment's bits (not the rest of its
+    file: a re-solve that picks the same bits with other solver timings keeps the cell),
+    model, protocol, data (the calibration set too unless the backend is data-free), and
+    the scorer's parts."""
     ev = params.eval
     data_free = get_backend(combo.backend).data_free
     return fingerprint(
         combo.backend,
         str(params.backends.group_size),
-        assignment_input_path(params, combo.method, combo.budget).read_bytes(),
+        plan.bits_key(combo.backend, bits),
         params.model.model_dump_json(),
         f"{ev.seqlen}/{ev.max_windows}",
         tokens_fp,
@@ -200,7 +206,7 @@ def run_one(
     path = metrics_path(params, combo)
     assignment = Assignment.load(assignment_input_path(params, method, combo.budget))
     ids, tokens_fp = _eval_tokens(params)
-    input_fp = _input_fingerprint(params, combo, tokens_fp, scorer)
+    input_fp = _input_fingerprint(params, combo, assignment.bits, tokens_fp, scorer)
     if path.is_file():
         old = read_json(path)
         if old.get("input_fingerprint") == input_fp:

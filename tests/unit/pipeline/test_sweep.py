@@ -111,6 +111,21 @@ def test_sweep_table_plots_sizes_and_resume(tmp_path: Path) -> None:
     assert again == rows
     assert stamps == {p: p.stat().st_mtime_ns for p in stamps}  # nothing recomputed
 
+    # a re-solve that picks the same bits (other timings in its file) keeps the cells;
+    # other bits recompute that method's cells only
+    source = sweep.assignment_input_path(params, "lim", 3.0)
+    lim = Assignment.load(source)
+    replace(lim, extra={**lim.extra, "solve_seconds": 123.0}).save(source)
+    sweep.run(params)
+    assert stamps == {p: p.stat().st_mtime_ns for p in stamps}
+    lowered = min(i for i, b in lim.bits.items() if b == 4)  # 4 -> 2 bits stays in budget
+    replace(lim, bits={**lim.bits, lowered: 2}).save(source)
+    sweep.run(params)
+    changed = {p for p in stamps if p.stat().st_mtime_ns != stamps[p]}
+    assert changed == {
+        sweep.metrics_path(params, sweep.Combination(b, "lim", 3.0)) for b in ("quanto", "hqq")
+    }
+
 
 @pytest.mark.parametrize("backend", ["quanto", "hqq"])
 def test_blocks_from_the_cache_equal_direct_quantization(tmp_path: Path, backend: str) -> None:
