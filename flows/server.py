@@ -1,29 +1,38 @@
-"""One Prefect server for a whole pipeline run: ``python -m flows.server -- dvc repro``.
+"""One Prefect server and one fork server for a whole pipeline run:
+``python -m flows.server -- dvc repro``.
 
 Without ``$PREFECT_API_URL`` every stage process would start (and stop) a temporary
 Prefect server of its own. This starts one ``prefect server start`` on 127.0.0.1 (state
 in ``$PREFECT_HOME``, default ``.prefect/`` here, so it shares no database with other
-checkouts), points ``$PREFECT_API_URL`` of the command at it, runs the command and stops
-the server when the command ends, fails or is terminated. With ``$PREFECT_API_URL``
-already set it only runs the command. ``make repro`` runs ``dvc repro`` this way.
+checkouts) and points ``$PREFECT_API_URL`` of the command at it; with ``$PREFECT_API_URL``
+already set it uses that server. It also starts an :mod:`impq.forkserver` (on Linux) and
+names its socket in ``$IMPQ_FORKSERVER``, so that each ``python -m impq <stage>`` runs in
+a child forked from one process that imported everything once. It runs the command and
+stops both servers when the command ends, fails or is terminated. ``make repro`` runs
+``dvc repro`` this way.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 
-__all__ = ["PrefectServer", "main"]
+from impq import forkserver
+
+__all__ = ["ForkServer", "PrefectServer", "main", "run_with_server"]
 
 log = logging.getLogger(__name__)
 
@@ -98,37 +107,97 @@ class PrefectServer:
             pass
 
 
-def run_with_server(cmd: Sequence[str], home: Path) -> int:
-    """Run ``cmd`` against one Prefect server started for it; return its exit status.
+class ForkServer:
+    """A ``python -m impq.forkserver`` process in its own process group (Linux only)."""
 
-    A SIGTERM or SIGINT to this process is passed on to the command; the server is
-    stopped in every case.
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        self._dir = Path(tempfile.mkdtemp(prefix="impq-fork-"))  # short: a socket path
+        self.socket = self._dir / "socket"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, env: dict[str, str]) -> None:
+        """Start it with ``env``: the environment of every stage it is to serve."""
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "impq.forkserver", str(self.socket)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+
+    def ready(self, timeout: float = START_TIMEOUT_S) -> bool:
+        """Wait until it serves (its socket appears); False if it exited or timed out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.socket.exists():
+                return True
+            if self.proc is None or self.proc.poll() is not None:
+                return False
+            time.sleep(0.2)
+        return False
+
+    def stop(self) -> None:
+        """Stop it (and any child it still runs) and remove its socket."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def run_with_server(cmd: Sequence[str], home: Path) -> int:
+    """Run ``cmd`` against one Prefect server and one fork server started for it; return
+    its exit status.
+
+    A SIGTERM or SIGINT to this process is passed on to the command; the servers are
+    stopped in every case. A fork server that does not start is reported and skipped
+    (every stage then runs in its own process).
     """
-    if os.environ.get("PREFECT_API_URL"):
-        return subprocess.call(list(cmd))
-    server = PrefectServer(home)
-    started = time.perf_counter()
-    server.start()
-    log.info(
-        "Prefect server on %s (started in %.1f s)", server.api_url, time.perf_counter() - started
-    )
+    env = dict(os.environ)
     child: subprocess.Popen[bytes] | None = None
 
     def forward(signum: int, frame: FrameType | None) -> None:
         if child is not None and child.poll() is None:
             child.send_signal(signum)
 
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        child = subprocess.Popen(list(cmd), env={**os.environ, "PREFECT_API_URL": server.api_url})
-        return child.wait()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        if child is not None and child.poll() is None:
-            child.terminate()
-            child.wait()
-        server.stop()
+    with ExitStack() as stack:
+        server = None
+        if not env.get("PREFECT_API_URL"):
+            server = PrefectServer(home)
+            env["PREFECT_API_URL"] = server.api_url
+        forks = None
+        if forkserver.ENV not in env and forkserver.supported():
+            forks = ForkServer(home / "forkserver.log")
+            env[forkserver.ENV] = str(forks.socket)
+            stack.callback(forks.stop)
+            forks.start(env)  # imports while the Prefect server starts
+        if server is not None:
+            started = time.perf_counter()
+            stack.callback(server.stop)
+            server.start()
+            log.info("Prefect server on %s (started in %.1f s)", server.api_url,
+                     time.perf_counter() - started)  # fmt: skip
+        if forks is not None and not forks.ready():
+            log.warning("the fork server did not start (see %s): stages start on their own",
+                        forks.log)  # fmt: skip
+            env.pop(forkserver.ENV)
+        previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            child = subprocess.Popen(list(cmd), env=env)
+            status = child.wait()
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            if child is not None and child.poll() is None:
+                child.terminate()
+                child.wait()
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,7 +2,8 @@
 Gemma-3 (sliding and full attention layers), whose layout the pipeline infers.
 
 The fixture builds and saves the model (with the reference model's tokenizer) as a
-user's checkpoint folder would be; the run itself is ``params.yaml`` and ``dvc repro``.
+user's checkpoint folder would be; the run itself is ``params.yaml`` and ``dvc repro sweep export`` (every stage but
+report and compare, which read no model: test_dvc_pipeline runs them).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def test_dvc_repro_runs_an_inferred_architecture(
 ) -> None:
     project = gemma3_project
     assert "layout" not in (project / "params.yaml").read_text()  # nothing declared
-    out = run(["dvc", "repro"], project, server_env)
+    out = run(["dvc", "repro", "sweep", "export"], project, server_env)
     log = out.stdout + out.stderr
     assert "layout of Gemma3ForCausalLM (model_type 'gemma3_text'): inferred" in log
 
@@ -75,3 +76,7 @@ def test_dvc_repro_runs_an_inferred_architecture(
         ]
         assert len(rows) == 3 and all(r["stored_bytes"] > 0 for r in rows)
         assert all(r["avg_bits"] <= 3.0 + 1e-9 for r in rows)  # the budget holds
+    shipped = json.loads((project / "metrics" / "export.json").read_text())
+    assert shipped["stored_bytes"] <= shipped["budget_bytes"]
+    assert math.isfinite(shipped["ppl_reloaded"])
+    assert shipped["ppl_rel_diff"] <= shipped["ppl_rtol"]  # the shipped files reload as run

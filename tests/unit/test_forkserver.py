@@ -1,0 +1,140 @@
+"""``python -m impq`` served by a real fork server (:mod:`impq.forkserver`): the same
+output and exit status as a process of its own, refusal of another environment, signals
+passed on, and a child ended when its client dies."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flows.server import ForkServer
+from impq import forkserver
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(not forkserver.supported(), reason="a fork server needs Linux")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ForkServer, dict[str, str]]]:
+    """A fork server, and the environment of the clients it serves."""
+    home = tmp_path_factory.mktemp("forkserver")
+    server = ForkServer(home / "forkserver.log")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = str(REPO)
+    env[forkserver.ENV] = str(server.socket)
+    server.start(env)
+    try:
+        assert server.ready(timeout=300), server.log.read_text()
+        yield server, env
+    finally:
+        server.stop()
+
+
+def _impq(args: list[str], env: dict[str, str], cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "impq", *args], cwd=cwd, env=env, capture_output=True, text=True
+    )
+
+
+def _log_lines(server: ForkServer, start: int) -> list[str]:
+    return server.log.read_text().splitlines()[start:]
+
+
+def _served_child(server: ForkServer, start: int, timeout: float = 60) -> int:
+    """The pid of the child the server forked after log line ``start``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in _log_lines(server, start):
+            if " INFO child " in line and ": impq " in line:
+                return int(line.split(" INFO child ")[1].split(":")[0])
+        time.sleep(0.1)
+    raise AssertionError(f"no child was forked: {_log_lines(server, start)}")
+
+
+def _gone(pid: int, timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_served_command_prints_and_exits_as_its_own_process_would(
+    served: tuple[ForkServer, dict[str, str]],
+) -> None:
+    server, env = served
+    alone = {k: v for k, v in env.items() if k != forkserver.ENV}
+    start = len(_log_lines(server, 0))
+    for args in (["dvc-yaml", "--params", "params.yaml"], ["assign", "--params", "nope.yaml"]):
+        mine, theirs = _impq(args, alone), _impq(args, env)
+        assert (theirs.returncode, theirs.stdout) == (mine.returncode, mine.stdout)
+    assert mine.returncode == 2  # a missing params file, said on stderr
+    error = "impq assign: error: nope.yaml: no such params file"
+    assert error in mine.stderr and error in theirs.stderr
+    log = _log_lines(server, start)
+    assert len([line for line in log if " INFO child " in line and ": impq " in line]) == 2
+    assert not [line for line in log if "refused" in line]
+
+
+def test_a_client_in_another_environment_runs_on_its_own(
+    served: tuple[ForkServer, dict[str, str]],
+) -> None:
+    server, env = served
+    start = len(_log_lines(server, 0))
+    out = _impq(["dvc-yaml", "--params", "params.yaml"], {**env, "IMPQ_SOMETHING": "1"})
+    assert out.returncode == 0 and out.stdout.startswith("# ")
+    (refusal,) = [line for line in _log_lines(server, start) if "refused" in line]
+    assert "environment differs in IMPQ_SOMETHING" in refusal
+
+
+def _slow_stage(tmp_path: Path, env: dict[str, str]) -> subprocess.Popen:
+    """A stage that runs for seconds: it starts a temporary Prefect server first."""
+    shutil.copy2(REPO / "params.yaml", tmp_path / "params.yaml")
+    return subprocess.Popen(
+        [sys.executable, "-m", "impq", "assign", "--params", "params.yaml"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def test_a_sigterm_to_the_client_stops_its_child(
+    served: tuple[ForkServer, dict[str, str]], tmp_path: Path
+) -> None:
+    server, env = served
+    start = len(_log_lines(server, 0))
+    client = _slow_stage(tmp_path, env)
+    child = _served_child(server, start)
+    client.send_signal(signal.SIGTERM)
+    assert client.wait(timeout=60) == 128 + signal.SIGTERM
+    assert _gone(child)
+    assert any(
+        f"child {child} exited {128 + signal.SIGTERM}" in line for line in _log_lines(server, start)
+    )
+
+
+def test_a_child_whose_client_dies_is_terminated(
+    served: tuple[ForkServer, dict[str, str]], tmp_path: Path
+) -> None:
+    server, env = served
+    start = len(_log_lines(server, 0))
+    client = _slow_stage(tmp_path, env)
+    child = _served_child(server, start)
+    client.kill()
+    client.wait()
+    assert _gone(child)
+    assert any(f"client of child {child} is gone" in line for line in _log_lines(server, start))
