@@ -116,8 +116,9 @@ class ForkServer:
         self.socket = self._dir / "socket"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, env: dict[str, str]) -> None:
-        """Start it with ``env``: the environment of every stage it is to serve."""
+    def start(self, env: dict[str, str], cwd: Path | None = None) -> None:
+        """Start it with ``env``, the environment of every stage it is to serve, in
+        ``cwd`` (default: here), whose ``impq`` it imports."""
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
@@ -125,6 +126,7 @@ class ForkServer:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,
+                cwd=cwd,
                 start_new_session=True,
             )
 

@@ -47,7 +47,15 @@ log = logging.getLogger(__name__)
 ENV = "IMPQ_FORKSERVER"
 """Path of the fork server's socket; unset: every stage runs in its own process."""
 
-PRELOAD = ("impq.cli", "flows.stage", "impq.tracking", "impq.baselines", "impq.models")
+PRELOAD = (
+    "impq.cli",
+    "flows.stage",
+    "impq.tracking",
+    "impq.baselines",
+    "impq.models",
+    "mlflow.store.tracking.sqlalchemy_store",  # 2 s, imported when a run opens its store
+    "alembic.command",
+)
 """Imported by the server before it serves; every stage's work and flow modules too."""
 
 IGNORED_ENV = frozenset({"PWD", "OLDPWD", "SHLVL", "_"})

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 from harness import experiment_of, run
+
+from flows.server import ForkServer
+from impq import forkserver
 
 pytestmark = pytest.mark.slow
 
@@ -37,6 +41,20 @@ STAGE_NAMES = {
 
 BUDGET_STAGES = {"assign", "baselines", "evopress", "verify", "sweep", "compare", "export"}
 """The stages that read ``budgets``: a budget change reruns exactly these."""
+
+
+@pytest.fixture(scope="module")
+def stage_env(project: Path, server_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """``server_env`` with a fork server of the project's code, as ``make repro`` runs the
+    stages (test_any_architecture runs them each in its own process)."""
+    forks = ForkServer(project.parent / "forkserver.log")
+    env = {**server_env, forkserver.ENV: str(forks.socket)}
+    forks.start(env, cwd=project)
+    try:
+        assert forks.ready(), forks.log.read_text()
+        yield env
+    finally:
+        forks.stop()
 
 
 def ran_stages(output: str) -> set[str]:
@@ -66,9 +84,12 @@ def at_budgets(project: Path, env: dict[str, str], budgets: list[float]) -> None
     repro(project, env)
 
 
-def test_repro_runs_every_stage(project: Path, server_env: dict[str, str]) -> None:
-    ran = repro(project, server_env)
+def test_repro_runs_every_stage(project: Path, stage_env: dict[str, str]) -> None:
+    ran = repro(project, stage_env)
     assert {s.split("@")[0] for s in ran} == all_stages(project)
+    served = (project.parent / "forkserver.log").read_text()
+    assert {s for s in STAGE_NAMES if f": impq {s} --params" in served} == STAGE_NAMES
+    assert "refused" not in served  # DVC ran every stage in a child of the fork server
     assert "assign" in ran
     float_metrics = json.loads((project / "metrics" / "float.json").read_text())
     assert float_metrics["n_windows"] == 2
@@ -88,9 +109,9 @@ def test_repro_runs_every_stage(project: Path, server_env: dict[str, str]) -> No
     assert sum(r["blocks_quantized"] for r in rows) == len(pairs)
 
 
-def test_second_repro_runs_nothing(project: Path, server_env: dict[str, str]) -> None:
-    repro(project, server_env)
-    assert repro(project, server_env) == set()
+def test_second_repro_runs_nothing(project: Path, stage_env: dict[str, str]) -> None:
+    repro(project, stage_env)
+    assert repro(project, stage_env) == set()
 
 
 def push_and_clone(project: Path, env: dict[str, str], name: str) -> Path:
@@ -104,8 +125,8 @@ def push_and_clone(project: Path, env: dict[str, str], name: str) -> Path:
     return clone
 
 
-def test_push_clone_pull_recomputes_nothing(project: Path, server_env: dict[str, str]) -> None:
-    env = server_env
+def test_push_clone_pull_recomputes_nothing(project: Path, stage_env: dict[str, str]) -> None:
+    env = stage_env
     repro(project, env)
     clone = push_and_clone(project, env, "clone")
     status = run(["dvc", "status"], clone, env).stdout
@@ -114,29 +135,29 @@ def test_push_clone_pull_recomputes_nothing(project: Path, server_env: dict[str,
     assert (clone / "artifacts" / "data" / "eval_tokens.safetensors").is_file()
 
 
-def test_one_budget_reruns_only_downstream(project: Path, server_env: dict[str, str]) -> None:
-    at_budgets(project, server_env, [3.0])
+def test_one_budget_reruns_only_downstream(project: Path, stage_env: dict[str, str]) -> None:
+    at_budgets(project, stage_env, [3.0])
     params = project / "params.yaml"
     text = params.read_text()
     assert "budgets:\n- 3.0\n" in text
     params.write_text(text.replace("budgets:\n- 3.0\n", "budgets:\n- 2.5\n"))
-    assert repro(project, server_env) == BUDGET_STAGES
+    assert repro(project, stage_env) == BUDGET_STAGES
     assert (project / "artifacts" / "assign" / "impq" / "2.5.json").is_file()
     assert not (
         project / "artifacts" / "assign" / "impq" / "3.0.json"
     ).exists()  # DVC emptied the output folder
-    assert "budgets" in run(["dvc", "params", "diff"], project, server_env).stdout
-    metrics_diff = run(["dvc", "metrics", "diff"], project, server_env).stdout
+    assert "budgets" in run(["dvc", "params", "diff"], project, stage_env).stdout
+    metrics_diff = run(["dvc", "metrics", "diff"], project, stage_env).stdout
     assert "quanto/impq/2.5/ppl" in metrics_diff
 
 
 def test_clone_after_a_budget_change_recomputes_nothing(
-    project: Path, server_env: dict[str, str]
+    project: Path, stage_env: dict[str, str]
 ) -> None:
     # the 3.0 assignment is gone; its file must not be part of what the sweep depends on
-    at_budgets(project, server_env, [2.5])
-    clone = push_and_clone(project, server_env, "clone-after-budget-change")
-    status = run(["dvc", "status"], clone, server_env).stdout
+    at_budgets(project, stage_env, [2.5])
+    clone = push_and_clone(project, stage_env, "clone-after-budget-change")
+    status = run(["dvc", "status"], clone, stage_env).stdout
     assert "up to date" in status, status
     assert sorted(p.name for p in (clone / "artifacts" / "assign" / "impq").iterdir()) == [
         "2.5.json"
@@ -144,9 +165,9 @@ def test_clone_after_a_budget_change_recomputes_nothing(
 
 
 def test_servers_saw_the_runs(
-    project: Path, server_env: dict[str, str], prefect_server: str, mlflow_server: str
+    project: Path, stage_env: dict[str, str], prefect_server: str, mlflow_server: str
 ) -> None:
-    repro(project, server_env)  # at least one pipeline execution
+    repro(project, stage_env)  # at least one pipeline execution
     flows = httpx.post(f"{prefect_server}/flows/filter", json={}).json()
     flow_names = {f["name"] for f in flows}
     assert flow_names >= STAGE_NAMES
@@ -186,31 +207,31 @@ def test_servers_saw_the_runs(
 
 
 def test_alpha_change_reassembles_without_sampling(
-    project: Path, server_env: dict[str, str]
+    project: Path, stage_env: dict[str, str]
 ) -> None:
     # after test_servers_saw_the_runs: it adds a pipeline execution to the tracking server
-    repro(project, server_env)
+    repro(project, stage_env)
     params = project / "params.yaml"
     text = params.read_text()
     assert "  alpha: 0.5\n" in text
     samples = (project / "artifacts" / "spqe" / "samples.npz").read_bytes()
     shapley = (project / "artifacts" / "spqe" / "shapley.npz").read_bytes()
     params.write_text(text.replace("  alpha: 0.5\n", "  alpha: 0.25\n"))
-    ran = repro(project, server_env)
+    ran = repro(project, stage_env)
     assert "spqe" not in ran and "prepare" not in ran and "evaluate" not in ran
     assert {"interactions", "assign", "baselines", "verify", "report"} <= ran
     assert ran <= {"interactions", "report", *BUDGET_STAGES} - {"evopress"}
     assert (project / "artifacts" / "spqe" / "samples.npz").read_bytes() == samples
     assert (project / "artifacts" / "spqe" / "shapley.npz").read_bytes() != shapley
-    assert repro(project, server_env) == set()
+    assert repro(project, stage_env) == set()
 
 
-def test_experiment_with_one_param_changed(project: Path, server_env: dict[str, str]) -> None:
+def test_experiment_with_one_param_changed(project: Path, stage_env: dict[str, str]) -> None:
     # runs last: it adds another pipeline execution to the tracking server
-    repro(project, server_env)
-    out = run(["dvc", "exp", "run", "-S", "budgets=[3.5]"], project, server_env)
+    repro(project, stage_env)
+    out = run(["dvc", "exp", "run", "-S", "budgets=[3.5]"], project, stage_env)
     assert ran_stages(out.stdout + out.stderr) == BUDGET_STAGES
     sweep = json.loads((project / "metrics" / "sweep.json").read_text())
     assert "quanto/impq/3.5/ppl" in sweep and "quanto/impq/2.5/ppl" not in sweep
-    shown = run(["dvc", "exp", "show", "--json"], project, server_env).stdout
+    shown = run(["dvc", "exp", "show", "--json"], project, stage_env).stdout
     assert "3.5" in shown
