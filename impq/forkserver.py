@@ -234,14 +234,23 @@ def _signal(pid: int, signum: int = signal.SIGTERM) -> None:
 def _accept(
     listener: socket.socket, mine: dict[str, Any], children: dict[int, socket.socket | None]
 ) -> dict[str, Any] | None:
-    """Take one request: fork a child for it (the request is returned in the child)."""
+    """Take one request: fork a child for it (the request is returned in the child).
+
+    A request that cannot be read is logged and dropped; the server goes on.
+    """
     conn, _ = listener.accept()
-    message, fds, _, _ = socket.recv_fds(conn, _MAX_MESSAGE, 3)
-    request = json.loads(message)
-    reason = _refusal(request, mine)
-    if reason is not None or len(fds) != 3:
-        log.info("refused impq %s: %s", " ".join(request["argv"]), reason or "no streams")
-        conn.send(json.dumps({"refused": reason}).encode())
+    fds: list[int] = []
+    try:
+        message, fds, _, _ = socket.recv_fds(conn, _MAX_MESSAGE, 3)
+        request = json.loads(message)
+        reason = _refusal(request, mine) or (None if len(fds) == 3 else "no streams")
+        if reason is not None:
+            log.info("refused impq %s: %s", " ".join(request["argv"]), reason)
+            conn.send(json.dumps({"refused": reason}).encode())
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        log.warning("dropped a request that could not be read: %r", err)
+        reason = "unreadable"
+    if reason is not None:
         conn.close()
         for fd in fds:
             os.close(fd)
@@ -250,16 +259,20 @@ def _accept(
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:
-        conn.close()
-        for target, fd in enumerate(fds):
-            os.dup2(fd, target)
-            os.close(fd)
+        try:
+            conn.close()
+            for target, fd in enumerate(fds):
+                os.dup2(fd, target)
+                os.close(fd)
+        except OSError:
+            os._exit(1)  # never go back to serving from a child
         return dict(request)
     for fd in fds:
         os.close(fd)
-    conn.send(json.dumps({"pid": pid}).encode())
     children[pid] = conn
     log.info("child %d: impq %s (in %s)", pid, " ".join(request["argv"]), request["cwd"])
+    with contextlib.suppress(OSError):  # a client gone already is noticed in the loop
+        conn.send(json.dumps({"pid": pid}).encode())
     return None
 
 

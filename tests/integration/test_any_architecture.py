@@ -2,8 +2,9 @@
 Gemma-3 (sliding and full attention layers), whose layout the pipeline infers.
 
 The fixture builds and saves the model (with the reference model's tokenizer) as a
-user's checkpoint folder would be; the run itself is ``params.yaml`` and ``dvc repro sweep export`` (every stage but
-report and compare, which read no model: test_dvc_pipeline runs them).
+user's checkpoint folder would be; the run itself is ``params.yaml`` and
+``dvc repro evaluate sweep export``: every stage but report and compare, which read no
+model (test_dvc_pipeline runs them).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def test_dvc_repro_runs_an_inferred_architecture(
 ) -> None:
     project = gemma3_project
     assert "layout" not in (project / "params.yaml").read_text()  # nothing declared
-    out = run(["dvc", "repro", "sweep", "export"], project, server_env)
+    out = run(["dvc", "repro", "evaluate", "sweep", "export"], project, server_env)
     log = out.stdout + out.stderr
     assert "layout of Gemma3ForCausalLM (model_type 'gemma3_text'): inferred" in log
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -138,3 +139,19 @@ def test_a_child_whose_client_dies_is_terminated(
     client.wait()
     assert _gone(child)
     assert any(f"client of child {child} is gone" in line for line in _log_lines(server, start))
+
+
+def test_an_unreadable_request_is_dropped_and_the_server_goes_on(
+    served: tuple[ForkServer, dict[str, str]],
+) -> None:
+    server, env = served
+    start = len(_log_lines(server, 0))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as sock:
+        sock.connect(str(server.socket))
+        sock.send(b"not a request")
+        assert sock.recv(1024) == b""  # closed without an answer
+    out = _impq(["dvc-yaml", "--params", "params.yaml"], env)
+    assert out.returncode == 0
+    log = _log_lines(server, start)
+    assert any("dropped a request that could not be read" in line for line in log)
+    assert any(" INFO child " in line and ": impq dvc-yaml" in line for line in log)
