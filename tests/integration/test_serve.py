@@ -48,10 +48,19 @@ def test_serve_registers_schedule_and_runs_dvc_repro(
         assert crons == ["0 3 * * *"]
         assert dep["parameters"]["repo"] == str(project.resolve())
 
-        run = httpx.post(
-            f"{prefect_server}/deployments/{dep['id']}/create_flow_run",
-            json={"parameters": {"targets": ["prepare"]}},
-        ).json()
+        def created():  # the shared test server (SQLite) may answer an error under load
+            r = httpx.post(
+                f"{prefect_server}/deployments/{dep['id']}/create_flow_run",
+                json={"parameters": {"targets": ["prepare"]}},
+            )
+            answers.append(f"{r.status_code} {r.text[:300]}")
+            return r.json() if r.status_code == 201 else None
+
+        answers: list[str] = []
+        try:
+            run = wait_for(created, 60, "a flow run of the deployment")
+        except AssertionError as err:
+            raise AssertionError(f"{err}; the server answered: {answers[-3:]}") from None
 
         def finished():
             state = httpx.get(f"{prefect_server}/flow_runs/{run['id']}").json()["state_type"]
