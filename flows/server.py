@@ -29,10 +29,11 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from impq import forkserver
 
-__all__ = ["ForkServer", "PrefectServer", "main", "run_with_server"]
+__all__ = ["ForkServer", "PrefectServer", "main", "run_with_server", "stop_process_group"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,21 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def stop_process_group(proc: subprocess.Popen[Any], grace: float) -> None:
+    """SIGTERM the process group ``proc`` leads (started with ``start_new_session``), wait
+    up to ``grace`` seconds for ``proc``, then SIGKILL the group."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
 
 
 class PrefectServer:
@@ -95,16 +111,8 @@ class PrefectServer:
 
     def stop(self) -> None:
         """Stop the server and every process it started (its process group)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        except ProcessLookupError:
-            pass
+        if self.proc is not None:
+            stop_process_group(self.proc, grace=20)
 
 
 class ForkServer:
@@ -143,13 +151,8 @@ class ForkServer:
 
     def stop(self) -> None:
         """Stop it (and any child it still runs) and remove its socket."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process_group(self.proc, grace=40)  # its children get 30 s to unwind
         shutil.rmtree(self._dir, ignore_errors=True)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +14,8 @@ from typing import Any
 
 import httpx
 import yaml
+
+from flows.server import stop_process_group
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -84,13 +85,7 @@ class Server:
 
     def stop(self) -> None:
         """Stop the server and everything it started."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_process_group(self.proc, grace=20)
 
 
 def start_server(cmd: list[str], health: str, log: Path, env: dict[str, str]) -> Server:

@@ -101,25 +101,28 @@ def test_a_client_in_another_environment_runs_on_its_own(
     assert "environment differs in IMPQ_SOMETHING" in refusal
 
 
-def _slow_stage(tmp_path: Path, env: dict[str, str]) -> subprocess.Popen:
-    """A stage that runs for seconds: it starts a temporary Prefect server first."""
+def _served_slow_stage(
+    server: ForkServer, env: dict[str, str], tmp_path: Path
+) -> tuple[subprocess.Popen, int, int]:
+    """A stage that runs for seconds (it starts a temporary Prefect server first), once the
+    server forked its child: the client, the child's pid and the log line it started at."""
     shutil.copy2(REPO / "params.yaml", tmp_path / "params.yaml")
-    return subprocess.Popen(
+    start = len(_log_lines(server, 0))
+    client = subprocess.Popen(
         [sys.executable, "-m", "impq", "assign", "--params", "params.yaml"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    return client, _served_child(server, start), start
 
 
 def test_a_sigterm_to_the_client_stops_its_child(
     served: tuple[ForkServer, dict[str, str]], tmp_path: Path
 ) -> None:
     server, env = served
-    start = len(_log_lines(server, 0))
-    client = _slow_stage(tmp_path, env)
-    child = _served_child(server, start)
+    client, child, start = _served_slow_stage(server, env, tmp_path)
     client.send_signal(signal.SIGTERM)
     assert client.wait(timeout=60) == 128 + signal.SIGTERM
     assert _gone(child)
@@ -132,9 +135,7 @@ def test_a_child_whose_client_dies_is_terminated(
     served: tuple[ForkServer, dict[str, str]], tmp_path: Path
 ) -> None:
     server, env = served
-    start = len(_log_lines(server, 0))
-    client = _slow_stage(tmp_path, env)
-    child = _served_child(server, start)
+    client, child, start = _served_slow_stage(server, env, tmp_path)
     client.kill()
     client.wait()
     assert _gone(child)
