@@ -33,9 +33,20 @@ from typing import Any
 
 from impq import forkserver
 
-__all__ = ["ForkServer", "PrefectServer", "main", "run_with_server", "stop_process_group"]
+__all__ = [
+    "EMBEDDED_ENV",
+    "ForkServer",
+    "PrefectServer",
+    "main",
+    "run_with_server",
+    "stop_process_group",
+]
 
 log = logging.getLogger(__name__)
+
+EMBEDDED_ENV = "IMPQ_EMBEDDED_PREFECT"
+"""Names, to the command, the API URL of the server :func:`run_with_server` started for it
+(see :func:`flows.stage.run_stage`: no flow-run heartbeats there)."""
 
 START_TIMEOUT_S = 300.0
 """How long the server may take to answer its health check (a loaded 2-core CPU is slow)."""
@@ -175,7 +186,7 @@ def run_with_server(cmd: Sequence[str], home: Path) -> int:
         server = None
         if not env.get("PREFECT_API_URL"):
             server = PrefectServer(home)
-            env["PREFECT_API_URL"] = server.api_url
+            env["PREFECT_API_URL"] = env[EMBEDDED_ENV] = server.api_url
         forks = None
         if forkserver.ENV not in env and forkserver.supported():
             forks = ForkServer(home / "forkserver.log")

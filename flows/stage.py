@@ -15,11 +15,14 @@ Stages with a flow of their own (``spqe``, ``sweep``: :attr:`Stage.flow`) are ru
 from __future__ import annotations
 
 import importlib
+import os
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from prefect import Flow, flow, task
 from prefect.cache_policies import NO_CACHE
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
 from flows.common import (
     STAGE_TASK,
@@ -30,6 +33,7 @@ from flows.common import (
     snapshot,
     task_runner,
 )
+from flows.server import EMBEDDED_ENV
 from impq import tracking
 from impq.config import Params
 from impq.pipeline.stages import STAGES, Stage, cache_key
@@ -109,5 +113,20 @@ def run_stage(
     stage = STAGES[name]
     run = flow_of(stage)
     args = (params, params_path) if stage.flow is not None else (params, params_path, name, options)
-    written: Any = run(*args)
+    with _heartbeats():
+        written: Any = run(*args)
     return list(written)
+
+
+def _heartbeats() -> AbstractContextManager[Any]:
+    """No flow-run heartbeats against the server :mod:`flows.server` started for this run.
+
+    Heartbeats only feed automations that mark silent runs crashed, and that server has
+    none and stops with the run. They cost every flow run up to 1 s at its end (Prefect
+    3.8's heartbeat thread sleeps in 1-s steps and the flow joins it). Against any other
+    server they stay on.
+    """
+    api = os.environ.get("PREFECT_API_URL")
+    if api is None or os.environ.get(EMBEDDED_ENV) != api:
+        return nullcontext()
+    return temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})

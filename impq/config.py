@@ -213,6 +213,16 @@ class BackendsConfig(_Section):
 
     names: list[str] = ["quanto", "hqq"]
     group_size: int = Field(64, gt=0)
+    calibrated_cells: Literal["sequential", "blocks"] = Field(
+        "sequential",
+        description=(
+            "How the sweep makes a calibrated backend's model (gptq): 'sequential' runs it "
+            "on each assignment (each block calibrated on the quantized blocks before it: "
+            "the model that export ships); 'blocks' assembles it from blocks quantized once "
+            "per precision on the float model's activations (EvoPress's layer database: "
+            "minutes faster per cell, not the shipped model)."
+        ),
+    )
 
 
 class EvalConfig(_Section):

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BACKENDS",
     "Backend",
+    "BlockwiseBackend",
     "OverBudgetError",
     "ScoredBackend",
     "Scorer",
@@ -104,6 +105,37 @@ class Backend(Protocol):
 
     def load(self, path: Path, device: torch.device | str = "cpu") -> nn.Module:
         """Read back a model written by :meth:`save`."""
+        ...
+
+
+@runtime_checkable
+class BlockwiseBackend(Protocol):
+    """A calibrated backend that can quantize blocks one precision at a time on the float
+    model's own activations (EvoPress's layer database), so that the models of a sweep are
+    assembled from blocks quantized once instead of quantizing every assignment anew.
+
+    Sequential quantization of a whole assignment (what :meth:`Backend.quantize` does)
+    feeds each block the outputs of the quantized blocks before it; a model assembled from
+    these blocks differs from it, and the sweep says which of the two it measured
+    (``backends.calibrated_cells``).
+    """
+
+    def quantize_blocks(
+        self,
+        model: nn.Module,
+        blocks: Iterable[int],
+        bits: int,
+        group_size: int,
+        calibration: torch.Tensor,
+    ) -> dict[int, dict[str, nn.Module]]:
+        """Block -> {name in the block: quantized module} for the layout's linears of each
+        of ``blocks`` at ``bits``, calibrated on ``model``'s float activations on
+        ``calibration`` (``model`` untouched)."""
+        ...
+
+    def assembled(self, model: nn.Module) -> nn.Module:
+        """``model`` (a float copy holding modules from :meth:`quantize_blocks`) made ready
+        to run as this backend's models run (its compute dtype)."""
         ...
 
 

@@ -21,14 +21,15 @@ the export stage replaces it by the source model's.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import re
 import shutil
 import tempfile
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from importlib import import_module
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,9 @@ _STORED = ("qweight", "qzeros", "scales", "g_idx")
 _MIN_CPU_WORKERS = 2
 """GPTQModel 7.6 builds a 2-worker ``model_loader:cpu`` pool inside its CPU pool, so it
 refuses ``GPTQMODEL_CPU_WORKERS`` below 2 ("requests 2 workers but parent 'cpu' only has 1")."""
+_HESSIAN_BYTES = 2 << 30
+"""Hessians held at once by :meth:`GptqBackend.quantize_blocks` (float32): the blocks are
+taken in groups that fit, one calibration pass per group."""
 _CHECKPOINT_ATTR = "_impq_gptq_checkpoint"
 _IMPQ_FILE = "impq_quantization.json"
 
@@ -220,6 +224,48 @@ def _check_coverage(model: nn.Module, quantized: nn.Module, assignment: dict[int
             )
 
 
+class _StopForward(Exception):
+    """Raised after the last block whose inputs a calibration pass needs."""
+
+
+def _hessian_groups(model: nn.Module, blocks: list[int]) -> Iterator[list[int]]:
+    """``blocks`` in order, in groups whose Hessians (one per linear, in_features squared,
+    float32) fit in :data:`_HESSIAN_BYTES`; at least one block per group."""
+    group: list[int] = []
+    held = 0
+    for i in blocks:
+        need = sum(
+            4 * m.get_parameter("weight").shape[1] ** 2 for m in block_linears(model, i).values()
+        )
+        if group and held + need > _HESSIAN_BYTES:
+            yield group
+            group, held = [], 0
+        group.append(i)
+        held += need
+    if group:
+        yield group
+
+
+def _packed(linear: nn.Linear, q_weight: torch.Tensor, scale: torch.Tensor,
+            zero: torch.Tensor, g_idx: torch.Tensor, bits: int, group_size: int,
+            sym: bool, dtype: torch.dtype) -> nn.Module:  # fmt: skip
+    """GPTQModel's ``TorchLinear`` holding ``q_weight`` packed (what its checkpoints load)."""
+    from gptqmodel.nn_modules.qlinear.torch import TorchLinear
+
+    rounded = nn.Linear(linear.in_features, linear.out_features, bias=linear.bias is not None)
+    rounded.weight.data = q_weight.to(torch.float32).cpu()
+    if linear.bias is not None:
+        rounded.bias.data = linear.bias.detach().to(torch.float32).cpu()
+    out = TorchLinear(
+        bits=bits, group_size=group_size, sym=sym, desc_act=False,
+        in_features=linear.in_features, out_features=linear.out_features,
+        bias=linear.bias is not None,
+    )  # fmt: skip
+    out.pack(rounded, scale.cpu(), zero.cpu(), g_idx.cpu())
+    out.post_init()
+    return _eager(out).to(dtype=dtype, device=linear.weight.device)
+
+
 def _quant_modules(model: nn.Module) -> dict[str, Any]:
     prefix = get_layout(model).blocks + "."
     return {
@@ -227,6 +273,17 @@ def _quant_modules(model: nn.Module) -> dict[str, Any]:
         for n, m in model.named_modules()
         if n.startswith(prefix) and all(hasattr(m, k) for k in ("qweight", "qzeros", "scales"))
     }
+
+
+def _add_batch(task: Any) -> Any:
+    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        task.add_batch(inputs[0].detach(), output.detach())
+
+    return hook
+
+
+def _stop(module: nn.Module, inputs: Any, output: Any) -> None:
+    raise _StopForward
 
 
 class GptqBackend:
@@ -324,6 +381,75 @@ class GptqBackend:
         _check_coverage(model, quantized, assignment)
         log.info("gptq: quantized %d blocks (default %d bits)", len(assignment), default)
         return quantized
+
+    @torch.no_grad()
+    def quantize_blocks(
+        self,
+        model: nn.Module,
+        blocks: Iterable[int],
+        bits: int,
+        group_size: int,
+        calibration: torch.Tensor,
+    ) -> dict[int, dict[str, nn.Module]]:
+        """Each block's layout linears GPTQ-quantized at ``bits`` on the float model's own
+        activations, as EvoPress builds its layer database (``model`` untouched).
+
+        GPTQModel's own GPTQ (its Hessians, damping and quantizer, the settings
+        :meth:`quantize` uses) quantizes every linear from the inputs the float model
+        gives it on ``calibration``; the results are packed into GPTQModel's
+        ``TorchLinear``, the module its checkpoints load as. Unlike :meth:`quantize`, no
+        block sees the outputs of quantized blocks before it (nor, inside a block, of
+        quantized linears before it). One calibration pass per group of blocks whose
+        Hessians fit in :data:`_HESSIAN_BYTES`.
+
+        Raises:
+            UnsupportedError: GPTQModel missing, or bits/group size/architecture unsupported.
+            ValueError: calibration is not (n, seqlen) token ids.
+        """
+        gm = _gptqmodel()
+        from gptqmodel.quantization.gptq import GPTQ
+
+        blocks = sorted(set(blocks))
+        assigned_linears(
+            self.name, model, dict.fromkeys(blocks, bits), group_size, self.supported_bits
+        )
+        rows = torch.tensor([r["input_ids"] for r in _calibration_rows(calibration)])
+        device = next(model.parameters()).device
+        # weights and activations in the compute dtype, as GPTQModel loads the float model
+        model = copy.deepcopy(model).to(self.dtype)
+        qconfig = gm.QuantizeConfig(bits=bits, group_size=group_size, desc_act=False)
+        out: dict[int, dict[str, nn.Module]] = {}
+        for group in _hessian_groups(model, blocks):
+            tasks: dict[tuple[int, str], tuple[Any, Any]] = {}
+            hooks = []
+            for i in group:
+                for rel, linear in block_linears(model, i).items():
+                    clone = copy.deepcopy(linear)  # GPTQ writes into the module it is given
+                    task = GPTQ(clone, copy.deepcopy(qconfig))
+                    task.quantizer.configure(perchannel=True)
+                    tasks[i, rel] = (linear, task)
+                    hooks.append(linear.register_forward_hook(_add_batch(task)))
+            hooks.append(decoder_blocks(model)[group[-1]].register_forward_hook(_stop))
+            try:
+                for row in rows:
+                    with suppress(_StopForward):
+                        model(input_ids=row[None].to(device))
+            finally:
+                for h in hooks:
+                    h.remove()
+            for (i, rel), (linear, task) in tasks.items():
+                q_weight, scale, zero, g_idx, *_ = task.quantize()
+                out.setdefault(i, {})[rel] = _packed(
+                    linear, q_weight, scale, zero, g_idx, bits, group_size, qconfig.sym, self.dtype
+                )
+            del tasks
+        log.info("gptq: quantized %d blocks at %d bits on float inputs", len(blocks), bits)
+        return out
+
+    def assembled(self, model: nn.Module) -> nn.Module:
+        """``model`` in the compute dtype of GPTQModel's torch kernel (:attr:`dtype`), as
+        :meth:`load` gives it."""
+        return model.to(self.dtype).eval()
 
     def stored_bytes(self, model: nn.Module) -> int:
         """Bytes of qweight, qzeros, scales and g_idx of every GPTQ linear in the blocks."""

@@ -7,10 +7,12 @@ import threading
 
 from torch import nn
 
-from impq.backends import get_backend
-from impq.backends.base import set_submodule
+from impq.artifacts import read_tensors
+from impq.backends import Backend, UnsupportedError, get_backend
+from impq.backends.base import BlockwiseBackend, set_submodule
 from impq.config import ModelConfig, Params
-from impq.models import block_linears, get_layout, load_model
+from impq.models import block_linears, decoder_blocks, get_layout, load_model
+from impq.pipeline.paths import calibration_path
 
 __all__ = ["BlockCache", "FloatModel", "worker_cache", "worker_float_model"]
 
@@ -56,16 +58,18 @@ class FloatModel:
 
 
 class BlockCache:
-    """Quantized blocks of data-free backends, made once per (backend, block, bits), and
-    the :class:`FloatModel` every cell starts from.
+    """Quantized blocks, made once per (backend, block, bits), and the :class:`FloatModel`
+    every cell starts from.
 
     A data-free backend quantizes every linear from its own weight, so a model under any
-    assignment can be assembled from blocks quantized one at a time: the modules are
-    shared (read-only) between the models of one sweep instead of being re-quantized for
-    every combination. Safe to share between threads (one lock around the assembly).
+    assignment can be assembled from blocks quantized one at a time; a
+    :class:`~impq.backends.base.BlockwiseBackend` (GPTQ) quantizes every block of the
+    model at once per precision, on the float model's activations. Either way the modules
+    are shared (read-only) between the models of one sweep instead of being re-quantized
+    for every combination. Safe to share between threads (one lock around the assembly).
 
     Args:
-        params: the sweep's params (model, group size).
+        params: the sweep's params (model, group size, calibration set).
         float_model: the float model to start from; share one between the caches of a
             process so that it is loaded once (default: a new one, loaded on first use).
     """
@@ -75,36 +79,65 @@ class BlockCache:
         self.float_model = float_model if float_model is not None else FloatModel(params.model)
         self.quantized = 0
         """Blocks quantized so far (each (backend, block, bits) at most once)."""
+        self._blocks: dict[tuple[str, int], dict[int, dict[str, nn.Module]]] = {}
         self._sources: dict[tuple[str, int], nn.Module] = {}
-        self._done: dict[tuple[str, int], set[int]] = {}
         self._lock = threading.Lock()
 
     def assemble(self, backend: str, bits: dict[int, int]) -> tuple[nn.Module, int]:
         """A model with the quantized linears of every assigned block, the rest the float
-        model's (shared, see :meth:`FloatModel.view`).
+        model's (shared with it for a data-free backend, see :meth:`FloatModel.view`; a
+        copy made ready by :meth:`~impq.backends.base.BlockwiseBackend.assembled`
+        otherwise).
 
         Returns:
-            The model and how many of its blocks were quantized now (not found cached).
+            The model and how many blocks were quantized now (not found cached).
         """
         engine = get_backend(backend)
-        model = self.float_model.view()
-        new = 0
+        blockwise = None if engine.data_free else _blockwise(engine)
+        model = self.float_model.view() if blockwise is None else self.float_model.copy()
         with self._lock:
+            before = self.quantized
             for block, b in sorted(bits.items()):
-                key = (backend, b)
-                if key not in self._sources:
-                    self._sources[key] = self.float_model.copy()
-                    self._done[key] = set()
-                source = self._sources[key]
-                if block not in self._done[key]:
-                    engine.quantize(source, {block: b}, self.params.backends.group_size)
-                    self._done[key].add(block)
-                    self.quantized += 1
-                    new += 1
                 prefix = f"{get_layout(model).blocks}.{block}."
-                for name in block_linears(model, block):
-                    set_submodule(model, prefix + name, source.get_submodule(prefix + name))
-        return model, new
+                for name, module in self._quantized(engine, blockwise, block, b).items():
+                    set_submodule(model, prefix + name, module)
+            new = self.quantized - before
+        return (model if blockwise is None else blockwise.assembled(model)), new
+
+    def _quantized(
+        self, engine: Backend, blockwise: BlockwiseBackend | None, block: int, bits: int
+    ) -> dict[str, nn.Module]:
+        """Block ``block``'s quantized linears at ``bits`` (made now unless cached)."""
+        done = self._blocks.setdefault((engine.name, bits), {})
+        if block in done:
+            return done[block]
+        group = self.params.backends.group_size
+        if blockwise is not None:  # one calibration pass for every block missing at bits
+            reference = self.float_model.model
+            missing = [i for i in range(len(decoder_blocks(reference))) if i not in done]
+            calibration = read_tensors(calibration_path(self.params))[0]["input_ids"]
+            done.update(blockwise.quantize_blocks(reference, missing, bits, group, calibration))
+            self.quantized += len(missing)
+        else:
+            source = self._sources.get((engine.name, bits))
+            if source is None:
+                source = self._sources[engine.name, bits] = self.float_model.copy()
+            engine.quantize(source, {block: bits}, group)
+            prefix = f"{get_layout(source).blocks}.{block}."
+            done[block] = {
+                n: source.get_submodule(prefix + n) for n in block_linears(source, block)
+            }
+            self.quantized += 1
+        return done[block]
+
+
+def _blockwise(engine: Backend) -> BlockwiseBackend:
+    if not isinstance(engine, BlockwiseBackend):
+        raise UnsupportedError(
+            f"backend {engine.name!r} needs calibration and cannot quantize blocks on their "
+            "own; set backends.calibrated_cells: sequential"
+        )
+    return engine
 
 
 _FLOAT_MODELS: dict[str, FloatModel] = {}

@@ -64,10 +64,12 @@ def _input_fingerprint(
 ) -> str:
     """What a combination's result depends on: the assignment's bits (not the rest of its
     file: a re-solve that picks the same bits with other solver timings keeps the cell),
-    model, protocol, data (the calibration set too unless the backend is data-free), and
-    the scorer's parts."""
+    model, protocol, data (the calibration set too unless the backend is data-free, and
+    then how its cells are made when they are assembled from blocks), and the scorer's
+    parts."""
     ev = params.eval
     data_free = get_backend(combo.backend).data_free
+    assembled = not data_free and params.backends.calibrated_cells == "blocks"
     return fingerprint(
         combo.backend,
         str(params.backends.group_size),
@@ -77,6 +79,7 @@ def _input_fingerprint(
         tokens_fp,
         "" if data_free else calibration_path(params).read_bytes(),
         *(scorer.fingerprint_parts if scorer is not None else ()),
+        *(("calibrated_cells=blocks",) if assembled else ()),
     )
 
 
@@ -89,8 +92,9 @@ def quantize_one(
     """Quantize a fresh float model under ``bits``; return it and its sizes.
 
     With a ``cache`` the float model is the cache's (loaded once) and a data-free
-    backend's blocks come from it (see :class:`BlockCache`); any other backend quantizes
-    a copy. Without one the float model is loaded and quantized directly.
+    backend's blocks come from it (see :class:`BlockCache`), a calibrated backend's too
+    under ``backends.calibrated_cells: blocks``; otherwise the backend quantizes a copy.
+    Without one the float model is loaded and quantized directly.
 
     Returns:
         The quantized model and ``stored_bytes`` (measured), ``expected_bytes``
@@ -108,7 +112,7 @@ def quantize_one(
         for m in block_linears(reference, b).values()
     )
     start = time.perf_counter()
-    if cache is not None and engine.data_free:
+    if cache is not None and (engine.data_free or params.backends.calibrated_cells == "blocks"):
         quantized, blocks_quantized = cache.assemble(backend, bits)
     else:
         blocks_quantized = len(bits)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import torch
 from torch import nn
 
 from impq.backends import BACKENDS, UnsupportedError, get_backend
-from impq.backends.base import expected_bytes
+from impq.backends.base import expected_bytes, set_submodule
 from impq.eval import batch_nll
 from impq.models import block_linears
 from impq.models.tiny import TINY_ARCHITECTURES, tiny_model
@@ -142,3 +143,38 @@ def test_cuda_matches_cpu_sizes_and_runs(name: str) -> None:
     ids = torch.randint(0, 256, (2, 24), generator=_gen())
     assert backend.stored_bytes(gpu) == backend.stored_bytes(cpu)
     torch.testing.assert_close(gpu(ids.cuda()).logits.cpu(), cpu(ids).logits, rtol=0, atol=5e-2)
+
+
+@needs_gptq
+@pytest.mark.slow
+def test_gptq_blocks_on_float_inputs_match_the_sequential_run_where_inputs_agree() -> None:
+    """Block 0's q/k/v see the float embeddings in both ways of quantizing, so their packed
+    codes equal GPTQModel's; later blocks see float inputs here, quantized ones there."""
+    backend = get_backend("gptq")
+    model = tiny_model("llama", num_layers=3)
+    calibration = torch.randint(0, model.config.vocab_size, (4, 32), generator=_gen())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    blocks = backend.quantize_blocks(model, [0, 1, 2], 2, GROUP, calibration)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # untouched
+    sequential = backend.quantize(model, dict.fromkeys(range(3), 2), GROUP, calibration)
+
+    for rel in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"):
+        ours, theirs = blocks[0][rel], block_linears(sequential, 0)[rel]
+        for name in ("qweight", "qzeros", "g_idx"):
+            assert torch.equal(getattr(ours, name), getattr(theirs, name)), (rel, name)
+        torch.testing.assert_close(ours.scales, theirs.scales)
+    later = (
+        blocks[2]["mlp.down_proj"].qweight,
+        block_linears(sequential, 2)["mlp.down_proj"].qweight,
+    )
+    assert not torch.equal(*later)  # quantized inputs upstream change what GPTQ sees
+
+    assembled = copy.deepcopy(model)
+    for i, modules in blocks.items():
+        for rel, module in modules.items():
+            set_submodule(assembled, f"model.layers.{i}.{rel}", module)
+    assembled = backend.assembled(assembled)
+    assert backend.stored_bytes(assembled) == backend.stored_bytes(sequential)
+    assert {p.dtype for p in assembled.parameters()} == {p.dtype for p in sequential.parameters()}
+    ids = torch.randint(0, model.config.vocab_size, (2, 24), generator=_gen())
+    assert torch.isfinite(assembled(ids).logits).all()

@@ -283,6 +283,36 @@ def test_gptq_cells_share_one_float_model(tmp_path: Path, monkeypatch: pytest.Mo
     assert all(torch.isfinite(m(ids).logits).all() for m in models)
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("gptqmodel") is None, reason="gptqmodel is not installed"
+)
+def test_gptq_cells_from_blocks_quantize_each_block_once_per_precision(tmp_path: Path) -> None:
+    sequential = _setup(tmp_path)
+    params = sequential.model_copy(
+        update={"backends": sequential.backends.model_copy(update={"calibrated_cells": "blocks"})}
+    )
+    ids = torch.randint(0, 256, (2, 16), generator=torch.Generator().manual_seed(1))
+    cache = sweep.BlockCache(params)
+    before = cache.float_model.model(ids).logits
+    cells = [
+        sweep.quantize_one(params, "gptq", bits, cache=cache)
+        for bits in ({0: 2, 1: 4, 2: 4, 3: 4}, {0: 4, 1: 2, 2: 2, 3: 2}, {0: 2, 1: 2, 2: 4, 3: 4})
+    ]
+    assert [facts["blocks_quantized"] for _, facts in cells] == [8, 0, 0]  # 4 blocks x 2 bits
+    assert torch.equal(cache.float_model.model(ids).logits, before)
+    shipped, facts = sweep.quantize_one(sequential, "gptq", {0: 2, 1: 4, 2: 4, 3: 4})
+    assert cells[0][1]["stored_bytes"] == facts["stored_bytes"]
+    assert all(torch.isfinite(m(ids).logits).all() for m, _ in cells)
+    assert not torch.equal(cells[0][0](ids).logits, shipped(ids).logits)  # other inputs
+
+    combo = sweep.Combination("gptq", "lim", 2.5)
+    keys = {
+        sweep.cells._input_fingerprint(p, combo, {0: 2}, "tokens") for p in (params, sequential)
+    }
+    assert len(keys) == 2  # a cell measured one way is not reused for the other
+
+
 def test_sweep_fails_loudly_when_a_model_exceeds_its_budget() -> None:
     params = parse_params({"model": {"source": "x"}, "backends": {"group_size": 32}})
     bits = dict.fromkeys(range(4), 4)
