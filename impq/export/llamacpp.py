@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -55,6 +56,8 @@ TOOLS = ("llama-quantize", "llama-imatrix", "llama-perplexity")
 ENV_DIR = "IMPQ_LLAMACPP_DIR"
 ENV_SDIST = "IMPQ_LLAMACPP_SDIST"
 
+_NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+
 # CPU only, static binaries, no network code (no OpenSSL, no server or its web UI), and
 # the commit stated here rather than read from whatever git repository encloses the source.
 _CMAKE_ARGS = (
@@ -69,6 +72,13 @@ _CMAKE_ARGS = (
     "-DLLAMA_BUILD_APP=OFF",
     "-DLLAMA_BUILD_NUMBER=0",
     f"-DLLAMA_BUILD_COMMIT={LLAMACPP_COMMIT}",
+    *(
+        # AMX off: a VM can list amx_tile and still fault on its first tile instruction
+        # (llama-perplexity died of SIGILL in ggml_backend_amx_mul_mat on such a machine)
+        (f"-DCMAKE_C_FLAGS={_NO_AMX}", f"-DCMAKE_CXX_FLAGS={_NO_AMX}")
+        if platform.machine().lower() in {"x86_64", "amd64"}
+        else ()
+    ),
 )
 _STAMP = "BUILD.json"
 _KEEP_SOURCE = ("convert_hf_to_gguf.py", "conversion", "gguf-py", "LICENSE")
