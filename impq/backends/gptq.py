@@ -172,10 +172,15 @@ def _send_logs_to(folder: Path) -> None:
     loop_processor._PROJECT_LOG_DIR = folder
 
 
-def _calibration_rows(calibration: torch.Tensor) -> list[dict[str, list[int]]]:
+def _calibration_ids(calibration: torch.Tensor) -> torch.Tensor:
     ids = calibration.detach().cpu().long()
     if ids.ndim != 2 or ids.shape[1] < 2:
         raise ValueError(f"calibration must be (n, seqlen) token ids, got {tuple(ids.shape)}")
+    return ids
+
+
+def _calibration_rows(calibration: torch.Tensor) -> list[dict[str, list[int]]]:
+    ids = _calibration_ids(calibration)
     return [{"input_ids": row.tolist(), "attention_mask": [1] * len(row)} for row in ids]
 
 
@@ -413,7 +418,7 @@ class GptqBackend:
         assigned_linears(
             self.name, model, dict.fromkeys(blocks, bits), group_size, self.supported_bits
         )
-        rows = torch.tensor([r["input_ids"] for r in _calibration_rows(calibration)])
+        rows = _calibration_ids(calibration)
         device = next(model.parameters()).device
         # weights and activations in the compute dtype, as GPTQModel loads the float model
         model = copy.deepcopy(model).to(self.dtype)
@@ -424,8 +429,7 @@ class GptqBackend:
             hooks = []
             for i in group:
                 for rel, linear in block_linears(model, i).items():
-                    clone = copy.deepcopy(linear)  # GPTQ writes into the module it is given
-                    task = GPTQ(clone, copy.deepcopy(qconfig))
+                    task = GPTQ(linear, copy.deepcopy(qconfig))  # quantizes a copy of W
                     task.quantizer.configure(perchannel=True)
                     tasks[i, rel] = (linear, task)
                     hooks.append(linear.register_forward_hook(_add_batch(task)))

@@ -27,7 +27,7 @@ from torch import nn
 
 from impq.artifacts import fingerprint, read_json, read_tensors, write_json
 from impq.assignment import Assignment
-from impq.backends import get_backend
+from impq.backends import Backend, get_backend
 from impq.backends.base import ScoredBackend, Scorer, check_within_budget, expected_bytes
 from impq.config import Params
 from impq.eval import PerplexityResult, perplexity
@@ -68,8 +68,8 @@ def _input_fingerprint(
     then how its cells are made when they are assembled from blocks), and the scorer's
     parts."""
     ev = params.eval
-    data_free = get_backend(combo.backend).data_free
-    assembled = not data_free and params.backends.calibrated_cells == "blocks"
+    engine = get_backend(combo.backend)
+    data_free = engine.data_free
     return fingerprint(
         combo.backend,
         str(params.backends.group_size),
@@ -79,8 +79,14 @@ def _input_fingerprint(
         tokens_fp,
         "" if data_free else calibration_path(params).read_bytes(),
         *(scorer.fingerprint_parts if scorer is not None else ()),
-        *(("calibrated_cells=blocks",) if assembled else ()),
+        *(("calibrated_cells=blocks",) if _from_blocks(params, engine) and not data_free else ()),
     )
+
+
+def _from_blocks(params: Params, engine: Backend) -> bool:
+    """Whether the sweep assembles ``engine``'s models from cached blocks: always for a
+    data-free backend, for a calibrated one under ``backends.calibrated_cells: blocks``."""
+    return engine.data_free or params.backends.calibrated_cells == "blocks"
 
 
 def quantize_one(
@@ -112,7 +118,7 @@ def quantize_one(
         for m in block_linears(reference, b).values()
     )
     start = time.perf_counter()
-    if cache is not None and (engine.data_free or params.backends.calibrated_cells == "blocks"):
+    if cache is not None and _from_blocks(params, engine):
         quantized, blocks_quantized = cache.assemble(backend, bits)
     else:
         blocks_quantized = len(bits)
