@@ -5,34 +5,46 @@ first ``spqe.n_samples`` calibration sequences, ``spqe.backend`` at ``spqe.high_
 ``spqe.low_bits``, one sequence per chunk so that a stage can score any number of them),
 and :func:`impq.search.evopress` searches every budget with as many model evaluations
 as the SPQE run spent (``2 + M (L - 1)``, read from its samples; ``evopress.max_evaluations``
-caps it). The searches share the game, so its quantized weights and prefix cache. It
-writes ``artifacts/evopress/<budget>.json`` and ``metrics/evopress.json`` (evaluations,
-tokens scored and their equivalent in full evaluations, generations, seconds). Without
+caps it). The searches share the game, so its quantized weights and prefix cache
+(``spqe.cache_mb``: an offspring starts at its first block that differs from a cached
+prefix, so more room saves blocks and never changes a value). It writes
+``artifacts/evopress/<budget>.json`` and ``metrics/evopress.json`` (evaluations, tokens
+scored and their equivalent in full evaluations, generations, seconds). Without
 ``evopress`` in ``eval.methods`` it searches nothing: an empty output folder and
 ``budgets_searched: 0``.
+
+A search takes as long as SPQE (hours on a real model), so no finished work is redone:
+a budget whose assignment was searched with the same inputs (model, calibration, game,
+search settings, evaluation count: :func:`search_key`) is kept as it is, and a search
+checkpoints after every generation (``artifacts/checkpoints/evopress-<budget>.npz``), so
+an interrupted one resumes where it stood and ends as it would have uninterrupted.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from impq.artifacts import read_tensors, write_json
+from impq.artifacts import fingerprint, read_tensors, write_json
 from impq.assignment import Assignment
 from impq.config import Params
-from impq.game import ModelGame, weight_quantizer
+from impq.estimate.checkpoint import Checkpoint
+from impq.game import ModelGame, model_fingerprint, weight_quantizer
 from impq.models import block_param_counts, load_model
 from impq.pipeline.baselines import budget_problem
 from impq.pipeline.paths import calibration_path
 from impq.pipeline.paths import evopress_assignment_path as assignment_path
+from impq.pipeline.paths import evopress_checkpoint_path as checkpoint_path
 from impq.pipeline.paths import evopress_dir as output_dir
 from impq.pipeline.paths import evopress_metrics_path as metrics_path
 from impq.pipeline.spqe import load_samples
-from impq.search import evopress
+from impq.search import SearchState, evopress
 from impq.search.coalition import choice_of
 from impq.search.stages import model_stages
 
@@ -43,6 +55,7 @@ __all__ = [
     "output_dir",
     "run",
     "search_budget",
+    "search_key",
     "spqe_evaluations",
 ]
 
@@ -73,6 +86,32 @@ def _seed(params: Params, budget: float) -> list[int]:
     return [params.evopress.seed, round(1000 * float(budget))]
 
 
+def search_key(params: Params, game_inputs: str, budget: float, evaluations: int) -> str:
+    """Fingerprint of everything one budget's search depends on.
+
+    Args:
+        game_inputs: fingerprint of the float model and the calibration ids the game scores.
+    """
+    spqe = params.spqe
+    settings = {
+        "game": [spqe.backend, spqe.group_size, spqe.high_bits, spqe.low_bits],
+        "search": params.evopress.model_dump(mode="json", exclude={"max_evaluations"}),
+        "budget": float(budget),
+        "group_size": params.backends.group_size,
+        "evaluations": evaluations,
+    }
+    return fingerprint(game_inputs, json.dumps(settings, sort_keys=True))
+
+
+def _searched(path: Path, key: str) -> bool:
+    """Whether ``path`` holds an assignment searched under ``key``."""
+    try:
+        return path.is_file() and Assignment.load(path).extra.get("search_key") == key
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        log.warning("searching again: %s is unreadable (%s)", path, err)
+        return False
+
+
 def run(params: Params) -> list[Path]:
     """Search every budget with EvoPress; return the files written.
 
@@ -96,24 +135,57 @@ def run(params: Params) -> list[Path]:
     model = load_model(params.model)
     block_params = block_param_counts(model)
     quantize = weight_quantizer(spqe.backend, spqe.group_size)
-    written: list[Path] = []
+    game_inputs = fingerprint(model_fingerprint(model), fingerprint(ids))
+    keys = {b: search_key(params, game_inputs, b, evaluations) for b in params.budgets}
+    todo = [b for b in params.budgets if not _searched(assignment_path(params, b), keys[b])]
+    if done := sorted(set(params.budgets) - set(todo)):
+        log.info("evopress @ %s bits: searched before with the same inputs, kept", done)
+    written = [assignment_path(params, b) for b in done]
     metrics: dict[str, Any] = {
         "budgets_searched": len(params.budgets),
         "spqe_evaluations": spqe_evaluations(params),
     }
+    for budget in done:
+        metrics.update(_metrics(budget, Assignment.load(assignment_path(params, budget)).extra))
+    if not todo:
+        written.append(write_json(metrics_path(params), metrics, versioned=False))
+        return written
     with ModelGame(
-        model, ids, quantize, spqe.high_bits, spqe.low_bits, batch_size=1, progress=False
+        model,
+        ids,
+        quantize,
+        spqe.high_bits,
+        spqe.low_bits,
+        batch_size=1,
+        progress=False,
+        cache_mb=spqe.cache_mb,
     ) as game:
         full_tokens = game.chunk_tokens(range(game.n_chunks))
         metrics["tokens_per_full_evaluation"] = full_tokens
-        for budget in params.budgets:
+        metrics["state_cache_mb"] = game.cache_mb
+        for budget in todo:
             start = time.perf_counter()
             blocks_before = game.n_block_evaluations
             rng = np.random.default_rng(_seed(params, budget))
             stages = model_stages(game, cfg.survivors, cfg.sequences, rng)
             problem = budget_problem(params, block_params, budget)
+            checkpoint = Checkpoint(checkpoint_path(params, budget), keys[budget])
+            saved = checkpoint.load()
+            resume = None if saved is None else SearchState.from_arrays(saved)
+            if resume is not None:
+                log.info(
+                    "evopress @ %.3g bits: resuming from %s after %d generations",
+                    budget, checkpoint.path, resume.generations,
+                )  # fmt: skip
             result = evopress(
-                stages, problem, evaluations, offspring=cfg.offspring, initial=cfg.initial, seed=rng
+                stages,
+                problem,
+                evaluations,
+                offspring=cfg.offspring,
+                initial=cfg.initial,
+                seed=rng,
+                resume=resume,
+                on_generation=partial(_checkpoint, checkpoint, budget, evaluations),
             )
             choice = choice_of(problem, result.coalition)
             facts: dict[str, Any] = {
@@ -126,6 +198,7 @@ def run(params: Params) -> list[Path]:
                 "generations": result.generations,
                 "calibration_nll": result.value,
                 "seconds": time.perf_counter() - start,
+                "resumed": resume is not None,
             }
             assignment = Assignment(
                 bits=problem.bits(choice),
@@ -143,10 +216,13 @@ def run(params: Params) -> list[Path]:
                     "survivors": cfg.survivors,
                     "sequences": cfg.sequences,
                     "offspring": cfg.offspring,
+                    "initial": cfg.initial,
+                    "search_key": keys[budget],
                 },
             )
             written.append(assignment.save(assignment_path(params, budget)))
-            metrics.update({f"{float(budget)}/{k}": v for k, v in facts.items() if np.isscalar(v)})
+            checkpoint.clear()
+            metrics.update(_metrics(budget, facts))
             log.info(
                 "evopress @ %.3g bits: %d evaluations (%.1f full-evaluation equivalents), "
                 "%d generations, calibration NLL %.5f, %.1f s",
@@ -155,3 +231,20 @@ def run(params: Params) -> list[Path]:
             )  # fmt: skip
     written.append(write_json(metrics_path(params), metrics, versioned=False))
     return written
+
+
+def _checkpoint(
+    checkpoint: Checkpoint, budget: float, evaluations: int, state: SearchState
+) -> None:
+    """Save the search's state; say how far it is every tenth generation."""
+    checkpoint.save(state.to_arrays())
+    if state.generations % 10 == 0:
+        log.info(
+            "evopress @ %.3g bits: generation %d, %d of %d evaluations, calibration NLL %.5f",
+            budget, state.generations, sum(state.evaluations_per_stage), evaluations, state.value,
+        )  # fmt: skip
+
+
+def _metrics(budget: float, facts: dict[str, Any]) -> dict[str, Any]:
+    """One budget's flat metrics (its scalar facts under ``<budget>/``)."""
+    return {f"{float(budget)}/{k}": v for k, v in facts.items() if np.isscalar(v)}

@@ -22,6 +22,7 @@ __all__ = [
     "compare_result_paths",
     "eval_tokens_path",
     "evopress_assignment_path",
+    "evopress_checkpoint_path",
     "evopress_dir",
     "evopress_metrics_path",
     "export_dir",
@@ -150,6 +151,11 @@ def evopress_dir(params: Params) -> Path:
 def evopress_assignment_path(params: Params, budget: float) -> Path:
     """EvoPress's assignment for ``budget``."""
     return evopress_dir(params) / f"{float(budget)}.json"
+
+
+def evopress_checkpoint_path(params: Params, budget: float) -> Path:
+    """The search in progress for ``budget`` (deleted once its assignment is written)."""
+    return _artifacts(params, "checkpoints", f"evopress-{float(budget)}.npz")
 
 
 def evopress_metrics_path(params: Params) -> Path:

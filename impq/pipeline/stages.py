@@ -473,7 +473,8 @@ STAGES: dict[str, Stage] = {
             # the samples' evaluation count is EvoPress's budget
             inputs=lambda p: [paths.calibration_path(p), paths.samples_path(p)],
             outs=lambda p: [
-                Out(paths.evopress_dir(p)),
+                # kept between runs: a budget searched before with the same inputs is kept
+                Out(paths.evopress_dir(p), persist=True),
                 _metrics(paths.evopress_metrics_path(p)),
             ],
             model=True,

@@ -1,5 +1,5 @@
 """Searches that evaluate candidate assignments on a game: EvoPress and the verified pick."""
 
-from impq.search.evopress import EvoPressResult, Stage, evopress
+from impq.search.evopress import EvoPressResult, SearchState, Stage, evopress
 
-__all__ = ["EvoPressResult", "Stage", "evopress"]
+__all__ = ["EvoPressResult", "SearchState", "Stage", "evopress"]

@@ -27,13 +27,19 @@ is the KL divergence to the float model).
 
 Every game call is counted against ``max_evaluations``; a generation that could
 overrun it is shrunk (fewer offspring) so the total never exceeds it.
+
+A search hands its :class:`SearchState` to ``on_generation`` after the first selection
+and after every generation; given back as ``resume``, the state continues the search
+exactly where it stood, so an interrupted search resumed ends as an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +47,7 @@ from impq.game.base import Game
 from impq.search.coalition import require_two_precisions
 from impq.solve.problem import BitProblem
 
-__all__ = ["EvoPressResult", "Stage", "evopress", "mutate", "random_feasible"]
+__all__ = ["EvoPressResult", "SearchState", "Stage", "evopress", "mutate", "random_feasible"]
 
 MAX_LEVEL_CHANGES = 10
 """EvoPress drops mutants with more level changes than this."""
@@ -86,6 +92,57 @@ class EvoPressResult:
     tokens: int
     generations: int
     history: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SearchState:
+    """Where a search stands between generations: all it needs to go on exactly.
+
+    Attributes:
+        parent: (L,) the current parent.
+        value: the parent's value under the last stage's game.
+        history: the parent's value after the start and after every generation.
+        generations: generations run after the initial selection.
+        evaluations_per_stage: evaluations each stage has spent.
+        known: (K, L) the points the last stage has scored, and ``known_values`` (K,).
+        rng_state: the search generator's ``bit_generator.state``.
+    """
+
+    parent: np.ndarray
+    value: float
+    history: list[float]
+    generations: int
+    evaluations_per_stage: list[int]
+    known: np.ndarray
+    known_values: np.ndarray
+    rng_state: dict[str, Any]
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The state as named arrays (for an ``.npz`` checkpoint)."""
+        return {
+            "parent": self.parent,
+            "value": np.array(self.value),
+            "history": np.array(self.history, dtype=np.float64),
+            "generations": np.array(self.generations),
+            "evaluations_per_stage": np.array(self.evaluations_per_stage, dtype=np.int64),
+            "known": self.known,
+            "known_values": self.known_values,
+            "rng_state": np.array(json.dumps(self.rng_state)),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> SearchState:
+        """The state :meth:`to_arrays` wrote."""
+        return cls(
+            parent=np.asarray(arrays["parent"], dtype=bool),
+            value=float(arrays["value"]),
+            history=[float(v) for v in arrays["history"]],
+            generations=int(arrays["generations"]),
+            evaluations_per_stage=[int(n) for n in arrays["evaluations_per_stage"]],
+            known=np.asarray(arrays["known"], dtype=bool),
+            known_values=np.asarray(arrays["known_values"], dtype=np.float64),
+            rng_state=json.loads(str(arrays["rng_state"])),
+        )
 
 
 def _sizes(problem: BitProblem) -> tuple[np.ndarray, np.ndarray]:
@@ -211,6 +268,53 @@ def _fresh(
     return out
 
 
+def _state(
+    evaluate: _Evaluator,
+    rng: np.random.Generator,
+    parent: np.ndarray,
+    value: float,
+    history: list[float],
+    generations: int,
+) -> SearchState:
+    known = [np.frombuffer(point, dtype=bool) for point in evaluate.known]
+    return SearchState(
+        parent=parent.copy(),
+        value=value,
+        history=list(history),
+        generations=generations,
+        evaluations_per_stage=list(evaluate.per_stage),
+        known=np.array(known, dtype=bool).reshape(len(known), parent.size),
+        known_values=np.array(list(evaluate.known.values()), dtype=np.float64),
+        rng_state=dict(rng.bit_generator.state),
+    )
+
+
+def _restore(
+    evaluate: _Evaluator, rng: np.random.Generator, resume: SearchState, problem: BitProblem
+) -> tuple[np.ndarray, float, list[float], int]:
+    """Put ``resume`` into the evaluator and the generator; the parent, its value, the
+    history and the generations run."""
+    n_stages = len(evaluate.stages)
+    if (
+        len(resume.evaluations_per_stage) != n_stages
+        or resume.parent.shape != (problem.n_blocks,)
+        or resume.known.shape != (len(resume.known_values), problem.n_blocks)
+        or sum(resume.evaluations_per_stage) > evaluate.max_evaluations
+    ):
+        raise ValueError(
+            "the resume state belongs to another search: it has "
+            f"{len(resume.evaluations_per_stage)} stages, {resume.parent.size} blocks and "
+            f"{sum(resume.evaluations_per_stage)} evaluations spent; this search has "
+            f"{n_stages} stages, {problem.n_blocks} blocks and {evaluate.max_evaluations} "
+            "evaluations"
+        )
+    evaluate.per_stage = list(resume.evaluations_per_stage)
+    for point, value in zip(resume.known, resume.known_values, strict=True):
+        evaluate.known[point.tobytes()] = float(value)
+    rng.bit_generator.state = resume.rng_state
+    return resume.parent.copy(), resume.value, list(resume.history), resume.generations
+
+
 def _affordable(evaluate: _Evaluator, wanted: int) -> int:
     """The most fresh candidates (at most ``wanted``) the remaining budget pays for."""
     count = wanted
@@ -227,6 +331,8 @@ def evopress(
     offspring: int = 16,
     initial: int = 16,
     seed: int | Sequence[int] | np.random.Generator = 0,
+    resume: SearchState | None = None,
+    on_generation: Callable[[SearchState], None] | None = None,
 ) -> EvoPressResult:
     """Search for the coalition of lowest value that fits ``problem``'s byte budget.
 
@@ -238,12 +344,19 @@ def evopress(
         max_evaluations: game evaluations the search may spend, all stages together.
         offspring: mutants per generation.
         initial: random feasible starting points.
-        seed: seed (or generator) of every random choice of the search.
+        seed: seed (or generator) of every random choice of the search. Stage games that
+            draw data (EvoPress's minibatches) should draw from this generator: it is the
+            one whose state a :class:`SearchState` records.
+        resume: a state an earlier call with the same arguments handed to
+            ``on_generation``: the search goes on from it (its generator state replaces
+            the seed's).
+        on_generation: called with the search's state after the first selection and
+            after every generation (to checkpoint it).
 
     Raises:
         ValueError: no stage, a last stage that keeps more than one survivor, a game with
-            another number of players than the problem has blocks, or a budget that does
-            not pay for the first selection.
+            another number of players than the problem has blocks, a budget that does
+            not pay for the first selection, or a ``resume`` state of another search.
     """
     if isinstance(stages, Game):
         stages = [Stage(stages, 1)]
@@ -261,11 +374,16 @@ def evopress(
             f"{max_evaluations} evaluations do not pay for one selection through "
             f"{len(stages)} stages"
         )
-    count = _affordable(evaluate, initial)
-    starts = _fresh(partial(random_feasible, problem, rng), count, evaluate, [])
-    parent, value = _select(evaluate, starts, None)
-    history = [value]
-    generations = 0
+
+    if resume is None:
+        count = _affordable(evaluate, initial)
+        starts = _fresh(partial(random_feasible, problem, rng), count, evaluate, [])
+        parent, value = _select(evaluate, starts, None)
+        history, generations = [value], 0
+    else:
+        parent, value, history, generations = _restore(evaluate, rng, resume, problem)
+    if on_generation is not None:
+        on_generation(_state(evaluate, rng, parent, value, history, generations))
     while count := _affordable(evaluate, offspring):
         children = _fresh(partial(mutate, parent, problem, rng), count, evaluate, [parent])
         if not children:
@@ -273,6 +391,8 @@ def evopress(
         parent, value = _select(evaluate, children, parent)
         history.append(value)
         generations += 1
+        if on_generation is not None:
+            on_generation(_state(evaluate, rng, parent, value, history, generations))
     tokens = sum(n * s.tokens for n, s in zip(evaluate.per_stage, stages, strict=True))
     return EvoPressResult(
         coalition=parent,

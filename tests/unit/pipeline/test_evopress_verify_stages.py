@@ -3,7 +3,10 @@ baselines (CPU, seconds)."""
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,6 +20,7 @@ from impq.models import load_model
 from impq.models.tiny import tiny_model
 from impq.pipeline import assign, baselines, evopress, interactions, methods, spqe, verify
 from impq.pipeline.prepare import calibration_path
+from impq.search import SearchState
 
 METHODS = ["impq", "lim", "random-0", "random-1", "evopress", "verified"]
 BUDGETS = [2.5, 3.0]
@@ -105,6 +109,60 @@ def test_evopress_cap_and_a_method_left_out(project: Params, tmp_path: Path) -> 
     assert read_json(evopress.metrics_path(off)) == {"budgets_searched": 0}
     assert verify.run(off) == [verify.metrics_path(off)]
     assert read_json(verify.metrics_path(off)) == {"budgets_verified": 0}
+
+
+def test_evopress_keeps_searched_budgets_and_resumes_an_interrupted_search(
+    project: Params, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(project.paths.artifacts, artifacts)
+    params = project.model_copy(
+        update={
+            "paths": project.paths.model_copy(
+                update={"artifacts": str(artifacts), "metrics": str(tmp_path / "metrics")}
+            )
+        }
+    )
+    kept, redo = (evopress.assignment_path(params, b) for b in BUDGETS)
+    first = Assignment.load(redo)
+    assert first.extra["generations"] >= 2 and not first.extra["resumed"]
+    kept_text = kept.read_text()
+    redo.unlink()
+    search = evopress.evopress
+    resumed_from: list[int] = []
+
+    def interrupted(*args: object, on_generation: Callable, **kw: Any) -> Any:
+        def save_then_stop(state: SearchState) -> None:
+            on_generation(state)
+            if state.generations == 1:
+                raise KeyboardInterrupt
+
+        return search(*args, on_generation=save_then_stop, **kw)
+
+    monkeypatch.setattr(evopress, "evopress", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        evopress.run(params)
+    assert kept.read_text() == kept_text and not redo.exists()
+    checkpoint = evopress.checkpoint_path(params, BUDGETS[1])
+    assert checkpoint.is_file()
+
+    def watched(*args: object, resume: SearchState | None, **kw: Any) -> Any:
+        resumed_from.append(-1 if resume is None else resume.generations)
+        return search(*args, resume=resume, **kw)
+
+    monkeypatch.setattr(evopress, "evopress", watched)
+    evopress.run(params)
+    assert resumed_from == [1]  # only the interrupted budget, from its checkpoint
+    again = Assignment.load(redo)
+    assert again.extra["resumed"] and not checkpoint.exists()
+    assert again.bits == first.bits and again.extra["history"] == first.extra["history"]
+    for key in ("calibration_nll", "evaluations_per_stage", "generations", "search_key"):
+        assert again.extra[key] == first.extra[key], key
+    metrics = read_json(evopress.metrics_path(params))
+    assert metrics[f"{BUDGETS[0]}/evaluations"] == Assignment.load(kept).extra["evaluations"]
+
+    evopress.run(params)  # everything searched before: no search at all
+    assert resumed_from == [1]
 
 
 def test_verified_pick_is_never_worse_than_impq_on_the_held_back_sequences(

@@ -1,15 +1,18 @@
-"""EvoPress: optimum of small exact games, the byte budget and the evaluation count."""
+"""EvoPress: optimum of small exact games, the byte budget, the evaluation count and
+resuming from a checkpoint."""
 
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from impq.estimate.checkpoint import Checkpoint
 from impq.game import Game, QuadraticGame, RandomGame
-from impq.search import Stage, evopress
-from impq.search.evopress import mutate, random_feasible
+from impq.search import SearchState, Stage, evopress
+from impq.search.evopress import EvoPressResult, mutate, random_feasible
 from impq.solve.problem import BitProblem
 
 
@@ -32,7 +35,7 @@ def _optimum(game: Game, problem: BitProblem) -> float:
 class _Noisy(Game):
     """``game`` plus fresh Gaussian noise on every call (a low-fidelity stage)."""
 
-    def __init__(self, game: Game, scale: float, seed: int) -> None:
+    def __init__(self, game: Game, scale: float, seed: int | np.random.Generator) -> None:
         super().__init__(game.n_players)
         self.game, self.scale = game, scale
         self.rng = np.random.default_rng(seed)
@@ -84,6 +87,67 @@ def test_respects_the_byte_budget_and_the_evaluation_count(budget_evals: int, si
     assert _bytes(problem, result.coalition) <= problem.budget_bytes
     assert result.history == sorted(result.history, reverse=True)  # elitist: never worse
     assert len(result.history) == result.generations + 1
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _noisy_search(
+    game: Game,
+    problem: BitProblem,
+    resume: SearchState | None = None,
+    stop_after: int | None = None,
+) -> tuple[EvoPressResult | None, list[SearchState]]:
+    """A two-stage search whose cheap stage draws its noise from the search's generator;
+    interrupted after ``stop_after`` states have been handed out."""
+    rng = np.random.default_rng(7)
+    stages = [Stage(_Noisy(game, 0.05, rng), 3), Stage(game, 1)]
+    states: list[SearchState] = []
+
+    def record(state: SearchState) -> None:
+        states.append(state)
+        if len(states) == stop_after:
+            raise _Interrupted
+
+    try:
+        result = evopress(
+            stages, problem, 150, offspring=6, initial=6, seed=rng, resume=resume,
+            on_generation=record,
+        )  # fmt: skip
+    except _Interrupted:
+        return None, states
+    return result, states
+
+
+@pytest.mark.parametrize("stop_after", [1, 4, 11])
+def test_a_search_resumed_from_its_checkpoint_ends_as_an_uninterrupted_one(
+    stop_after: int, tmp_path: Path
+) -> None:
+    game = QuadraticGame.random(12, np.random.default_rng(5))
+    problem = _problem(np.full(12, 4096), 2.5)
+    full, states = _noisy_search(game, problem)
+    assert full is not None and len(states) == full.generations + 1 > 11
+    assert states[-1].evaluations_per_stage == full.evaluations_per_stage
+
+    _, seen = _noisy_search(game, problem, stop_after=stop_after)
+    checkpoint = Checkpoint(tmp_path / "search.npz", "key")
+    checkpoint.save(seen[-1].to_arrays())
+    saved = checkpoint.load()
+    assert saved is not None
+    resumed, _ = _noisy_search(game, problem, resume=SearchState.from_arrays(saved))
+    assert resumed is not None
+    assert np.array_equal(resumed.coalition, full.coalition)
+    assert resumed.value == full.value and resumed.history == full.history
+    assert resumed.evaluations_per_stage == full.evaluations_per_stage
+    assert resumed.generations == full.generations
+
+
+def test_a_state_of_another_search_is_refused() -> None:
+    game = QuadraticGame.random(12, np.random.default_rng(5))
+    _, states = _noisy_search(game, _problem(np.full(12, 4096), 2.5), stop_after=2)
+    with pytest.raises(ValueError, match="another search"):
+        evopress(game, _problem(np.full(12, 4096), 2.5), 150, resume=states[-1])  # one stage
 
 
 def test_mutations_of_equal_blocks_are_swaps_that_keep_the_bytes() -> None:
