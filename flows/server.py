@@ -10,6 +10,11 @@ names its socket in ``$IMPQ_FORKSERVER``, so that each ``python -m impq <stage>`
 a child forked from one process that imported everything once. It runs the command and
 stops both servers when the command ends, fails or is terminated. ``make repro`` runs
 ``dvc repro`` this way.
+
+A server on a new database spends most of its start migrating it (12.6 s against 6.4 s
+on a 2-core CPU). The first server of a Prefect version on a machine keeps a copy of its
+database, migrated and empty of runs, in ``~/.cache/impq/``; a server whose home has no
+database yet starts from that copy (Prefect migrates it further if it must).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -26,7 +32,8 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
+from importlib.metadata import version
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -37,6 +44,8 @@ __all__ = [
     "EMBEDDED_ENV",
     "ForkServer",
     "PrefectServer",
+    "copy_database",
+    "database_template",
     "main",
     "run_with_server",
     "stop_process_group",
@@ -50,6 +59,24 @@ EMBEDDED_ENV = "IMPQ_EMBEDDED_PREFECT"
 
 START_TIMEOUT_S = 300.0
 """How long the server may take to answer its health check (a loaded 2-core CPU is slow)."""
+
+
+def database_template() -> Path:
+    """The migrated, empty server database this Prefect version's servers start from."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "impq" / f"prefect-{version('prefect')}.db"
+
+
+def copy_database(source: Path, target: Path) -> None:
+    """Copy a SQLite database consistently (even while a server writes to it), atomically."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(partial)) as dst:
+            src.backup(dst)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _free_port() -> int:
@@ -93,6 +120,13 @@ class PrefectServer:
             RuntimeError: the server exited or did not answer in time (its log says why).
         """
         self.home.mkdir(parents=True, exist_ok=True)
+        database, template = self.home / "prefect.db", database_template()
+        new = "PREFECT_API_DATABASE_CONNECTION_URL" not in os.environ and not database.exists()
+        if new and template.is_file():
+            try:
+                copy_database(template, database)
+            except sqlite3.Error as err:
+                log.warning("not starting from %s (%s): migrating a new database", template, err)
         logfile = (self.home / "server.log").open("wb")
         env = {
             **os.environ,
@@ -114,11 +148,17 @@ class PrefectServer:
                 )
             try:
                 with urllib.request.urlopen(f"{self.api_url}/health", timeout=5):
-                    return
+                    break
             except (urllib.error.URLError, OSError):
                 time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"prefect server did not answer in {timeout:.0f} s")
+        else:
+            self.stop()
+            raise RuntimeError(f"prefect server did not answer in {timeout:.0f} s")
+        if new and not template.is_file():
+            try:
+                copy_database(database, template)
+            except (sqlite3.Error, OSError) as err:  # only the next start is slower
+                log.warning("could not keep %s as %s: %s", database, template, err)
 
     def stop(self) -> None:
         """Stop the server and every process it started (its process group)."""
