@@ -276,6 +276,7 @@ def _state(
     history: list[float],
     generations: int,
 ) -> SearchState:
+    """The search's state now (points the last stage scored rebuilt from their keys)."""
     known = [np.frombuffer(point, dtype=bool) for point in evaluate.known]
     return SearchState(
         parent=parent.copy(),
