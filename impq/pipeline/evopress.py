@@ -63,6 +63,19 @@ log = logging.getLogger(__name__)
 
 METHOD = "evopress"
 
+FACTS = (
+    "evaluations",
+    "max_evaluations",
+    "tokens",
+    "full_evaluation_equivalents",
+    "full_block_evaluations",
+    "generations",
+    "calibration_nll",
+    "seconds",
+    "resumed",
+)
+"""What a search reports as metrics (``seconds``: of the run that finished it)."""
+
 
 def spqe_evaluations(params: Params) -> int:
     """Model evaluations the SPQE run spent: its two endpoints and every walk step.
@@ -246,5 +259,5 @@ def _checkpoint(
 
 
 def _metrics(budget: float, facts: dict[str, Any]) -> dict[str, Any]:
-    """One budget's flat metrics (its scalar facts under ``<budget>/``)."""
-    return {f"{float(budget)}/{k}": v for k, v in facts.items() if np.isscalar(v)}
+    """One budget's flat metrics: its :data:`FACTS` under ``<budget>/``."""
+    return {f"{float(budget)}/{k}": facts[k] for k in FACTS if k in facts}
