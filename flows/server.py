@@ -68,7 +68,11 @@ def database_template() -> Path:
 
 
 def copy_database(source: Path, target: Path) -> None:
-    """Copy a SQLite database consistently (even while a server writes to it), atomically."""
+    """Copy a SQLite database consistently (even while a server writes to it), atomically.
+
+    Not :func:`impq.artifacts.atomic_path`: that module imports torch, which this launcher
+    must not wait for before it starts the servers.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:

@@ -116,13 +116,16 @@ def search_key(params: Params, game_inputs: str, budget: float, evaluations: int
     return fingerprint(game_inputs, json.dumps(settings, sort_keys=True))
 
 
-def _searched(path: Path, key: str) -> bool:
-    """Whether ``path`` holds an assignment searched under ``key``."""
+def _kept(path: Path, key: str) -> dict[str, Any] | None:
+    """The facts of the assignment at ``path`` if it was searched under ``key``, else None."""
+    if not path.is_file():
+        return None
     try:
-        return path.is_file() and Assignment.load(path).extra.get("search_key") == key
+        extra = Assignment.load(path).extra
     except (OSError, ValueError, KeyError, TypeError) as err:
         log.warning("searching again: %s is unreadable (%s)", path, err)
-        return False
+        return None
+    return extra if extra.get("search_key") == key else None
 
 
 def run(params: Params) -> list[Path]:
@@ -150,16 +153,18 @@ def run(params: Params) -> list[Path]:
     quantize = weight_quantizer(spqe.backend, spqe.group_size)
     game_inputs = fingerprint(model_fingerprint(model), fingerprint(ids))
     keys = {b: search_key(params, game_inputs, b, evaluations) for b in params.budgets}
-    todo = [b for b in params.budgets if not _searched(assignment_path(params, b), keys[b])]
-    if done := sorted(set(params.budgets) - set(todo)):
-        log.info("evopress @ %s bits: searched before with the same inputs, kept", done)
+    kept = {b: _kept(assignment_path(params, b), keys[b]) for b in params.budgets}
+    done = {b: extra for b, extra in kept.items() if extra is not None}
+    todo = [b for b in params.budgets if b not in done]
+    if done:
+        log.info("evopress @ %s bits: searched before with the same inputs, kept", sorted(done))
     written = [assignment_path(params, b) for b in done]
     metrics: dict[str, Any] = {
         "budgets_searched": len(params.budgets),
         "spqe_evaluations": spqe_evaluations(params),
     }
-    for budget in done:
-        metrics.update(_metrics(budget, Assignment.load(assignment_path(params, budget)).extra))
+    for budget, extra in done.items():
+        metrics.update(_metrics(budget, extra))
     if not todo:
         written.append(write_json(metrics_path(params), metrics, versioned=False))
         return written

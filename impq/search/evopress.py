@@ -375,7 +375,6 @@ def evopress(
             f"{max_evaluations} evaluations do not pay for one selection through "
             f"{len(stages)} stages"
         )
-
     if resume is None:
         count = _affordable(evaluate, initial)
         starts = _fresh(partial(random_feasible, problem, rng), count, evaluate, [])
