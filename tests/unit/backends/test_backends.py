@@ -178,3 +178,28 @@ def test_gptq_blocks_on_float_inputs_match_the_sequential_run_where_inputs_agree
     assert {p.dtype for p in assembled.parameters()} == {p.dtype for p in sequential.parameters()}
     ids = torch.randint(0, model.config.vocab_size, (2, 24), generator=_gen())
     assert torch.isfinite(assembled(ids).logits).all()
+
+
+@needs_gptq
+def test_gptq_linears_multiply_in_float32_on_a_cpu_without_native_bfloat16(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On such a CPU torch's bfloat16 matmul is about 50x slower than float32's: the
+    linears widen their input, and round the output back to bfloat16."""
+    from impq.backends import gptq
+
+    monkeypatch.setattr(gptq, "_native_16_bit_matmul", lambda: False)
+    model = tiny_model("llama", num_layers=1)
+    calibration = torch.randint(0, model.config.vocab_size, (4, 32), generator=_gen())
+    blocks = get_backend("gptq").quantize_blocks(model, [0], 2, GROUP, calibration)
+    linear = blocks[0]["mlp.up_proj"]
+    seen: list[torch.dtype] = []
+    linear.register_forward_pre_hook(lambda m, args: seen.append(args[0].dtype))  # after ours
+
+    x = torch.randn(5, linear.in_features, generator=_gen()).to(torch.bfloat16)
+    out = linear(x)
+    weight = linear.dequantize_weight().float()  # (in, out)
+    assert seen == [torch.float32]
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(out, (x.float() @ weight).to(torch.bfloat16))
+    assert torch.equal(copy.deepcopy(linear)(x), out)  # the hooks travel with a copy
