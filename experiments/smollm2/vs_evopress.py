@@ -1,5 +1,7 @@
-"""Each impq variant against EvoPress at SPQE's evaluation count: perplexity ratio per
-backend and budget, paired bootstrap over the same test windows. Reads the sweep cells of
+"""Each impq variant against EvoPress at SPQE's evaluation count, and EvoPress against the
+best isolated baseline (the lowest perplexity of LIM, ZD and Shapley-only, as ``compare``
+picks it): perplexity ratio per backend and budget, paired bootstrap over the same test
+windows. Reads the sweep cells of
 every backend that has EvoPress cells (metrics/sweep/, gptq/metrics/sweep/), writes
 evopress/vs_evopress.json and prints the README's table.
 
@@ -13,6 +15,7 @@ from impq.eval import paired_ppl_ratio
 
 E = Path(__file__).resolve().parent
 VARIANTS = ["impq", "sii", "surrogate", "verified"]
+ISOLATED = ["lim", "zd", "shapley"]
 
 
 def cells(root: Path) -> dict[tuple[str, str, float], dict]:
@@ -20,10 +23,19 @@ def cells(root: Path) -> dict[tuple[str, str, float], dict]:
     return {(r["backend"], r["method"], r["budget"]): r for r in rows}
 
 
+def ratio(ours: dict, theirs: dict) -> tuple[dict, str]:
+    iv = paired_ppl_ratio(
+        ours["window_nll"], theirs["window_nll"], level=0.95, n_boot=10000, seed=0
+    )
+    return {"ratio": iv.estimate, "low": iv.low, "high": iv.high}, (
+        f"{iv.estimate:.3f} [{iv.low:.3f}, {iv.high:.3f}]"
+    )
+
+
 found = cells(E / "metrics/sweep") | cells(E / "gptq/metrics/sweep")
 out = {}
-print("| backend | budget | " + " | ".join(VARIANTS) + " |")
-print("| --- | ---: |" + " --- |" * len(VARIANTS))
+print("| backend | budget | " + " | ".join(VARIANTS) + " | EvoPress vs best isolated |")
+print("| --- | ---: |" + " --- |" * (len(VARIANTS) + 1))
 for backend, _, budget in sorted(k for k in found if k[1] == "evopress"):
     evo = found[(backend, "evopress", budget)]
     row = []
@@ -32,10 +44,11 @@ for backend, _, budget in sorted(k for k in found if k[1] == "evopress"):
         if cell is None:
             row.append("not run")
             continue
-        iv = paired_ppl_ratio(
-            cell["window_nll"], evo["window_nll"], level=0.95, n_boot=10000, seed=0
-        )
-        out[f"{backend}/{method}/{budget}"] = {"ratio": iv.estimate, "low": iv.low, "high": iv.high}
-        row.append(f"{iv.estimate:.3f} [{iv.low:.3f}, {iv.high:.3f}]")
+        out[f"{backend}/{method}/{budget}"], text = ratio(cell, evo)
+        row.append(text)
+    isolated = [found[backend, m, budget] for m in ISOLATED if (backend, m, budget) in found]
+    best = min(isolated, key=lambda r: r["ppl"])
+    out[f"{backend}/evopress-vs-{best['method']}/{budget}"], text = ratio(evo, best)
+    row.append(f"{text} ({best['method']})")
     print(f"| {backend} | {budget:.2f} | " + " | ".join(row) + " |")
 (E / "evopress/vs_evopress.json").write_text(json.dumps(out, indent=1) + "\n")
