@@ -219,7 +219,7 @@ def _native_16_bit_matmul() -> bool:
 
 
 def _float32_matmul(linear: nn.Module) -> None:
-    """Make a ``TorchLinear`` multiply in float32 on CPU and return its compute dtype.
+    """Make a ``TorchLinear`` multiply in float32 on CPU, its output in its compute dtype.
 
     Without AVX-512 BF16 or AMX, torch's CPU matmul of bfloat16 operands in the layout
     ``TorchLinear`` uses (input @ weight, the weight in-by-out) falls back to a kernel
