@@ -1,9 +1,9 @@
 """Each impq variant against EvoPress at SPQE's evaluation count, and EvoPress against the
-best isolated baseline (the lowest perplexity of LIM, ZD and Shapley-only, as ``compare``
+best isolated baseline (the lowest perplexity of ``compare.isolated``, as ``compare``
 picks it): perplexity ratio per backend and budget, paired bootstrap over the same test
-windows. Reads the sweep cells of
-every backend that has EvoPress cells (metrics/sweep/, gptq/metrics/sweep/), writes
-evopress/vs_evopress.json and prints the README's table.
+windows with the ``compare`` settings of this folder's ``params.yaml``. Reads the sweep
+cells of every backend that has EvoPress cells (metrics/sweep/, gptq/metrics/sweep/),
+writes evopress/vs_evopress.json and prints the README's table.
 
     python experiments/smollm2/vs_evopress.py   # from the repository root
 """
@@ -11,11 +11,14 @@ evopress/vs_evopress.json and prints the README's table.
 import json
 from pathlib import Path
 
+import yaml
+
+from impq.config import CompareConfig
 from impq.eval import paired_ppl_ratio
 
 E = Path(__file__).resolve().parent
 VARIANTS = ["impq", "sii", "surrogate", "verified"]
-ISOLATED = ["lim", "zd", "shapley"]
+COMPARE = CompareConfig.model_validate(yaml.safe_load((E / "params.yaml").read_text())["compare"])
 
 
 def cells(root: Path) -> dict[tuple[str, str, float], dict]:
@@ -25,7 +28,7 @@ def cells(root: Path) -> dict[tuple[str, str, float], dict]:
 
 def ratio(ours: dict, theirs: dict) -> tuple[dict, str]:
     iv = paired_ppl_ratio(
-        ours["window_nll"], theirs["window_nll"], level=0.95, n_boot=10000, seed=0
+        ours["window_nll"], theirs["window_nll"], COMPARE.level, COMPARE.n_boot, COMPARE.seed
     )
     return {"ratio": iv.estimate, "low": iv.low, "high": iv.high}, (
         f"{iv.estimate:.3f} [{iv.low:.3f}, {iv.high:.3f}]"
@@ -46,7 +49,9 @@ for backend, _, budget in sorted(k for k in found if k[1] == "evopress"):
             continue
         out[f"{backend}/{method}/{budget}"], text = ratio(cell, evo)
         row.append(text)
-    isolated = [found[backend, m, budget] for m in ISOLATED if (backend, m, budget) in found]
+    isolated = [
+        found[backend, m, budget] for m in COMPARE.isolated if (backend, m, budget) in found
+    ]
     best = min(isolated, key=lambda r: r["ppl"])
     out[f"{backend}/evopress-vs-{best['method']}/{budget}"], text = ratio(evo, best)
     row.append(f"{text} ({best['method']})")
