@@ -13,6 +13,7 @@ largest difference between the two outputs.
 from __future__ import annotations
 
 import time
+from unittest import mock
 
 import torch
 from gptqmodel import QuantizeConfig
@@ -24,7 +25,8 @@ from impq.backends import gptq
 IN, OUT, TOKENS, BITS, GROUP = 576, 1536, 2048, 2, 64
 
 
-def _packed_linear(float32: bool) -> nn.Module:
+def _packed_linears() -> tuple[nn.Module, nn.Module]:
+    """The same GPTQ-quantized linear packed twice: native, and with the float32 multiply."""
     torch.manual_seed(0)
     linear = nn.Linear(IN, OUT, bias=False).to(torch.bfloat16)
     task = GPTQ(linear, QuantizeConfig(bits=BITS, group_size=GROUP, desc_act=False))
@@ -32,12 +34,15 @@ def _packed_linear(float32: bool) -> nn.Module:
     x = torch.randn(TOKENS, IN, dtype=torch.bfloat16)
     task.add_batch(x, linear(x))
     q_weight, scale, zero, g_idx, *_ = task.quantize()
-    native = gptq._native_16_bit_matmul
-    gptq._native_16_bit_matmul = lambda: not float32
-    try:
-        return gptq._packed(linear, q_weight, scale, zero, g_idx, BITS, GROUP, True, torch.bfloat16)
-    finally:
-        gptq._native_16_bit_matmul = native
+    packed = []
+    for native in (True, False):
+        with mock.patch.object(gptq, "_native_16_bit_matmul", return_value=native):
+            packed.append(
+                gptq._packed(
+                    linear, q_weight, scale, zero, g_idx, BITS, GROUP, True, torch.bfloat16
+                )
+            )
+    return packed[0], packed[1]
 
 
 def _seconds(module: nn.Module, x: torch.Tensor, repeats: int = 3) -> tuple[float, torch.Tensor]:
@@ -53,8 +58,9 @@ def main() -> None:
     print(f"native bfloat16 matmul on this CPU: {gptq._native_16_bit_matmul()}, "
           f"{torch.get_num_threads()} threads")  # fmt: skip
     x = torch.randn(TOKENS, IN, dtype=torch.bfloat16)
-    native, out_native = _seconds(_packed_linear(float32=False), x)
-    widened, out_widened = _seconds(_packed_linear(float32=True), x)
+    native_linear, widened_linear = _packed_linears()
+    native, out_native = _seconds(native_linear, x)
+    widened, out_widened = _seconds(widened_linear, x)
     diff = (out_native.float() - out_widened.float()).abs().max().item()
     scale = out_native.float().abs().max().item()
     print(f"bfloat16 operands: {native * 1e3:9.1f} ms per call")
