@@ -64,9 +64,10 @@ def _input_fingerprint(
 ) -> str:
     """What a combination's result depends on: the assignment's bits (not the rest of its
     file: a re-solve that picks the same bits with other solver timings keeps the cell),
-    model, protocol, data (the calibration set too unless the backend is data-free, and
+    model, protocol, data (the calibration ids too unless the backend is data-free, and
     then how its cells are made when they are assembled from blocks), and the scorer's
-    parts."""
+    parts. Files enter by their contents, not their bytes: the same ids written again with
+    other metadata keep every cell."""
     ev = params.eval
     engine = get_backend(combo.backend)
     data_free = engine.data_free
@@ -77,7 +78,7 @@ def _input_fingerprint(
         params.model.model_dump_json(),
         f"{ev.seqlen}/{ev.max_windows}",
         tokens_fp,
-        "" if data_free else calibration_path(params).read_bytes(),
+        "" if data_free else read_tensors(calibration_path(params))[0]["input_ids"],
         *(scorer.fingerprint_parts if scorer is not None else ()),
         *(("calibrated_cells=blocks",) if _from_blocks(params, engine) and not data_free else ()),
     )

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import torch
 
-from impq.artifacts import fingerprint, write_tensors
+from impq.artifacts import fingerprint, read_tensors, write_tensors
 from impq.assignment import Assignment
 from impq.backends import get_backend
 from impq.backends.base import OverBudgetError
@@ -311,6 +311,21 @@ def test_gptq_cells_from_blocks_quantize_each_block_once_per_precision(tmp_path:
         sweep.cells._input_fingerprint(p, combo, {0: 2}, "tokens") for p in (params, sequential)
     }
     assert len(keys) == 2  # a cell measured one way is not reused for the other
+
+
+def test_a_calibrated_cell_is_keyed_on_the_calibration_ids_not_the_file(tmp_path: Path) -> None:
+    params = _setup(tmp_path)
+    combo = sweep.Combination("gptq", "lim", 2.5)
+
+    def key() -> str:
+        return sweep.cells._input_fingerprint(params, combo, {0: 2}, "tokens")
+
+    ids = read_tensors(calibration_path(params))[0]["input_ids"]
+    first = key()
+    write_tensors(calibration_path(params), {"input_ids": ids}, {"model": "elsewhere"})
+    assert key() == first  # the same ids with other metadata: cells are reused
+    write_tensors(calibration_path(params), {"input_ids": ids.flip(0)}, {})
+    assert key() != first
 
 
 def test_sweep_fails_loudly_when_a_model_exceeds_its_budget() -> None:
