@@ -85,8 +85,10 @@ COMMANDS: dict[str, Command] = {
 
 
 HARD_EXIT_AFTER_S = 30.0
-"""Seconds a terminated stage gets to unwind (stop its Prefect server, mark its runs)
-before it exits regardless."""
+"""Seconds a stopped stage (SIGTERM, or SIGINT: Ctrl-C) gets to unwind (stop its Prefect
+server, mark its runs) before it exits regardless."""
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 _PR_SET_PDEATHSIG = 1
 
@@ -96,30 +98,33 @@ def _terminate(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def _exit_after_sigterm() -> None:
-    """Exit within :data:`HARD_EXIT_AFTER_S` of a SIGTERM, whichever handler takes it.
+def _exit_after_stop_signal() -> None:
+    """Exit within :data:`HARD_EXIT_AFTER_S` of a SIGTERM or SIGINT, whichever handler
+    takes it.
 
-    Inside a flow run Prefect's own handler replaces :func:`_terminate`; it marks the run
-    crashed and may then wait for minutes on an API server the same signal stopped. The
-    interpreter writes every handled signal's number to its wakeup file descriptor
-    whoever the handler is; a thread reads it and ends the process once the grace time
-    is over, even if a thread or a handler still runs.
+    Inside a flow run Prefect's own handler replaces :func:`_terminate` and may then wait
+    for minutes on an API server the same signal stopped, and a Ctrl-C there need not
+    reach the running task at all. The interpreter writes
+    every handled signal's number to its wakeup file descriptor whoever the handler is; a
+    thread reads it and ends the process once the grace time is over, even if a thread
+    or a handler still runs.
     """
     read, write = os.pipe()
     os.set_blocking(write, False)
     signal.set_wakeup_fd(write, warn_on_full_buffer=False)
 
     def watch() -> None:
-        while signal.SIGTERM not in os.read(read, 64):
+        while not (stop := set(os.read(read, 64)) & set(STOP_SIGNALS)):
             pass
         time.sleep(HARD_EXIT_AFTER_S)
-        os._exit(128 + signal.SIGTERM)
+        os._exit(128 + min(stop))
 
-    threading.Thread(target=watch, name="impq-exit-after-sigterm", daemon=True).start()
+    threading.Thread(target=watch, name="impq-exit-after-stop-signal", daemon=True).start()
 
 
 def stop_with_parent() -> None:
-    """Make a SIGTERM stop this process, and (under DVC, on Linux) its parent's death too.
+    """Make a SIGTERM or SIGINT stop this process, and (under DVC, on Linux) its parent's
+    death too.
 
     ``dvc repro`` runs a stage in its own process group; a SIGTERM to that group (what a
     scheduler or a container stop sends) reaches the stage, which then stops instead of
@@ -127,7 +132,7 @@ def stop_with_parent() -> None:
     also sends it a SIGTERM when ``dvc`` dies, even by SIGKILL.
     """
     signal.signal(signal.SIGTERM, _terminate)
-    _exit_after_sigterm()
+    _exit_after_stop_signal()
     if os.environ.get("DVC_STAGE") and sys.platform.startswith("linux"):
         parent = os.getppid()
         try:

@@ -111,7 +111,7 @@ stop_with_parent()
 out = Path(sys.argv[1])
 
 @task
-def work():  # runs for hours, inside a flow run: Prefect's SIGTERM handler is in charge
+def work():  # runs for hours, inside a flow run: Prefect's signal handlers are in charge
     (out / "pid").write_text(str(os.getpid()))
     while True:
         (out / "beat").write_text(str(time.monotonic()))
@@ -126,9 +126,13 @@ stage()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process groups, /proc")
-def test_sigterm_stops_a_stage_inside_a_prefect_flow_run(tmp_path: Path) -> None:
-    # Prefect marks the run crashed and then waits on its API server, which the same
-    # signal stopped; without the hard exit the process lived on for minutes
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_a_stop_signal_stops_a_stage_inside_a_prefect_flow_run(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
+    # SIGTERM: Prefect marks the run crashed and then waits on its API server, which the
+    # same signal stopped. SIGINT (Ctrl-C to the group): the task ran on, writing. Without
+    # the hard exit the process lived on for minutes in both cases.
     from impq.cli import HARD_EXIT_AFTER_S
 
     (tmp_path / "stage.py").write_text(FLOW_STAGE)
@@ -143,7 +147,7 @@ def test_sigterm_stops_a_stage_inside_a_prefect_flow_run(tmp_path: Path) -> None
     )
     try:
         assert _wait(lambda: (tmp_path / "beat").is_file(), 300), "the flow never started"
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, stop)
         proc.wait(timeout=HARD_EXIT_AFTER_S + 30)
         assert proc.returncode != 0
         beat = (tmp_path / "beat").read_text()
