@@ -102,12 +102,12 @@ def _exit_after_stop_signal() -> None:
     """Exit within :data:`HARD_EXIT_AFTER_S` of a SIGTERM or SIGINT, whichever handler
     takes it.
 
-    Inside a flow run Prefect's own handler replaces :func:`_terminate` and may then wait
-    for minutes on an API server the same signal stopped, and a Ctrl-C there need not
-    reach the running task at all. The interpreter writes
-    every handled signal's number to its wakeup file descriptor whoever the handler is; a
-    thread reads it and ends the process once the grace time is over, even if a thread
-    or a handler still runs.
+    Inside a flow run Prefect takes the signal (its own SIGTERM handler replaces
+    :func:`_terminate`; a SIGINT arrives as a ``KeyboardInterrupt``), marks the run
+    crashed and may then wait for minutes on an API server the same signal stopped. The
+    interpreter writes every handled signal's number to its wakeup file descriptor
+    whoever the handler is; a thread reads it and ends the process once the grace time
+    is over, even if a thread or a handler still runs.
     """
     read, write = os.pipe()
     os.set_blocking(write, False)

@@ -130,9 +130,8 @@ stage()
 def test_a_stop_signal_stops_a_stage_inside_a_prefect_flow_run(
     tmp_path: Path, stop: signal.Signals
 ) -> None:
-    # SIGTERM: Prefect marks the run crashed and then waits on its API server, which the
-    # same signal stopped. SIGINT (Ctrl-C to the group): the task ran on, writing. Without
-    # the hard exit the process lived on for minutes in both cases.
+    # Prefect marks the run crashed and then waits on its API server, which the same
+    # signal to the group stopped; without the hard exit the process lived on for minutes
     from impq.cli import HARD_EXIT_AFTER_S
 
     (tmp_path / "stage.py").write_text(FLOW_STAGE)
