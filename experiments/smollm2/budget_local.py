@@ -7,7 +7,8 @@ about k blocks should pick better, at no new evaluation. Each prefix walk holds 
 marginal per block; an SII walk also holds ``v(S ∪ {b}) - v(S)`` for the next block ``b``.
 
 For each budget where EvoPress wins, the k blocks with the lowest local mean marginal
-(coalition sizes k ± w) go to 2 bits; those picks, the objective's (impq), the verified
+(coalition sizes k ± w; k is the count at 2 bits in the objective's pick, as SmolLM2's
+blocks are all of one size) go to 2 bits; those picks, the objective's (impq), the verified
 pick and EvoPress's are scored with the Quanto game on the held-back calibration
 sequences the verified pick uses. Writes evopress/budget_local.json, prints a table.
 
