@@ -23,9 +23,8 @@ import numpy as np
 from impq.assignment import Assignment
 from impq.config import load_params
 from impq.estimate.permutation import walks_from_samples
-from impq.game import ModelGame, weight_quantizer
 from impq.models import load_model
-from impq.pipeline.verify import held_back_sequences
+from impq.pipeline.verify import held_back_game, held_back_sequences
 
 E = Path(__file__).resolve().parent
 BUDGETS = [3.0, 3.5]
@@ -76,17 +75,7 @@ held_back = held_back_sequences(params)
 coalitions = np.zeros((len(picks), len(by_size)), dtype=bool)
 for row, blocks in zip(coalitions, picks.values(), strict=True):
     row[blocks] = True
-spqe = params.spqe
-quantize = weight_quantizer(spqe.backend, spqe.group_size)
-with ModelGame(
-    load_model(params.model),
-    held_back,
-    quantize,
-    spqe.high_bits,
-    spqe.low_bits,
-    batch_size=spqe.batch_size,
-    progress=False,
-) as game:
+with held_back_game(params, load_model(params.model), held_back) as game:
     nll = game.value_function(coalitions)
 
 out = {

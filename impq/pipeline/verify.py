@@ -42,6 +42,7 @@ __all__ = [
     "METHOD",
     "REFERENCE",
     "assignment_path",
+    "held_back_game",
     "held_back_sequences",
     "metrics_path",
     "output_dir",
@@ -70,6 +71,21 @@ def held_back_sequences(params: Params) -> torch.Tensor:
             "below data.calibration.n_samples"
         )
     return ids[used:][: params.verify.n_samples]
+
+
+def held_back_game(params: Params, model: torch.nn.Module, held_back: torch.Tensor) -> ModelGame:
+    """The SPQE game (backend, precisions, batch size) played on the held-back sequences:
+    what the verified pick scores its candidates with."""
+    spqe = params.spqe
+    return ModelGame(
+        model,
+        held_back,
+        weight_quantizer(spqe.backend, spqe.group_size),
+        spqe.high_bits,
+        spqe.low_bits,
+        batch_size=spqe.batch_size,
+        progress=False,
+    )
 
 
 def _verify_budget(
@@ -138,28 +154,18 @@ def run(params: Params) -> list[Path]:
             "eval.methods"
         )
     methods.check_methods(params)
-    spqe = params.spqe
     held_back = held_back_sequences(params)
     result = ShapleyResult.load(objective_path(params, REFERENCE))
     model = load_model(params.model)
     if len(block_param_counts(model)) != result.n_players:
         raise ValueError(f"SPQE result has {result.n_players} blocks; the model has others")
-    quantize = weight_quantizer(spqe.backend, spqe.group_size)
     setup = time.perf_counter()
     written: list[Path] = []
     metrics: dict[str, Any] = {
         "budgets_verified": len(params.budgets),
         "held_back_sequences": len(held_back),
     }
-    with ModelGame(
-        model,
-        held_back,
-        quantize,
-        spqe.high_bits,
-        spqe.low_bits,
-        batch_size=spqe.batch_size,
-        progress=False,
-    ) as game:
+    with held_back_game(params, model, held_back) as game:
         metrics["setup_seconds"] = time.perf_counter() - setup
         for budget in params.budgets:
             assignment, facts = _verify_budget(params, game, result, budget, len(held_back))
