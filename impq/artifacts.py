@@ -86,11 +86,13 @@ def read_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
 
 
 def fingerprint(*parts: bytes | str | torch.Tensor) -> str:
-    """A short stable hash of strings, bytes and tensors (by their raw contents)."""
+    """A short stable hash of strings, bytes and tensors (by their raw contents, so a
+    bfloat16 tensor, which numpy has no type for, hashes as well as a float32 one)."""
     h = hashlib.sha256()
     for part in parts:
         if isinstance(part, torch.Tensor):
-            part = part.detach().cpu().contiguous().numpy().tobytes()
+            raw = part.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+            part = raw.numpy().tobytes()
         elif isinstance(part, str):
             part = part.encode()
         h.update(part)
