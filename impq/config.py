@@ -112,7 +112,7 @@ class CalibrationConfig(_Section):
         32,
         gt=0,
         description="Calibration sequences drawn; SPQE uses the first spqe.n_samples, the "
-        "verified pick scores on the others.",
+        "verified pick scores on the others, LIM and GPTQ use all of them.",
     )
     seqlen: int = Field(256, gt=1, description="Tokens per calibration sequence.")
     seed: int = Field(0, description="Seed of the draw of calibration sequences.")
@@ -262,7 +262,11 @@ class EvalConfig(_Section):
         256, gt=1, description="Tokens per evaluation window (windows do not overlap)."
     )
     batch_size: int = Field(8, gt=0, description="Windows per forward.")
-    max_windows: int | None = Field(None, gt=0, description="null = the whole test split")
+    max_windows: int | None = Field(
+        None,
+        gt=0,
+        description="Windows of the test split evaluated, from its start; null: all of them.",
+    )
     methods: list[str] = Field(
         [
             "impq",
@@ -367,7 +371,8 @@ class TrackingConfig(_Section):
 
     enabled: bool = Field(True, description="Log every stage run to MLflow.")
     uri: str | None = Field(
-        None, description="null reads $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db"
+        None,
+        description="MLflow store; null reads $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here.",
     )
     experiment: str = Field("impq", description="MLflow experiment the runs go to.")
     cron: str | None = Field(
@@ -405,7 +410,10 @@ class RunnerConfig(_Section):
     cluster at ``address``. The same seed gives bit-identical samples either way.
     """
 
-    name: Literal["local", "ray"] = Field("local", description="local or ray.")
+    name: Literal["local", "ray"] = Field(
+        "local",
+        description="'local': in the stage's process; 'ray': on Ray workers (extra impq[ray]).",
+    )
     address: str | None = Field(
         None,
         description="Ray cluster address (e.g. 'ray://head:10001' or 'auto'); null: start a "
@@ -425,8 +433,10 @@ class PathsConfig(_Section):
     artifacts: str = Field(
         "artifacts", description="Folder of the stages' artifacts (DVC cache and remote)."
     )
-    metrics: str = Field("metrics", description="Folder of the flat metrics JSON (in git).")
-    plots: str = Field("plots", description="Folder of the plots (in git).")
+    metrics: str = Field(
+        "metrics", description="Folder of the flat metrics JSON (dvc metrics, MLflow)."
+    )
+    plots: str = Field("plots", description="Folder of the plots (dvc plots).")
     results: str = Field(
         "results", description="Folder of the comparison's tables and plot (compare stage)."
     )
