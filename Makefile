@@ -45,6 +45,7 @@ lint: setup
 	ruff check .
 	ruff format --check .
 	mypy
+	mkdocs build --strict
 
 test: lint
 	pytest || { rc=$$?; [ $$rc -eq 5 ] && echo 'pytest collected no tests: failing' >&2; exit $$rc; }

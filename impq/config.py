@@ -86,8 +86,12 @@ class ModelConfig(_Section):
 
     source: str = Field(description="Local directory or Hugging Face hub id.")
     gguf_file: str | None = Field(None, description="GGUF file inside `source`, if any.")
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Dtype the model is loaded and run in."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where the model runs; 'auto': cuda when present, else cpu."
+    )
     layout: LayoutConfig | None = Field(
         None, description="null: the built-in layout of the family, else inferred."
     )
@@ -104,9 +108,14 @@ class CalibrationConfig(_Section):
             "or a path to a UTF-8 text file."
         ),
     )
-    n_samples: int = Field(32, gt=0)
-    seqlen: int = Field(256, gt=1)
-    seed: int = 0
+    n_samples: int = Field(
+        32,
+        gt=0,
+        description="Calibration sequences drawn; SPQE uses the first spqe.n_samples, the "
+        "verified pick scores on the others, LIM and GPTQ use all of them.",
+    )
+    seqlen: int = Field(256, gt=1, description="Tokens per calibration sequence.")
+    seed: int = Field(0, description="Seed of the draw of calibration sequences.")
 
 
 class DataConfig(_Section):
@@ -146,7 +155,11 @@ class SpqeConfig(_Section):
     assembly options of the interaction models (``alpha``, ``min_pair_samples``,
     ``interaction_fdr``), which reuse the samples."""
 
-    permutations: int = Field(48, gt=1, description="Permutations M; keep M well above L.")
+    permutations: int = Field(
+        48,
+        gt=1,
+        description="Permutations M; keep M well above L (M ≥ 2L keeps the covariance meaningful).",
+    )
     walks: Literal["prefix", "sii"] = Field(
         "prefix",
         description=(
@@ -167,16 +180,20 @@ class SpqeConfig(_Section):
             "1 keeps every pair with a standard error."
         ),
     )
-    backend: str = Field("quanto", description="Quantizer used inside the game.")
-    high_bits: int = 4
-    low_bits: int = 2
+    backend: str = Field(
+        "quanto", description="Quantizer used inside the game: a data-free backend (quanto or hqq)."
+    )
+    high_bits: int = Field(4, description="Bits of a block before the game lowers it.")
+    low_bits: int = Field(2, description="Bits a block is lowered to.")
     group_size: int = Field(
         64,
         gt=0,
         description="Weights per group inside the game; must equal backends.group_size "
         "(set either one: the other follows).",
     )
-    seed: int = 0
+    seed: int = Field(
+        0, description="Seed of the walks: permutation k derives from (seed, k) alone."
+    )
     tolerance: float | None = Field(
         None, gt=0, description="Stop once every Shapley standard error is below this."
     )
@@ -199,11 +216,15 @@ class SpqeConfig(_Section):
 class SolverConfig(_Section):
     """Bit assignment: the binary quadratic program and its solver."""
 
-    name: str = Field("anneal", description="'anneal', 'exact' or 'greedy'.")
+    name: str = Field(
+        "anneal",
+        description="'anneal' (simulated annealing, repair to the budget, local search), "
+        "'exact' (enumeration or a MILP) or 'greedy' (Shapley values ranked alone).",
+    )
     precisions: list[int] = Field([2, 4], min_length=2, description="Allowed bits per block.")
     num_reads: int = Field(32, gt=0, description="Annealing reads (independent runs).")
     num_sweeps: int = Field(500, gt=0, description="Sweeps per annealing read.")
-    seed: int = 0
+    seed: int = Field(0, description="Seed of the annealer.")
     exact_check: bool = Field(True, description="Also solve exactly; store the gap.")
     exact_time_limit: float = Field(60.0, gt=0, description="Seconds for the exact MILP.")
 
@@ -211,8 +232,17 @@ class SolverConfig(_Section):
 class BackendsConfig(_Section):
     """Backends that store the final mixed-precision model."""
 
-    names: list[str] = ["quanto", "hqq"]
-    group_size: int = Field(64, gt=0)
+    names: list[str] = Field(
+        ["quanto", "hqq"],
+        description="Backends the sweep quantizes every assignment with: quanto, hqq, gptq "
+        "(extra impq[gptq]) or llamacpp (GGUF files scored by llama.cpp).",
+    )
+    group_size: int = Field(
+        64,
+        gt=0,
+        description="Weights per scale/zero group, for every backend and the budget; "
+        "spqe.group_size follows.",
+    )
     calibrated_cells: Literal["sequential", "blocks"] = Field(
         "sequential",
         description=(
@@ -228,9 +258,15 @@ class BackendsConfig(_Section):
 class EvalConfig(_Section):
     """WikiText-2 perplexity protocol and the methods compared in the sweep."""
 
-    seqlen: int = Field(256, gt=1)
-    batch_size: int = Field(8, gt=0)
-    max_windows: int | None = Field(None, gt=0, description="null = the whole test split")
+    seqlen: int = Field(
+        256, gt=1, description="Tokens per evaluation window (windows do not overlap)."
+    )
+    batch_size: int = Field(8, gt=0, description="Windows per forward.")
+    max_windows: int | None = Field(
+        None,
+        gt=0,
+        description="Windows of the test split evaluated, from its start; null: all of them.",
+    )
     methods: list[str] = Field(
         [
             "impq",
@@ -276,7 +312,7 @@ class EvoPressConfig(_Section):
     max_evaluations: int | None = Field(
         None, gt=0, description="Cap on model evaluations; null: as many as SPQE used."
     )
-    seed: int = 0
+    seed: int = Field(0, description="Seed of the search.")
 
     @model_validator(mode="after")
     def _stages_consistent(self) -> EvoPressConfig:
@@ -318,7 +354,7 @@ class CompareConfig(_Section):
     )
     level: float = Field(0.95, gt=0.0, lt=1.0, description="Confidence level of intervals.")
     n_boot: int = Field(10_000, ge=100, description="Bootstrap resamples of the windows.")
-    seed: int = 0
+    seed: int = Field(0, description="Seed of the bootstrap.")
 
     @field_validator("isolated")
     @classmethod
@@ -333,11 +369,12 @@ class CompareConfig(_Section):
 class TrackingConfig(_Section):
     """Experiment tracking (MLflow) and the schedule of the served pipeline."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="Log every stage run to MLflow.")
     uri: str | None = Field(
-        None, description="null reads $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db"
+        None,
+        description="MLflow store; null reads $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here.",
     )
-    experiment: str = "impq"
+    experiment: str = Field("impq", description="MLflow experiment the runs go to.")
     cron: str | None = Field(
         None, description="Cron schedule of `impq serve` (e.g. '0 3 * * *'); null: on demand."
     )
@@ -373,7 +410,10 @@ class RunnerConfig(_Section):
     cluster at ``address``. The same seed gives bit-identical samples either way.
     """
 
-    name: Literal["local", "ray"] = Field("local", description="local or ray.")
+    name: Literal["local", "ray"] = Field(
+        "local",
+        description="'local': in the stage's process; 'ray': on Ray workers (extra impq[ray]).",
+    )
     address: str | None = Field(
         None,
         description="Ray cluster address (e.g. 'ray://head:10001' or 'auto'); null: start a "
@@ -390,10 +430,16 @@ class RunnerConfig(_Section):
 class PathsConfig(_Section):
     """Where stages write their artifacts, metrics and plots (relative to the repo)."""
 
-    artifacts: str = "artifacts"
-    metrics: str = "metrics"
-    plots: str = "plots"
-    results: str = "results"
+    artifacts: str = Field(
+        "artifacts", description="Folder of the stages' artifacts (DVC cache and remote)."
+    )
+    metrics: str = Field(
+        "metrics", description="Folder of the flat metrics JSON (dvc metrics, MLflow)."
+    )
+    plots: str = Field("plots", description="Folder of the plots (dvc plots).")
+    results: str = Field(
+        "results", description="Folder of the comparison's tables and plot (compare stage)."
+    )
 
 
 class Params(_Section):
@@ -404,7 +450,11 @@ class Params(_Section):
     spqe: SpqeConfig = SpqeConfig()
     solver: SolverConfig = SolverConfig()
     backends: BackendsConfig = BackendsConfig()
-    budgets: list[float] = [2.5, 3.0, 3.5]
+    budgets: list[float] = Field(
+        [2.5, 3.0, 3.5],
+        description="Average bits per weight to allocate, between 2 and 8; written as "
+        "decimals (3.0, not 3).",
+    )
     eval: EvalConfig = EvalConfig()
     compare: CompareConfig = CompareConfig()
     evopress: EvoPressConfig = EvoPressConfig()
