@@ -163,8 +163,9 @@ class SpqeConfig(_Section):
     walks: Literal["prefix", "sii"] = Field(
         "prefix",
         description=(
-            "'prefix': the L-1 prefixes of each permutation (methods impq, surrogate, shapley); "
-            "'sii': also S+{b} for each adjacent pair, 2(L-1) per permutation (adds sii)."
+            "'prefix': every inner prefix of each walk, L*(len(ladder)-1) - 1 of them (methods "
+            "impq, surrogate, shapley); 'sii' (two-level ladders only): also S+{b} for each "
+            "adjacent pair, 2(L-1) per permutation (adds sii)."
         ),
     )
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="impq: K = (1-α)C + α diag(C).")
@@ -183,8 +184,14 @@ class SpqeConfig(_Section):
     backend: str = Field(
         "quanto", description="Quantizer used inside the game: a data-free backend (quanto or hqq)."
     )
-    high_bits: int = Field(4, description="Bits of a block before the game lowers it.")
-    low_bits: int = Field(2, description="Bits a block is lowered to.")
+    ladder: list[int] = Field(
+        [4, 2],
+        description=(
+            "Precisions (bits) the game lowers each block through, strictly descending: "
+            "[4, 2] is the paper's game; [4, 3, 2] or [8, 4, 3, 2] measure every step. "
+            "A walk costs L*(len(ladder)-1) - 1 evaluations."
+        ),
+    )
     group_size: int = Field(
         64,
         gt=0,
@@ -211,6 +218,35 @@ class SpqeConfig(_Section):
             "three prefix chains when that is more. Changes speed only, never a value."
         ),
     )
+
+    @field_validator("ladder")
+    @classmethod
+    def _descending_ladder(cls, ladder: list[int]) -> list[int]:
+        if len(ladder) < 2 or any(a <= b for a, b in itertools.pairwise(ladder)) or ladder[-1] < 1:
+            raise ValueError(
+                f"spqe.ladder {ladder} must list at least two precisions (bits >= 1), strictly "
+                "descending from the top one, e.g. [4, 2] or [4, 3, 2]"
+            )
+        return ladder
+
+    @model_validator(mode="after")
+    def _sii_walks_are_two_level(self) -> SpqeConfig:
+        if self.walks == "sii" and len(self.ladder) > 2:
+            raise ValueError(
+                f"spqe.walks 'sii' needs a two-level spqe.ladder, got {self.ladder}: the "
+                "pairwise interaction index exists for two levels only; use walks: prefix"
+            )
+        return self
+
+    @property
+    def high_bits(self) -> int:
+        """The top of the ladder: the precision every walk starts from."""
+        return self.ladder[0]
+
+    @property
+    def low_bits(self) -> int:
+        """The bottom of the ladder: the precision every walk ends at."""
+        return self.ladder[-1]
 
 
 class SolverConfig(_Section):
