@@ -31,19 +31,21 @@ GROUP_META_BYTES = 4
 
 @dataclass(frozen=True)
 class Footprint:
-    """Bytes a backend stores for one quantized linear, beside its packed codes.
+    """Bytes a backend stores for one quantized linear: packed codes and what sits beside.
+
+    The parts are methods (:meth:`codes`, :meth:`scales`, :meth:`zeros`) so that a
+    backend whose layout changes with the bits (HQQ's 3-bit words, quanto's 8-bit rows,
+    GPTQ's int32 words) overrides the part that differs.
 
     Attributes:
         scale_bytes: bytes of the scale of each group.
-        zero_bytes: bytes of the zero (shift) of each group, when stored unpacked.
-        zero_packed: zeros are packed at the weight's bits instead (GPTQ's ``qzeros``).
+        zero_bytes: bytes of the zero (shift) of each group.
         column_bytes: bytes per input column (GPTQ's int32 ``g_idx``).
         linear_bytes: bytes per linear (quanto's input and output scales).
     """
 
     scale_bytes: int = 2
     zero_bytes: int = 2
-    zero_packed: bool = False
     column_bytes: int = 0
     linear_bytes: int = 0
 
@@ -60,16 +62,26 @@ class Footprint:
             raise ValueError(
                 f"group size {group_size} does not divide the input width {in_features}"
             )
-        n = out_features * in_features
-        groups = n // group_size
-        zeros = -(-groups * bits // 8) if self.zero_packed else groups * self.zero_bytes
+        shape = (out_features, in_features, bits, group_size)
         return (
-            -(-n * bits // 8)
-            + groups * self.scale_bytes
-            + zeros
+            self.codes(*shape)
+            + self.scales(*shape)
+            + self.zeros(*shape)
             + in_features * self.column_bytes
             + self.linear_bytes
         )
+
+    def codes(self, out_features: int, in_features: int, bits: int, group_size: int) -> int:
+        """Bytes of the codes: ``bits`` per weight, packed without gaps."""
+        return -(-out_features * in_features * bits // 8)
+
+    def scales(self, out_features: int, in_features: int, bits: int, group_size: int) -> int:
+        """Bytes of the scales: one per group of ``group_size`` weights."""
+        return out_features * in_features // group_size * self.scale_bytes
+
+    def zeros(self, out_features: int, in_features: int, bits: int, group_size: int) -> int:
+        """Bytes of the zeros (shifts): one per group of ``group_size`` weights."""
+        return out_features * in_features // group_size * self.zero_bytes
 
 
 SOLVER = Footprint()
