@@ -88,6 +88,27 @@ def test_each_precision_reads_back_stores_its_footprint_and_round_trips(
     assert torch.equal(loaded(ids).logits, logits)
 
 
+@needs_gptq
+@pytest.mark.slow
+def test_gptq_reads_back_every_precision_in_one_model_and_stores_its_footprint() -> None:
+    """One GPTQModel run with blocks at 2, 3, 4 and 8 bits (its ``dynamic`` overrides)."""
+    backend = get_backend("gptq")
+    model = tiny_model("llama", num_layers=4)
+    assignment = dict(enumerate(PRECISIONS["gptq"]))
+    expected = expected_bytes(model, assignment, GROUP, backend.footprint(model))
+
+    q = _quantize("gptq", model, assignment)
+    assert backend.stored_bytes(q) == expected
+    read = _bits_read_back("gptq", q)
+    assert read == {
+        f"model.layers.{i}.{rel}": bits
+        for i, bits in assignment.items()
+        for rel in block_linears(model, i)
+    }
+    ids = torch.randint(0, model.config.vocab_size, (2, 24), generator=_gen())
+    assert torch.isfinite(q(ids).logits).all()
+
+
 def test_quanto_refuses_3_bits_and_names_the_backends_that_store_them() -> None:
     backend = get_backend("quanto")
     model = tiny_model("llama", num_layers=2)
