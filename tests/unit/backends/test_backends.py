@@ -238,8 +238,9 @@ def test_gptq_cannot_serve_spqe() -> None:
 @pytest.mark.parametrize("name", ["quanto", "hqq"])
 def test_cuda_matches_cpu_sizes_and_runs(name: str) -> None:
     backend = get_backend(name)
-    cpu = _quantize(name, tiny_model("qwen3", num_layers=4), MIXED)
-    gpu = _quantize(name, tiny_model("qwen3", num_layers=4).cuda(), MIXED)
+    every = dict(enumerate(PRECISIONS[name]))  # a block at each precision
+    cpu = _quantize(name, tiny_model("qwen3", num_layers=4), every)
+    gpu = _quantize(name, tiny_model("qwen3", num_layers=4).cuda(), every)
     ids = torch.randint(0, 256, (2, 24), generator=_gen())
     assert backend.stored_bytes(gpu) == backend.stored_bytes(cpu)
     torch.testing.assert_close(gpu(ids.cuda()).logits.cpu(), cpu(ids).logits, rtol=0, atol=5e-2)
@@ -303,3 +304,22 @@ def test_gptq_linears_multiply_in_float32_on_a_cpu_without_native_bfloat16(
     assert out.dtype == torch.bfloat16
     assert torch.equal(out, (x.float() @ weight).to(torch.bfloat16))
     assert torch.equal(copy.deepcopy(linear)(x), out)  # the hooks travel with a copy
+
+
+@needs_gptq
+@pytest.mark.slow
+@pytest.mark.parametrize("bits", [3, 8])
+def test_gptq_blocks_on_float_inputs_store_their_footprint_at_3_and_8_bits(bits: int) -> None:
+    backend = get_backend("gptq")
+    model = tiny_model("llama", num_layers=1)
+    calibration = torch.randint(0, model.config.vocab_size, (4, 32), generator=_gen())
+    modules = backend.quantize_blocks(model, [0], bits, GROUP, calibration)[0]
+    assert {int(m.bits) for m in modules.values()} == {bits}
+    assembled = copy.deepcopy(model)
+    for rel, module in modules.items():
+        set_submodule(assembled, f"model.layers.0.{rel}", module)
+    assembled = backend.assembled(assembled)
+    expected = expected_bytes(model, {0: bits}, GROUP, backend.footprint(model))
+    assert backend.stored_bytes(assembled) == expected
+    ids = torch.randint(0, model.config.vocab_size, (2, 24), generator=_gen())
+    assert torch.isfinite(assembled(ids).logits).all()
