@@ -60,3 +60,22 @@ def test_rejects_what_it_cannot_do(name: str) -> None:
         backend.dequantize_weight(_weight(), UNSUPPORTED[name], 64)
     with pytest.raises(UnsupportedError, match="group size"):
         backend.dequantize_weight(_weight(), 2, 48 + 1)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_the_view_is_the_weight_the_quantized_model_holds(name: str) -> None:
+    """What SPQE sees of a block at each precision is what the backend's model computes with
+    (HQQ's view is dequantized in float16, HQQ's default, the model in its own dtype: the
+    same to float16 rounding)."""
+    from impq.models import block_linears
+    from impq.models.tiny import tiny_model
+
+    backend = get_backend(name)
+    for bits in sorted(backend.supported_bits):
+        model = tiny_model("llama", num_layers=1)
+        weight = block_linears(model, 0)["mlp.down_proj"].weight.detach().clone()
+        view = backend.dequantize_weight(weight, bits, 32)
+        module = block_linears(backend.quantize(model, {0: bits}, 32), 0)["mlp.down_proj"]
+        held = module.weight.dequantize() if name == "quanto" else module.dequantize()
+        rtol = 1e-3 if name == "hqq" else 0.0
+        torch.testing.assert_close(held.float(), view.float(), rtol=rtol, atol=1e-6)
