@@ -5,18 +5,23 @@ Two accountings, one formula:
 - the solver's, :func:`quantized_bytes` (= :data:`SOLVER`): codes packed at ``bits`` plus a
   16-bit scale and a 16-bit zero per group. It prices every block of the bit program.
 - a backend's own, :class:`Footprint`: what that backend really writes for one linear
-  (the per-group scale and zero at their stored width, zeros packed at the weight's bits,
-  per-column or per-linear extras). ``Backend.footprint`` returns it; the backends' tests
-  hold it equal to the bytes they store.
+  (its codes as the library packs them, the per-group scale and zero at their stored
+  width, per-column or per-linear extras). ``Backend.footprint`` returns it; the backends'
+  tests hold it equal to the bytes they store at every precision they support.
 
 A budget of ``b`` average bits is a byte count interpolated between all blocks at the
 lowest and at the highest precision (:func:`impq.solve.problem.budget_bytes`), in the
-bytes of whichever footprint is asked. Every footprint here is affine in the bits with a
-slope proportional to the weights (codes ``n b / 8``, packed zeros ``n b / (8 g)``; scales
-and per-column extras do not depend on ``b``), so the interpolation removes the constant
-part and an assignment within the solver's byte budget is within every backend's byte
-budget of the same average bits (``tests/unit/backends/test_footprint.py`` checks this
-on every assignment of a small model).
+bytes of whichever footprint is asked. A footprint affine in the bits with a slope
+proportional to the weights (codes ``n b / 8``, packed zeros ``n b / (8 g)``; scales and
+per-column extras do not depend on ``b``) loses its constant part in the interpolation,
+so an assignment within the solver's byte budget is within that backend's byte budget of
+the same average bits: GPTQ's at every precision (widths in multiples of 32), HQQ's and
+quanto's at 2 and 4 bits. HQQ's 3-bit codes (10 to an int32 word: 3.2 bits a weight and
+more) lie above that line and quanto's 8-bit blocks (one scale per row, no groups) below
+it, so with 3 bits between HQQ's lowest and highest precision, or 4 between quanto's 2
+and 8, an assignment within the solver's budget can be over the backend's
+(``tests/unit/backends/test_footprint.py`` checks every assignment of a small model and
+records where).
 """
 
 from __future__ import annotations
@@ -31,19 +36,21 @@ GROUP_META_BYTES = 4
 
 @dataclass(frozen=True)
 class Footprint:
-    """Bytes a backend stores for one quantized linear, beside its packed codes.
+    """Bytes a backend stores for one quantized linear: packed codes and what sits beside.
+
+    The parts are methods (:meth:`codes`, :meth:`scales`, :meth:`zeros`) so that a
+    backend whose layout changes with the bits (HQQ's 3-bit words, quanto's 8-bit rows,
+    GPTQ's int32 words) overrides the part that differs.
 
     Attributes:
         scale_bytes: bytes of the scale of each group.
-        zero_bytes: bytes of the zero (shift) of each group, when stored unpacked.
-        zero_packed: zeros are packed at the weight's bits instead (GPTQ's ``qzeros``).
+        zero_bytes: bytes of the zero (shift) of each group.
         column_bytes: bytes per input column (GPTQ's int32 ``g_idx``).
         linear_bytes: bytes per linear (quanto's input and output scales).
     """
 
     scale_bytes: int = 2
     zero_bytes: int = 2
-    zero_packed: bool = False
     column_bytes: int = 0
     linear_bytes: int = 0
 
@@ -60,16 +67,26 @@ class Footprint:
             raise ValueError(
                 f"group size {group_size} does not divide the input width {in_features}"
             )
-        n = out_features * in_features
-        groups = n // group_size
-        zeros = -(-groups * bits // 8) if self.zero_packed else groups * self.zero_bytes
+        shape = (out_features, in_features, bits, group_size)
         return (
-            -(-n * bits // 8)
-            + groups * self.scale_bytes
-            + zeros
+            self.codes(*shape)
+            + self.scales(*shape)
+            + self.zeros(*shape)
             + in_features * self.column_bytes
             + self.linear_bytes
         )
+
+    def codes(self, out_features: int, in_features: int, bits: int, group_size: int) -> int:
+        """Bytes of the codes: ``bits`` per weight, packed without gaps."""
+        return -(-out_features * in_features * bits // 8)
+
+    def scales(self, out_features: int, in_features: int, bits: int, group_size: int) -> int:
+        """Bytes of the scales: one per group of ``group_size`` weights."""
+        return out_features * in_features // group_size * self.scale_bytes
+
+    def zeros(self, out_features: int, in_features: int, bits: int, group_size: int) -> int:
+        """Bytes of the zeros (shifts): one per group of ``group_size`` weights."""
+        return out_features * in_features // group_size * self.zero_bytes
 
 
 SOLVER = Footprint()

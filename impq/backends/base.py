@@ -31,6 +31,7 @@ __all__ = [
     "Scorer",
     "UnsupportedError",
     "assigned_linears",
+    "backends_storing",
     "budget_bytes_for",
     "check_bits",
     "check_group_size",
@@ -207,11 +208,24 @@ def stored_tensor_bytes(modules: Iterable[nn.Module], stored: Callable[[str], bo
     )
 
 
-def check_bits(backend: str, bits: int, supported: frozenset[int]) -> None:
-    """Raise :class:`UnsupportedError` unless ``bits`` is one of ``supported``."""
+def backends_storing(bits: int) -> list[str]:
+    """Names of the registered backends that store weights at ``bits`` bits."""
+    return sorted(n for n in BACKENDS if bits in lookup(BACKENDS, n, "backend").supported_bits)
+
+
+def check_bits(backend: str, bits: int, supported: frozenset[int], why: str = "") -> None:
+    """Raise :class:`UnsupportedError` unless ``bits`` is one of ``supported``.
+
+    The message names the backends that do store ``bits`` bits, after ``why`` (the
+    backend's own reason, e.g. its library has no such type) when given.
+    """
     if bits not in supported:
+        others = backends_storing(bits)
+        instead = f"backends storing {bits} bits: {others}" if others else "no backend does"
+        reason = f" ({why})" if why else ""
         raise UnsupportedError(
             f"backend {backend!r} stores weights at {sorted(supported)} bits, not {bits}"
+            f"{reason}; {instead}"
         )
 
 
@@ -235,11 +249,12 @@ def assigned_linears(
     assignment: dict[int, int],
     group_size: int,
     supported: frozenset[int],
+    why: str = "",
 ) -> dict[str, tuple[nn.Linear, int]]:
     """Full module name -> (float linear, bits) of every linear the assignment quantizes.
 
     Checks everything before anything is changed, so a bad request leaves the model as
-    it was.
+    it was. ``why`` is the backend's reason for the bits it refuses (:func:`check_bits`).
 
     Raises:
         UnsupportedError: unknown architecture, a block index out of range, unsupported
@@ -257,7 +272,7 @@ def assigned_linears(
             raise UnsupportedError(
                 f"assignment names block {block}, but the model has blocks 0..{n_blocks - 1}"
             )
-        check_bits(backend, bits, supported)
+        check_bits(backend, bits, supported, why)
         for rel, module in block_linears(model, block).items():
             if type(module) is not nn.Linear:
                 raise UnsupportedError(

@@ -3,15 +3,18 @@
 AutoGPTQ is unmaintained and does not import beside transformers 5, so GPTQ goes through
 GPTQModel (``pip install -c constraints.txt --no-build-isolation 'impq[gptq]'``).
 GPTQModel quantizes from a checkpoint folder, so :meth:`GptqBackend.quantize` writes the
-float model to a temporary folder, quantizes it there with the calibration set (default
-4 bits; ``dynamic`` regexes override the bits of 2-bit blocks and skip unassigned ones),
-saves GPTQModel's mixed-precision checkpoint and loads it back. The model it returns is
+float model to a temporary folder, quantizes it there with the calibration set at 2, 3,
+4 or 8 bits (the base bits are the assignment's most common ones; ``dynamic`` regexes
+override the bits of other blocks and skip unassigned ones), saves GPTQModel's
+mixed-precision checkpoint and loads it back. The model it returns is
 therefore exactly what :meth:`GptqBackend.load` gives for the saved checkpoint.
 
 GPTQModel's ``TorchLinear`` kernel (the one that runs on CPU and CUDA alike) computes in
 float16 or bfloat16 only, so a quantized model runs in bfloat16 (``dtype``). Its stored
-tensors per linear are ``qweight`` (codes packed in int32), ``qzeros`` (packed at the
-same bits), ``scales`` (16-bit) and ``g_idx`` (one int32 per input column).
+tensors per linear are ``qweight`` (codes packed in int32 words down each output column:
+``ceil(in * bits / 32)`` words; at 3 bits 32 codes fill 3 words), ``qzeros`` (packed the
+same way along each group's row of outputs), ``scales`` (16-bit) and ``g_idx`` (one int32
+per input column): :class:`GptqFootprint`.
 
 The checkpoint is GPTQModel's own Hugging Face folder (``GPTQModel.load`` reads it without
 impq), plus ``impq_quantization.json`` (the assignment, for :meth:`GptqBackend.load`).
@@ -30,6 +33,7 @@ import tempfile
 import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
 from typing import Any
@@ -48,7 +52,7 @@ from impq.backends.base import (
 from impq.footprint import Footprint
 from impq.models import block_linears, decoder_blocks, get_layout
 
-__all__ = ["GPTQ_INSTALL", "GptqBackend"]
+__all__ = ["GPTQ_INSTALL", "GptqBackend", "GptqFootprint"]
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +66,28 @@ refuses ``GPTQMODEL_CPU_WORKERS`` below 2 ("requests 2 workers but parent 'cpu' 
 _HESSIAN_BYTES = 2 << 30
 """Hessians held at once by :meth:`GptqBackend.quantize_blocks` (float32): the blocks are
 taken in groups that fit, one calibration pass per group."""
+_WORD_BITS = 32
+"""GPTQModel packs codes and zeros in int32 words."""
 _CHECKPOINT_ATTR = "_impq_gptq_checkpoint"
 _IMPQ_FILE = "impq_quantization.json"
+
+
+@dataclass(frozen=True)
+class GptqFootprint(Footprint):
+    """GPTQModel's layout: int32-packed codes, a 16-bit scale and an int32-packed zero per
+    group, and one int32 ``g_idx`` entry per input column."""
+
+    scale_bytes: int = 2
+    zero_bytes: int = 0
+    column_bytes: int = 4
+
+    def codes(self, out_features: int, in_features: int, bits: int, group_size: int) -> int:
+        """``qweight``: each output column's codes in ``ceil(in * bits / 32)`` int32 words."""
+        return 4 * out_features * -(-in_features * bits // _WORD_BITS)
+
+    def zeros(self, out_features: int, in_features: int, bits: int, group_size: int) -> int:
+        """``qzeros``: each group's row of zeros in ``ceil(out * bits / 32)`` int32 words."""
+        return 4 * (in_features // group_size) * -(-out_features * bits // _WORD_BITS)
 
 
 def _gptqmodel() -> Any:
@@ -340,7 +364,7 @@ class GptqBackend:
     """
 
     name = "gptq"
-    supported_bits = frozenset({2, 4})
+    supported_bits = frozenset({2, 3, 4, 8})
     data_free = False
 
     def __init__(self, dtype: torch.dtype = torch.bfloat16) -> None:
@@ -500,9 +524,8 @@ class GptqBackend:
         return stored_tensor_bytes(_quant_modules(model).values(), _STORED.__contains__)
 
     def footprint(self, model: nn.Module) -> Footprint:
-        """int32-packed codes, a 16-bit scale and a zero packed at the weight's bits per
-        group, and one int32 ``g_idx`` entry per input column."""
-        return Footprint(scale_bytes=2, zero_bytes=0, zero_packed=True, column_bytes=4)
+        """:class:`GptqFootprint` (the same for every model dtype: 16-bit scales)."""
+        return GptqFootprint()
 
     def save(self, model: nn.Module, path: Path) -> None:
         """Copy the GPTQModel checkpoint the model was loaded from to ``path``."""

@@ -1,8 +1,11 @@
-"""HQQ backend: one ``HQQLinear`` per linear of each block, at 2 or 4 bits.
+"""HQQ backend: one ``HQQLinear`` per linear of each block, at 2, 3, 4 or 8 bits.
 
 The transformers integration of HQQ takes one setting for the whole model, so each
-linear is replaced directly by an ``HQQLinear`` with its block's ``BaseQuantizeConfig``.
-Codes are bit-packed (4 per byte at 2 bits, 2 per byte at 4 bits). HQQ keeps scales and
+linear is replaced directly by an ``HQQLinear`` with its block's ``BaseQuantizeConfig``
+(groups along the input, ``axis=1``). Codes are bit-packed: 4 per byte at 2 bits, 2 per
+byte at 4 bits, one byte each at 8 bits, and at 3 bits 10 codes per int32 word, one from
+each of 10 groups, the groups padded to a multiple of 10 (:func:`code_bytes`: at least
+3.2 bits a weight; :class:`HqqFootprint` counts it). HQQ keeps scales and
 zeros in the compute dtype; this backend stores them in float16 whatever the model's
 dtype (a float32 model computes in float32 with 16-bit scales and zeros), so a group
 costs the 4 bytes the budget counts. HQQ's own loader reads such a checkpoint and casts
@@ -16,6 +19,7 @@ Checkpoints are HQQ's own format (``AutoHQQHFModel.save_quantized``: ``config.js
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +37,7 @@ from impq.backends.base import (
 from impq.footprint import Footprint
 from impq.models import ExpertLinears, get_layout
 
-__all__ = ["META_DTYPE", "HqqBackend"]
+__all__ = ["META_DTYPE", "HqqBackend", "HqqFootprint", "code_bytes"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,33 @@ META_DTYPE = torch.float16
 
 _STORED = ("W_q", "scale", "zero")
 """HQQLinear state-dict tensors that hold the weight (the rest is small metadata)."""
+
+
+_WORD_CODES = {3: 10}
+"""Bits -> codes HQQ packs per int32 word, one from each of that many groups (3 bits)."""
+
+
+def code_bytes(n_weights: int, bits: int, group_size: int) -> int:
+    """Bytes of the packed codes HQQ stores for ``n_weights`` at ``bits`` in groups of
+    ``group_size`` (groups along the input, as this backend quantizes).
+
+    At 3 bits one int32 word holds one code of each of 10 groups (2 bits unused) and
+    the groups are padded to a multiple of 10: ``4 * group_size * ceil(groups / 10)``.
+    The other widths pack without gaps.
+    """
+    per_word = _WORD_CODES.get(bits)
+    if per_word is None:
+        return -(-n_weights * bits // 8)
+    return 4 * group_size * -(-(n_weights // group_size) // per_word)
+
+
+@dataclass(frozen=True)
+class HqqFootprint(Footprint):
+    """HQQ's codes (:func:`code_bytes`) and a 16-bit scale and zero per group."""
+
+    def codes(self, out_features: int, in_features: int, bits: int, group_size: int) -> int:
+        """Bytes of the codes as HQQ packs them (:func:`code_bytes`)."""
+        return code_bytes(out_features * in_features, bits, group_size)
 
 
 def _weight_params(bits: int, group_size: int) -> dict[str, Any]:
@@ -53,7 +84,7 @@ def _weight_params(bits: int, group_size: int) -> dict[str, Any]:
 def _quant_config(bits: int, group_size: int) -> dict[str, Any]:
     from hqq.core.quantize import BaseQuantizeConfig
 
-    config: dict[str, Any] = BaseQuantizeConfig(nbits=bits, group_size=group_size)
+    config: dict[str, Any] = BaseQuantizeConfig(nbits=bits, group_size=group_size, axis=1)
     return config
 
 
@@ -84,10 +115,10 @@ def _hqq_modules(model: nn.Module) -> dict[str, Any]:
 
 
 class HqqBackend:
-    """Replaces each linear of a block by an ``HQQLinear`` at 2 or 4 bits."""
+    """Replaces each linear of a block by an ``HQQLinear`` at 2, 3, 4 or 8 bits."""
 
     name = "hqq"
-    supported_bits = frozenset({2, 4})
+    supported_bits = frozenset({2, 3, 4, 8})
     data_free = True
 
     @torch.no_grad()
@@ -144,8 +175,9 @@ class HqqBackend:
         return stored_tensor_bytes(_hqq_modules(model).values(), _STORED.__contains__)
 
     def footprint(self, model: nn.Module) -> Footprint:
-        """Packed codes plus a 16-bit scale and a 16-bit zero per group."""
-        return Footprint(scale_bytes=2, zero_bytes=2)
+        """Packed codes (:func:`code_bytes`) plus a 16-bit scale and a 16-bit zero per
+        group."""
+        return HqqFootprint(scale_bytes=2, zero_bytes=2)
 
     def save(self, model: nn.Module, path: Path) -> None:
         """Write HQQ's own checkpoint (``config.json`` + ``qmodel.pt``) to ``path``."""

@@ -1,6 +1,12 @@
-"""optimum-quanto backend: qint2 / qint4 weights per decoder block, frozen.
+"""optimum-quanto backend: qint2, qint4 or qint8 weights per decoder block, frozen.
 
-Quanto picks its own group size (128, or a smaller multiple of 32 dividing the input
+optimum-quanto's integer weight types are qint2, qint4 and qint8: it has no 3-bit type,
+so this backend stores 2, 4 and 8 bits and refuses 3 (the HQQ, GPTQ and llama.cpp
+backends store 3-bit blocks). qint8 is quanto's symmetric per-row type: int8 codes and
+one scale per output row, no shift and no groups (quanto refuses a group size at 8 bits),
+so an 8-bit block ignores ``group_size`` and :class:`QuantoFootprint` counts its rows.
+
+At 2 and 4 bits quanto picks its own group size (128, or a smaller multiple of 32 dividing the input
 width; one group per row when the input is 128 wide or less); this backend overrides it
 with the requested one before freezing, so the stored scales and shifts really are per
 ``group_size`` weights. Quanto keeps scales and shifts in the weight's dtype and a
@@ -24,6 +30,7 @@ import functools
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +41,7 @@ from impq.backends.base import assigned_linears, check_bits, check_group_size, s
 from impq.footprint import Footprint
 from impq.models import decoder_blocks, get_layout, unfuse_experts
 
-__all__ = ["QMAP_FILE", "QuantoBackend"]
+__all__ = ["QMAP_FILE", "QuantoBackend", "QuantoFootprint"]
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +52,40 @@ _STORED_EXTRA = ("input_scale", "output_scale")
 """State-dict tensors of a quanto linear beside its ``weight.*`` tensors."""
 
 
+_NO_GROUPS_BITS = 8
+"""qint8 weights have one symmetric scale per output row instead of groups."""
+
+_WHY = "optimum-quanto's weight types are qint2, qint4 and qint8: it has no 3-bit type"
+"""Why quanto refuses the bits it refuses (in the error, beside the backends that store them)."""
+
+
 def _qtype(bits: int) -> Any:
-    from optimum.quanto import qint2, qint4
+    from optimum.quanto import qint2, qint4, qint8
 
-    return {2: qint2, 4: qint4}[bits]
+    return {2: qint2, 4: qint4, 8: qint8}[bits]
 
 
-def _quantize_modules(model: nn.Module, plan: dict[str, tuple[int, int]]) -> None:
-    """Swap the named linears for quanto modules at (bits, group size) (unfrozen)."""
+@dataclass(frozen=True)
+class QuantoFootprint(Footprint):
+    """Packed codes, a scale and a shift per group and two scalar scales per linear; at 8
+    bits (qint8) one scale per output row and no shift instead."""
+
+    def scales(self, out_features: int, in_features: int, bits: int, group_size: int) -> int:
+        """One scale per group, or per output row at 8 bits."""
+        if bits == _NO_GROUPS_BITS:
+            return out_features * self.scale_bytes
+        return super().scales(out_features, in_features, bits, group_size)
+
+    def zeros(self, out_features: int, in_features: int, bits: int, group_size: int) -> int:
+        """One shift per group; none at 8 bits (qint8 is symmetric)."""
+        if bits == _NO_GROUPS_BITS:
+            return 0
+        return super().zeros(out_features, in_features, bits, group_size)
+
+
+def _quantize_modules(model: nn.Module, plan: dict[str, tuple[int, int | None]]) -> None:
+    """Swap the named linears for quanto modules at (bits, group size) (unfrozen); the
+    group size is None for 8-bit modules."""
     from optimum.quanto import quantize
 
     for bits in sorted({b for b, _ in plan.values()}):
@@ -62,6 +95,11 @@ def _quantize_modules(model: nn.Module, plan: dict[str, tuple[int, int]]) -> Non
         module: Any = model.get_submodule(name)
         module.weight_group_size = group_size
         module.forward = _inference_mode_safe(module.forward)
+
+
+def _group_size(bits: int, group_size: int) -> int | None:
+    """The group size quanto stores at ``bits``: none at 8 bits."""
+    return None if bits == _NO_GROUPS_BITS else group_size
 
 
 def _inference_mode_safe(forward: Callable[..., Any]) -> Callable[..., Any]:
@@ -124,29 +162,35 @@ def _shared_keys(model: nn.Module) -> set[str]:
 
 
 class QuantoBackend:
-    """Quantizes the linears of each block with optimum-quanto at 2 or 4 bits."""
+    """Quantizes the linears of each block with optimum-quanto at 2, 4 or 8 bits (it has
+    no 3-bit type)."""
 
     name = "quanto"
-    supported_bits = frozenset({2, 4})
+    supported_bits = frozenset({2, 4, 8})
     data_free = True
 
     @torch.no_grad()
     def dequantize_weight(self, weight: torch.Tensor, bits: int, group_size: int) -> torch.Tensor:
-        """``weight`` through quanto's group-wise affine quantizer at ``bits``, dequantized."""
-        check_bits(self.name, bits, self.supported_bits)
+        """``weight`` through quanto's group-wise affine quantizer at ``bits`` (at 8 bits
+        its symmetric per-row one), dequantized."""
+        check_bits(self.name, bits, self.supported_bits, _WHY)
         check_group_size(self.name, weight, group_size)
-        from optimum.quanto.tensor.optimizers import MaxOptimizer
+        from optimum.quanto.tensor.optimizers import AbsmaxOptimizer, MaxOptimizer
         from optimum.quanto.tensor.weights import quantize_weight
 
         qtype = _qtype(bits)
-        scale, shift = MaxOptimizer()(weight, qtype=qtype, axis=0, group_size=group_size)
+        groups = _group_size(bits, group_size)
+        if groups is None:
+            scale, shift = AbsmaxOptimizer()(weight, qtype=qtype, axis=0), None
+        else:
+            scale, shift = MaxOptimizer()(weight, qtype=qtype, axis=0, group_size=groups)
         q = quantize_weight(
             weight,
             qtype=qtype,
             axis=0,
             scale=scale,
             shift=shift,
-            group_size=group_size,
+            group_size=groups,
             optimized=False,
         )
         return q.dequantize().to(dtype=weight.dtype, device=weight.device).reshape(weight.shape)
@@ -165,8 +209,13 @@ class QuantoBackend:
         """
         from optimum.quanto import freeze
 
-        targets = assigned_linears(self.name, model, assignment, group_size, self.supported_bits)
-        _quantize_modules(model, {name: (bits, group_size) for name, (_, bits) in targets.items()})
+        targets = assigned_linears(
+            self.name, model, assignment, group_size, self.supported_bits, _WHY
+        )
+        _quantize_modules(
+            model,
+            {name: (bits, _group_size(bits, group_size)) for name, (_, bits) in targets.items()},
+        )
         freeze(model)
         log.info("quanto: quantized %d linears in %d blocks", len(targets), len(assignment))
         return model
@@ -180,13 +229,13 @@ class QuantoBackend:
         )
 
     def footprint(self, model: nn.Module) -> Footprint:
-        """Packed codes, a scale and a shift per group and two scalar scales per linear,
-        all in the model's float dtype."""
+        """:class:`QuantoFootprint` with scales and shifts in the model's float dtype."""
         width = next(model.parameters()).element_size()
-        return Footprint(scale_bytes=width, zero_bytes=width, linear_bytes=2 * width)
+        return QuantoFootprint(scale_bytes=width, zero_bytes=width, linear_bytes=2 * width)
 
     def save(self, model: nn.Module, path: Path) -> None:
-        """Write quanto's checkpoint layout, the group size in each qmap entry."""
+        """Write quanto's checkpoint layout, the group size in each qmap entry (null at 8
+        bits)."""
         from optimum.quanto import QuantizedModelForCausalLM
 
         modules = _quantized_modules(model)
@@ -196,7 +245,8 @@ class QuantoBackend:
         QuantizedModelForCausalLM(model).save_pretrained(str(path))
         qmap = json.loads((path / QMAP_FILE).read_text())
         for name, module in modules.items():
-            qmap[name]["group_size"] = int(module.weight_group_size)
+            groups = module.weight_group_size
+            qmap[name]["group_size"] = None if groups is None else int(groups)
         (path / QMAP_FILE).write_text(json.dumps(qmap, indent=4) + "\n")
 
     @torch.no_grad()
@@ -218,7 +268,11 @@ class QuantoBackend:
         model = AutoModelForCausalLM.from_config(config, dtype=getattr(config, "dtype", None))
         unfuse_experts(model)  # named as the quantized model was (impq.models.load_model)
         plan = {
-            name: (int(qtypes[q["weights"]].bits), int(q["group_size"])) for name, q in qmap.items()
+            name: (
+                int(qtypes[q["weights"]].bits),
+                None if q["group_size"] is None else int(q["group_size"]),
+            )
+            for name, q in qmap.items()
         }
         _quantize_modules(model, plan)
         result = model.load_state_dict(_read_state(path), strict=False)

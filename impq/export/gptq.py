@@ -3,8 +3,9 @@
 The bits of a module are what a GPTQ runtime (GPTQModel, vLLM, SGLang) derives from the
 checkpoint's ``quantization_config``: the first ``dynamic`` rule whose regex matches the
 module name (``-:`` skips it, ``+:`` overrides the base ``bits``), else the base bits.
-They are checked against the shapes of ``qweight`` (``in/32*bits x out`` int32),
-``qzeros`` and ``scales`` (one row per group of inputs) and ``g_idx`` (one per input).
+They are checked against the shapes of ``qweight`` (``ceil(in * bits / 32) x out``
+int32), ``qzeros`` and ``scales`` (one row per group of inputs) and ``g_idx`` (one per
+input): the layout :class:`impq.backends.gptq.GptqFootprint` counts.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from impq.backends.gptq import GptqFootprint
 from impq.export.backed import BackendExporter
 from impq.export.base import ExportCheckError, StoredLinear
 from impq.export.files import tensor_headers
@@ -21,6 +23,7 @@ from impq.export.files import tensor_headers
 __all__ = ["GptqExporter", "dynamic_override"]
 
 _TENSORS = ("qweight", "qzeros", "scales", "g_idx")
+_LAYOUT = GptqFootprint()
 
 
 def dynamic_override(dynamic: dict[str, dict[str, Any]], module: str) -> dict[str, Any] | None:
@@ -72,10 +75,10 @@ class GptqExporter(BackendExporter):
             t = {k: headers[f"{name}.{k}"] for k in _TENSORS}
             inputs, outputs = t["g_idx"].numel, t["scales"].shape[1]
             n_weights = inputs * outputs
-            groups = n_weights // group_size
+            shape = (outputs, inputs, bits, group_size)
             checks = {
-                "qweight": (t["qweight"].nbytes * 8, n_weights * bits),
-                "qzeros": (t["qzeros"].nbytes * 8, groups * bits),
+                "qweight bytes": (t["qweight"].nbytes, _LAYOUT.codes(*shape)),
+                "qzeros bytes": (t["qzeros"].nbytes, _LAYOUT.zeros(*shape)),
                 "scales rows": (t["scales"].shape[0] * group_size, inputs),
             }
             for what, (got, want) in checks.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from impq.backends.hqq import code_bytes
 from impq.export.backed import BackendExporter
 from impq.export.base import ExportCheckError, StoredLinear
 
@@ -39,10 +40,11 @@ class HqqExporter(BackendExporter):
                 continue
             bits, group_size = int(state["nbits"]), int(state["group_size"])
             n_weights = math.prod(int(d) for d in state["shape"])
-            code_bytes = state["W_q"].numel() * state["W_q"].element_size()
-            if code_bytes * 8 != n_weights * bits:
+            codes = state["W_q"].numel() * state["W_q"].element_size()
+            if codes != code_bytes(n_weights, bits, group_size):
                 raise ExportCheckError(
-                    f"{name}: {code_bytes} code bytes do not hold {n_weights} weights at {bits} bits"
+                    f"{name}: {codes} code bytes do not hold {n_weights} weights at {bits} bits "
+                    f"as HQQ packs them ({code_bytes(n_weights, bits, group_size)} bytes)"
                 )
             if state["scale"].numel() * group_size != n_weights:
                 raise ExportCheckError(

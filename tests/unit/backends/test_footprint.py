@@ -14,6 +14,9 @@ from impq.backends.base import (
     check_within_budget,
     expected_bytes,
 )
+from impq.backends.gptq import GptqFootprint
+from impq.backends.hqq import HqqFootprint, code_bytes
+from impq.backends.quanto import QuantoFootprint
 from impq.footprint import SOLVER, Footprint
 from impq.models import block_param_counts
 from impq.models.tiny import tiny_model
@@ -30,6 +33,45 @@ STORAGE = [
     ("hqq", torch.float32),  # 16-bit scale and zero whatever the model's dtype
     ("gptq", torch.bfloat16),  # packed zeros, int32 g_idx per input column
 ]
+PRECISION_SETS = [(2, 4), (3, 4), (2, 3, 4), (4, 8), (2, 4, 8), (2, 3, 4, 8)]
+HQQ_3_BIT_WORDS = (
+    "HQQ packs 3-bit codes 10 to an int32 word (3.2 bits a weight and more): its 3-bit size "
+    "is above the line through its 2- and 4-bit sizes, on which the budget interpolated "
+    "between the lowest and highest precision lies. All blocks at 3 bits fit the solver's "
+    "3.0-bit budget and are 5120 bytes (6.9%) over HQQ's here (2,680,320 bytes, 5.8%, on "
+    "SmolLM2-135M at group 64)"
+)
+QUANTO_8_BIT_ROWS = (
+    "quanto's qint8 keeps one scale per row instead of a scale and a shift per group: its "
+    "8-bit size is below the line through its 2- and 4-bit sizes, so the budget interpolated "
+    "between 2 and 8 bits is below its 4-bit size. All blocks at 4 bits fit the solver's "
+    "4.0-bit budget and are over quanto's here by 9558 bytes (9.4%) in float32, 4779 (5.5%) "
+    "in bfloat16"
+)
+KNOWN_OVER = {
+    ("hqq", (2, 3, 4)): HQQ_3_BIT_WORDS,
+    ("hqq", (2, 3, 4, 8)): HQQ_3_BIT_WORDS,
+    ("quanto", (2, 4, 8)): QUANTO_8_BIT_ROWS,
+}
+"""Where an assignment within the solver's budget is over the backend's: its footprint is
+not affine in the bits, so the interpolated budget is below what it stores."""
+
+
+def _claims() -> list[object]:
+    return [
+        pytest.param(
+            name,
+            dtype,
+            precisions,
+            marks=[pytest.mark.xfail(strict=True, reason=KNOWN_OVER[name, precisions])]
+            if (name, precisions) in KNOWN_OVER
+            else [],
+            id=f"{name}-{str(dtype).removeprefix('torch.')}-{'/'.join(map(str, precisions))}",
+        )
+        for name, dtype in STORAGE
+        for precisions in PRECISION_SETS
+        if set(precisions) <= get_backend(name).supported_bits
+    ]
 
 
 def test_solver_footprint_is_the_budget_the_assignment_was_solved_under() -> None:
@@ -43,22 +85,29 @@ def test_solver_footprint_is_the_budget_the_assignment_was_solved_under() -> Non
         assert expected_bytes(model, problem.bits(choice), GROUP) == problem.stored_bytes(choice)
 
 
-@pytest.mark.parametrize(("name", "dtype"), STORAGE)
+@pytest.mark.parametrize(("name", "dtype", "precisions"), _claims())
 def test_within_the_solver_budget_means_within_every_backend_budget(
-    name: str, dtype: torch.dtype
+    name: str, dtype: torch.dtype, precisions: tuple[int, ...]
 ) -> None:
     model = tiny_model("gemma2", num_layers=4).to(dtype)
     footprint = get_backend(name).footprint(model)
-    for budget in BUDGETS:
-        solver_budget = budget_bytes_for(model, budget, GROUP, PRECISIONS)
-        backend_budget = budget_bytes_for(model, budget, GROUP, PRECISIONS, footprint)
+    lo, hi = precisions[0], precisions[-1]
+    for budget in sorted(b for b in {*BUDGETS, *precisions, *_between(lo, hi)} if lo <= b <= hi):
+        solver_budget = budget_bytes_for(model, budget, GROUP, precisions)
+        backend_budget = budget_bytes_for(model, budget, GROUP, precisions, footprint)
         fits = 0
-        for bits in itertools.product(PRECISIONS, repeat=4):
+        for bits in itertools.product(precisions, repeat=4):
             assignment = dict(enumerate(bits))
             if expected_bytes(model, assignment, GROUP) <= solver_budget:
                 fits += 1
-                assert expected_bytes(model, assignment, GROUP, footprint) <= backend_budget
-        assert fits >= 1  # all-2 always fits
+                stored = expected_bytes(model, assignment, GROUP, footprint)
+                assert stored <= backend_budget, (budget, bits, stored - backend_budget)
+        assert fits >= 1  # all at the lowest precision always fits
+
+
+def _between(lo: int, hi: int) -> list[float]:
+    """Budgets from ``lo`` to ``hi`` bits in eighths of the range."""
+    return [lo + (hi - lo) * k / 8 for k in range(9)]
 
 
 def test_footprint_counts_each_part_of_a_linear() -> None:
@@ -66,10 +115,12 @@ def test_footprint_counts_each_part_of_a_linear() -> None:
     groups = out * inp // GROUP
     codes = out * inp * bits // 8
     assert SOLVER.linear(out, inp, bits, GROUP) == codes + 4 * groups
-    gptq = Footprint(scale_bytes=2, zero_bytes=0, zero_packed=True, column_bytes=4)
+    gptq = GptqFootprint()
     assert gptq.linear(out, inp, bits, GROUP) == codes + 2 * groups + groups * bits // 8 + 4 * inp
-    quanto32 = Footprint(scale_bytes=4, zero_bytes=4, linear_bytes=8)
+    quanto32 = QuantoFootprint(scale_bytes=4, zero_bytes=4, linear_bytes=8)
     assert quanto32.linear(out, inp, bits, GROUP) == codes + 8 * groups + 8
+    assert quanto32.linear(out, inp, 8, GROUP) == out * inp + 4 * out + 8  # a scale per row
+    assert Footprint(column_bytes=1).linear(out, inp, bits, GROUP) == codes + 4 * groups + inp
     with pytest.raises(ValueError, match="does not divide"):
         SOLVER.linear(out, 100, bits, GROUP)
 
@@ -82,3 +133,18 @@ def test_a_model_over_its_budget_fails_loudly() -> None:
     assert budget == all_four
     with pytest.raises(OverBudgetError, match=r"'hqq' stores \d+ bytes for a budget of \d+"):
         check_within_budget(backend, model, 3.0, PRECISIONS, GROUP, all_four)
+
+
+def test_packing_in_words_is_counted_as_stored() -> None:
+    """HQQ's 3-bit words hold one code of each of 10 groups (the groups padded to a
+    multiple of 10); GPTQ's int32 words run down each column (qweight) and along each
+    group's row of outputs (qzeros), rounded up to whole words."""
+    assert code_bytes(10 * GROUP, 3, GROUP) == 4 * GROUP  # 10 groups: one word per position
+    assert code_bytes(11 * GROUP, 3, GROUP) == 8 * GROUP  # 11 groups take 20
+    assert code_bytes(64 * GROUP, 8, GROUP) == 64 * GROUP
+    assert HqqFootprint().codes(48, 128, 3, GROUP) == 4 * GROUP * 20  # 192 groups -> 200
+    assert HqqFootprint().codes(48, 128, 4, GROUP) == 48 * 128 // 2
+    gptq = GptqFootprint()
+    assert gptq.codes(48, 128, 3, GROUP) == 4 * 48 * 12  # 128 x 3 bits = 12 words a column
+    assert gptq.codes(48, 48, 3, 16) == 4 * 48 * 5  # 144 bits round up to 5 words
+    assert gptq.zeros(48, 128, 3, GROUP) == 4 * 4 * 5  # 4 group rows of 48 x 3 bits

@@ -17,6 +17,11 @@ from impq.pipeline.export import expected_linears
 
 GROUP = 32
 BITS = {0: 2, 1: 4, 2: 2, 3: 4}  # four equal blocks, two at 4 bits: exactly 3.0 average bits
+EVERY_PRECISION = {  # each block at another of the backend's precisions
+    "quanto": {0: 2, 1: 4, 2: 8, 3: 4},
+    "hqq": {0: 2, 1: 3, 2: 4, 3: 8},
+    "gptq": {0: 2, 1: 3, 2: 4, 3: 8},
+}
 HAS_GPTQ = importlib.util.find_spec("gptqmodel") is not None
 EXPORTER_PARAMS = [
     "quanto",
@@ -46,10 +51,10 @@ def _tamper_hqq(out: Path, module: str) -> None:
 
 
 def _tamper_gptq(out: Path, module: str) -> None:
-    """Swap the base bits of the GPTQ config (2 <-> 4) for the modules no rule overrides."""
+    """Declare other base bits in the GPTQ config (those of the modules no rule overrides)."""
     config = json.loads((out / "config.json").read_text())
     q = config["quantization_config"]
-    q["bits"] = 6 - q["bits"]
+    q["bits"] = 2 if q["bits"] != 2 else 4
     (out / "config.json").write_text(json.dumps(config))
 
 
@@ -88,6 +93,38 @@ def test_export_holds_the_assignment_within_budget_and_reloads_the_same_model(
     with pytest.raises(ExportCheckError, match="stored at 2 bits, assigned 4"):
         check_stored(stored, {**expected, "model.layers.0.mlp.up_proj": (4, 128 * 64)}, GROUP)
     TAMPER[name](out, "model.layers.0.self_attn.q_proj")
+    with pytest.raises(ExportCheckError, match=r"disagrees|do not hold"):
+        check_stored(exporter.read_stored(out), expected, GROUP)
+
+
+@pytest.mark.parametrize("name", EXPORTER_PARAMS)
+def test_every_precision_in_one_model_reads_back_stores_its_footprint_and_reloads(
+    name: str, tmp_path: Path
+) -> None:
+    exporter = get_exporter(name)
+    bits = EVERY_PRECISION[name]
+    assert set(bits.values()) == exporter.backend.supported_bits
+    model = tiny_model("llama", num_layers=4)
+    expected = expected_linears(model, bits)
+    footprint_bytes = expected_bytes(model, bits, GROUP, exporter.footprint(model))
+    gen = torch.Generator().manual_seed(0)
+    calibration = torch.randint(0, model.config.vocab_size, (4, 32), generator=gen)
+    ids = torch.randint(0, model.config.vocab_size, (2, 24), generator=gen)
+    out = tmp_path / "export"
+
+    quantized = exporter.export(model, bits, GROUP, calibration, out)
+    stored = exporter.read_stored(out)
+    check_stored(stored, expected, GROUP)
+    assert {n: s.bits for n, s in stored.items()} == {n: b for n, (b, _) in expected.items()}
+    assert sum(s.nbytes for s in stored.values()) == footprint_bytes
+    assert exporter.backend.stored_bytes(quantized) == footprint_bytes
+    reloaded = exporter.load(out)
+    assert exporter.backend.stored_bytes(reloaded) == footprint_bytes
+    logits = reloaded(ids).logits
+    assert torch.isfinite(logits).all() and torch.equal(logits, quantized(ids).logits)
+
+    odd = next(i for i, b in bits.items() if b not in (2, 4))  # a 3- or 8-bit block
+    TAMPER[name](out, f"model.layers.{odd}.self_attn.q_proj")
     with pytest.raises(ExportCheckError, match=r"disagrees|do not hold"):
         check_stored(exporter.read_stored(out), expected, GROUP)
 
