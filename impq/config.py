@@ -231,6 +231,14 @@ class EvalConfig(_Section):
     seqlen: int = Field(256, gt=1)
     batch_size: int = Field(8, gt=0)
     max_windows: int | None = Field(None, gt=0, description="null = the whole test split")
+    add_bos: bool | None = Field(
+        None,
+        description=(
+            "Start every evaluation and calibration window with the tokenizer's BOS token "
+            "(BOS + seqlen - 1 text tokens, as llama.cpp's perplexity); null = when the "
+            "tokenizer adds one (add_bos_token, or a BOS first in its encoding of text)."
+        ),
+    )
     methods: list[str] = Field(
         [
             "impq",
