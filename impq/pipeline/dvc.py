@@ -9,11 +9,12 @@ In that file the model is a templated dependency, ``${model.source}`` (DVC reads
 in it, reruns every stage that reads the model without regenerating anything. For a
 GGUF the dependency is the folder that holds ``model.gguf_file`` (the file is in it; the
 ``model.gguf_file`` params dependency tells files of one folder apart); ``prepare``
-depends on the whole folder too, for the tokenizer in it (it reruns in seconds, and its
-unchanged outputs stop nothing downstream that the model itself does not rerun).
+depends on the whole folder too, for the tokenizer in it (it reruns in seconds, and every
+stage that reads its outputs reads the model as well).
 
-A hub id is not a path DVC can hash: with one, ``dvc repro`` stops on a missing
-dependency. Download the checkpoint into a folder and point ``model.source`` at it
+A hub id is not a path DVC can hash: with one, ``dvc repro`` stops at the first stage
+("failed to reproduce 'prepare': [Errno 2] No such file or directory: '<org/model>'").
+Download the checkpoint into a folder and point ``model.source`` at it
 (DVC then tracks its files), or regenerate ``dvc.yaml`` for the hub id
 (``python -m impq dvc-yaml``): it then lists no model dependency, and only the params
 dependency on ``model.source`` reruns the stages when the id changes.
