@@ -12,9 +12,10 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from flows.common import STAGE_TASK
 from flows.server import PrefectServer
 from impq.backends.base import UnsupportedError
-from impq.config import ConfigError, ModelConfig
+from impq.config import ConfigError, ModelConfig, parse_params
 from impq.models.layout import LayoutError
 from impq.models.loading import check_layout
+from impq.pipeline import prepare
 
 FAILURES: list[tuple[BaseException, int]] = [
     (ConfigError("solver.name: unknown"), 1),
@@ -61,3 +62,21 @@ def test_a_declared_layout_that_does_not_fit_fails_without_loading_weights(
     wrong = {"blocks": "model.decoder.layers", "linears": ["self_attn.*"]}
     with pytest.raises(ConfigError, match=r"model\.layout: .*model\.layers"):
         check_layout(ModelConfig(source=str(tmp_path), layout=wrong))
+
+
+def test_prepare_stops_on_a_declared_layout_that_does_not_fit(
+    reference_model_dir: Path, tmp_path: Path
+) -> None:
+    params = parse_params(
+        {
+            "model": {
+                "source": str(reference_model_dir),
+                "layout": {"blocks": "model.decoder.layers", "linears": ["self_attn.*"]},
+            },
+            "eval": {"methods": ["impq"]},
+            "paths": {k: str(tmp_path / k) for k in ("artifacts", "metrics", "plots")},
+        }
+    )
+    with pytest.raises(ConfigError, match=r"model\.layout"):
+        prepare.run(params)
+    assert not prepare.calibration_path(params).exists()
