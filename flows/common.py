@@ -19,6 +19,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from impq.artifacts import atomic_path, fingerprint_path
 from impq.config import Params, RunnerConfig
+from impq.export.llamacpp import LlamaCppNotBuiltError
 from impq.pipeline.stages import code_version, params_subset
 
 __all__ = [
@@ -60,11 +61,16 @@ depends on: the params keys of the stage, fingerprints of its input files and
 :func:`code_version`.
 """
 
-DETERMINISTIC: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, NotADirectoryError)
+DETERMINISTIC: tuple[type[BaseException], ...] = (
+    ValueError,
+    FileNotFoundError,
+    NotADirectoryError,
+    LlamaCppNotBuiltError,
+)
 """Failures a retry would only repeat: bad params or input (``ConfigError``, a layout
 that does not fit, unsupported bits, an over-budget or failed export check are all
-``ValueError``) and a missing file. Anything else (a lost worker, a flaky tool, the
-network) may pass on a retry."""
+``ValueError``), a missing file, llama.cpp not built. Anything else (a lost worker, a
+flaky tool, the network) may pass on a retry."""
 
 
 def retry_unless(final: tuple[type[BaseException], ...]) -> Any:

@@ -13,6 +13,7 @@ from flows.common import STAGE_TASK
 from flows.server import PrefectServer
 from impq.backends.base import UnsupportedError
 from impq.config import ConfigError, ModelConfig, parse_params
+from impq.export.llamacpp import LlamaCppNotBuiltError
 from impq.models.layout import LayoutError
 from impq.models.loading import check_layout
 from impq.pipeline import prepare
@@ -23,6 +24,7 @@ FAILURES: list[tuple[BaseException, int]] = [
     (UnsupportedError("quanto stores no 3-bit weights"), 1),
     (ValueError("bad input"), 1),
     (FileNotFoundError("artifacts/data/calibration.safetensors"), 1),
+    (LlamaCppNotBuiltError("llama.cpp is not built"), 1),
     (RuntimeError("a worker was lost"), 3),  # transient: the first try and two retries
 ]
 
