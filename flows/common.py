@@ -19,10 +19,12 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from impq.artifacts import atomic_path, fingerprint_path
 from impq.config import Params, RunnerConfig
+from impq.export.llamacpp import LlamaCppNotBuiltError
 from impq.pipeline.stages import code_version, params_subset
 
 __all__ = [
     "CACHE_POLICY",
+    "DETERMINISTIC",
     "FAULT_ENV",
     "KILL_ENV",
     "STAGE_TASK",
@@ -59,13 +61,43 @@ depends on: the params keys of the stage, fingerprints of its input files and
 :func:`code_version`.
 """
 
+DETERMINISTIC: tuple[type[BaseException], ...] = (
+    ValueError,
+    FileNotFoundError,
+    NotADirectoryError,
+    LlamaCppNotBuiltError,
+)
+"""Failures a retry would only repeat: bad params or input (``ConfigError``, a layout
+that does not fit, unsupported bits, an over-budget or failed export check are all
+``ValueError``), a missing file, llama.cpp not built. Anything else (a lost worker, a
+flaky tool, the network) may pass on a retry."""
+
+
+def retry_unless(final: tuple[type[BaseException], ...]) -> Any:
+    """A ``retry_condition_fn`` that retries unless the task failed with one of ``final``
+    (failures a retry would only repeat)."""
+
+    def may_pass(task: Any, run: Any, state: Any) -> bool:
+        try:
+            state.result()
+        except final:
+            return False
+        except Exception:
+            return True
+        return True
+
+    return may_pass
+
+
 STAGE_TASK: dict[str, Any] = {
     "cache_policy": CACHE_POLICY,
     "persist_result": True,
     "retries": 2,
     "retry_delay_seconds": [1, 5],
+    "retry_condition_fn": retry_unless(DETERMINISTIC),
 }
-"""Options of every task that does a stage's work (retried, cached, persisted)."""
+"""Options of every task that does a stage's work (cached, persisted, retried unless
+the failure is :data:`DETERMINISTIC`)."""
 
 
 class InjectedFault(RuntimeError):
@@ -102,22 +134,6 @@ def restore(files: Files) -> list[Path]:
                 tmp.write_bytes(data)
         written.append(path)
     return written
-
-
-def retry_unless(final: tuple[type[BaseException], ...]) -> Any:
-    """A ``retry_condition_fn`` that retries unless the task failed with one of ``final``
-    (failures a retry would only repeat)."""
-
-    def may_pass(task: Any, run: Any, state: Any) -> bool:
-        try:
-            state.result()
-        except final:
-            return False
-        except Exception:
-            return True
-        return True
-
-    return may_pass
 
 
 def runner_name(params: Params | None = None) -> str:

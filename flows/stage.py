@@ -25,6 +25,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
 from flows.common import (
+    DETERMINISTIC,
     STAGE_TASK,
     Files,
     fault_point,
@@ -66,7 +67,7 @@ def _task_for(stage: Stage) -> Any:
     if not stage.cached:
         options.update(cache_policy=NO_CACHE, persist_result=False)
     if stage.final_errors:
-        options["retry_condition_fn"] = retry_unless(stage.error_types())
+        options["retry_condition_fn"] = retry_unless(DETERMINISTIC + stage.error_types())
     return stage_task.with_options(**options)
 
 

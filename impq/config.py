@@ -303,6 +303,14 @@ class EvalConfig(_Section):
         gt=0,
         description="Windows of the test split evaluated, from its start; null: all of them.",
     )
+    add_bos: bool | None = Field(
+        None,
+        description=(
+            "Start every evaluation and calibration window with the tokenizer's BOS token "
+            "(BOS + seqlen - 1 text tokens, as llama.cpp's perplexity); null = when the "
+            "tokenizer adds one (add_bos_token, or a BOS first in its encoding of text)."
+        ),
+    )
     methods: list[str] = Field(
         [
             "impq",

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from impq.config import Params, TrackingConfig
+from impq.envfile import load_env_file
 
 if TYPE_CHECKING:
     from impq.pipeline.stages import Stage
@@ -33,6 +34,7 @@ __all__ = [
     "PIPELINE_KEY_TAG",
     "RUN_GROUP_ENV",
     "Tracker",
+    "TrackingAuthError",
     "flatten",
     "pipeline_key",
     "record_stage",
@@ -41,6 +43,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+class TrackingAuthError(ValueError):
+    """The MLflow server refused the client's credentials: a setup error, not an outage."""
+
 
 RUN_GROUP_ENV = "IMPQ_RUN_GROUP"
 PIPELINE_KEY_TAG = "impq.pipeline_key"
@@ -203,6 +210,7 @@ def _open(params: Params, params_path: str | Path) -> Tracker:
     cfg = params.tracking
     if not cfg.enabled:
         return Tracker()
+    load_env_file()  # the team's server and credentials, when no flow has read them yet
     uri = resolve_uri(cfg)
     down = _unreachable(uri)
     if down:
@@ -223,9 +231,21 @@ def _open(params: Params, params_path: str | Path) -> Tracker:
         parent = _parent_run(client, experiment_id, pipeline_key(params_path))
         log.info("tracking to %s (experiment %r, pipeline run %s)", uri, cfg.experiment, parent)
         return Tracker(client, parent, experiment_id)
-    except Exception as err:  # an outage must not stop the stage
+    except Exception as err:  # an outage must not stop the stage; refused credentials do
+        if _refused(err):
+            raise TrackingAuthError(
+                f"the MLflow server {uri} refused this client ({err.__class__.__name__}, "
+                "HTTP 401/403): set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+                "in the team's env file (see impq.envfile)"
+            ) from None
         log.warning("MLflow unavailable (%s); continuing without tracking", err)
         return Tracker()
+
+
+def _refused(err: Exception) -> bool:
+    """Whether MLflow failed because the server refused the credentials."""
+    status = getattr(err, "get_http_status_code", None)
+    return callable(status) and status() in (401, 403)
 
 
 @contextmanager

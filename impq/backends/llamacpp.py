@@ -173,12 +173,14 @@ class GgufScorer:
         if not self.settings.imatrix:
             return None
         from impq.artifacts import read_tensors
+        from impq.data import bos_of, without_bos
         from impq.pipeline.prepare import calibration_path
 
         imatrix = self.workdir / "imatrix.gguf"
         if not imatrix.is_file():
-            calibration = read_tensors(calibration_path(self.params))[0]["input_ids"]
-            seqlen = calibration.shape[1]
+            tensors, meta = read_tensors(calibration_path(self.params))
+            calibration = without_bos(tensors["input_ids"], bos_of(meta))
+            seqlen = tensors["input_ids"].shape[1]
             text, n = window_text(self._tokenizer, calibration, seqlen, check=False)
             compute_imatrix(
                 self._prepare(), text, seqlen, n, imatrix, self.settings.threads, self._tools
@@ -186,9 +188,11 @@ class GgufScorer:
         return imatrix
 
     def _score(self, gguf_path: Path, ids: torch.Tensor) -> PerplexityResult:
-        ev = self.params.eval
+        from impq.pipeline.prepare import read_eval_tokens
+
+        ev, bos = self.params.eval, read_eval_tokens(self.params).bos
         return score_windows(
-            gguf_path, self._tokenizer, ids, ev.seqlen, ev.max_windows, self.settings.threads
+            gguf_path, self._tokenizer, ids, ev.seqlen, ev.max_windows, self.settings.threads, bos
         )
 
     def reference(self, ids: torch.Tensor) -> PerplexityResult:

@@ -3,7 +3,13 @@
 The evaluation text is tokenized once and cut into non-overlapping windows of
 ``seqlen`` tokens (the short tail is dropped); each window predicts its last
 ``seqlen - 1`` tokens from the ones before, and PPL = exp(mean NLL over every predicted
-token). Non-finite losses are kept, not hidden: a model that produces NaN or inf logits
+token).
+
+When the tokenizer adds a BOS token (``bos``), window ``k`` is that BOS followed by text
+tokens ``k * seqlen`` to ``k * seqlen + seqlen - 2``, exactly what llama.cpp's
+``perplexity`` scores (it prepends one BOS to the text and overwrites the first token of
+every window with BOS): the window still holds ``seqlen`` tokens, predicts the same
+``seqlen - 1`` positions, and no loss is counted on the BOS. Non-finite losses are kept, not hidden: a model that produces NaN or inf logits
 gets a NaN or inf perplexity.
 """
 
@@ -46,14 +52,21 @@ class PerplexityResult:
         }
 
 
-def windows(ids: torch.Tensor, seqlen: int, max_windows: int | None = None) -> torch.Tensor:
-    """Non-overlapping windows ``(n, seqlen)`` of 1-D ``ids``, the tail dropped."""
-    n = ids.numel() // seqlen
+def windows(
+    ids: torch.Tensor, seqlen: int, max_windows: int | None = None, bos: int | None = None
+) -> torch.Tensor:
+    """Non-overlapping windows ``(n, seqlen)`` of 1-D ``ids``, the tail dropped; each
+    starts with ``bos`` when given (see the module docstring)."""
+    n = (ids.numel() + (bos is not None)) // seqlen
     if max_windows is not None:
         n = min(n, max_windows)
     if n == 0:
         raise ValueError(f"{ids.numel()} tokens do not fill one window of {seqlen}")
-    return ids[: n * seqlen].view(n, seqlen)
+    if bos is None:
+        return ids[: n * seqlen].view(n, seqlen)
+    # the pad fills the last window's last column, which the BOS shifts out
+    text = torch.cat([ids, ids.new_zeros(1)])[: n * seqlen].view(n, seqlen)[:, :-1]
+    return torch.cat([text.new_full((n, 1), bos), text], dim=1)
 
 
 @torch.inference_mode()
@@ -72,10 +85,12 @@ def perplexity(
     batch_size: int = 8,
     max_windows: int | None = None,
     progress: bool = True,
+    bos: int | None = None,
 ) -> PerplexityResult:
-    """Perplexity of ``model`` on 1-D token ids ``ids`` (see the module docstring)."""
+    """Perplexity of ``model`` on 1-D token ids ``ids``, every window starting with
+    ``bos`` when given (see the module docstring)."""
     device = next(model.parameters()).device
-    chunks = windows(ids, seqlen, max_windows)
+    chunks = windows(ids, seqlen, max_windows, bos)
     sums = []
     bar = tqdm(range(0, len(chunks), batch_size), desc="perplexity", disable=not progress)
     for start in bar:

@@ -110,9 +110,15 @@ class RuntimeChecked(Protocol):
     also runs the files in that runtime and compares."""
 
     def check_runtime(
-        self, out: Path, ids: torch.Tensor, seqlen: int, max_windows: int | None
+        self,
+        out: Path,
+        ids: torch.Tensor,
+        seqlen: int,
+        max_windows: int | None,
+        bos: int | None = None,
     ) -> dict[str, Any]:
-        """Score the files in ``out`` in the runtime on the evaluation windows, compare
+        """Score the files in ``out`` in the runtime on the evaluation windows (each
+        starting with ``bos`` when given), compare
         with the reloaded model under the runtime's statistic; return the figures.
 
         Raises:

@@ -499,9 +499,12 @@ def export_gguf(
             if not imatrix.is_file():
                 from transformers import AutoTokenizer
 
+                from impq.data import without_bos
+
                 tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
                 seqlen = calibration_ids.shape[1]
-                text, n = window_text(tokenizer, calibration_ids, seqlen, check=False)
+                rows = without_bos(calibration_ids, tokenizer.bos_token_id)
+                text, n = window_text(tokenizer, rows, seqlen, check=False)
                 compute_imatrix(float_gguf, text, seqlen, n, imatrix, settings.threads, tools)
         return quantize_gguf(float_gguf, out_path, assignment, settings, imatrix, tools)
 
@@ -513,12 +516,14 @@ def llama_perplexity(
     n_windows: int,
     threads: int = 2,
     tools: LlamaCpp | None = None,
+    add_bos: bool = False,
 ) -> PerplexityResult:
     """``llama-perplexity`` of a GGUF on ``text``, cut into windows of ``seqlen`` tokens.
 
-    llama.cpp tokenizes ``text`` (no BOS: ``tokenizer.ggml.add_bos_token`` is overridden
-    to false, as the sweep's windows have none), cuts it into non-overlapping windows of
-    ``seqlen`` tokens and scores the first ``n_windows``. Unlike :func:`impq.eval.perplexity`
+    llama.cpp tokenizes ``text`` (``tokenizer.ggml.add_bos_token`` is overridden to
+    ``add_bos``: with it llama.cpp prepends a BOS and overwrites the first token of every
+    window with BOS, see :mod:`impq.eval.perplexity`), cuts it into non-overlapping
+    windows of ``seqlen`` tokens and scores the first ``n_windows``. Unlike :func:`impq.eval.perplexity`
     it averages the NLL of the last ``seqlen - seqlen // 2 - 1`` predictions of each window
     only (each with at least half a window of context), which is llama.cpp's protocol.
 
@@ -538,7 +543,7 @@ def llama_perplexity(
             *(tools.tool("llama-perplexity"), "-m", gguf_path, "-f", text_file),
             *("-c", seqlen, "-b", _batch(seqlen), "--chunks", n_windows, "-t", threads),
             *("--ppl-output-type", 1),
-            *("--override-kv", "tokenizer.ggml.add_bos_token=bool:false"),
+            *("--override-kv", f"tokenizer.ggml.add_bos_token=bool:{str(add_bos).lower()}"),
         ]
         output = _run(cmd, "llama-perplexity")
         for _ in range(_PERPLEXITY_RERUNS):
@@ -577,8 +582,11 @@ def score_windows(
     seqlen: int,
     max_windows: int | None = None,
     threads: int = 2,
+    bos: int | None = None,
 ) -> PerplexityResult:
     """:func:`llama_perplexity` on the sweep's windows: ``max_windows`` windows of ``seqlen``
-    from 1-D token ids ``ids`` (``eval_tokens``), given to llama.cpp as their decoded text."""
+    from 1-D token ids ``ids`` (``eval_tokens``), given to llama.cpp as their decoded text;
+    with ``bos`` llama.cpp starts each window with its BOS, as
+    :func:`impq.eval.windows` does."""
     text, n = window_text(tokenizer, ids, seqlen, max_windows)
-    return llama_perplexity(gguf_path, text, seqlen, n, threads)
+    return llama_perplexity(gguf_path, text, seqlen, n, threads, add_bos=bos is not None)

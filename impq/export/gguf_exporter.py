@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from impq.eval import windows as eval_windows
 from impq.export.base import ExportCheckError, StoredLinear
 from impq.export.gguf import GgufFootprint, GgufSettings, export_gguf, score_windows
 
@@ -159,7 +160,12 @@ class GgufExporter:
         return model.to(device)
 
     def check_runtime(
-        self, out: Path, ids: torch.Tensor, seqlen: int, max_windows: int | None
+        self,
+        out: Path,
+        ids: torch.Tensor,
+        seqlen: int,
+        max_windows: int | None,
+        bos: int | None = None,
     ) -> dict[str, Any]:
         """llama.cpp loads ``model.gguf`` and scores the evaluation windows; its perplexity
         must match the dequantized model's under llama.cpp's statistic.
@@ -176,9 +182,9 @@ class GgufExporter:
         out = Path(out)
         tokenizer = AutoTokenizer.from_pretrained(str(out))
         runtime = score_windows(
-            out / GGUF_FILE, tokenizer, ids, seqlen, max_windows, self.settings.threads
+            out / GGUF_FILE, tokenizer, ids, seqlen, max_windows, self.settings.threads, bos
         )
-        windows = ids.reshape(-1)[: runtime.n_windows * seqlen].view(runtime.n_windows, seqlen)
+        windows = eval_windows(ids.reshape(-1), seqlen, runtime.n_windows, bos)
         nll = half_window_nll(self.load(out), windows)
         torch_ppl = math.exp(sum(nll) / len(nll))
         diff = abs(runtime.ppl - torch_ppl) / torch_ppl

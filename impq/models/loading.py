@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from impq.config import ConfigError, ModelConfig
-from impq.models.experts import unfuse_experts
+from impq.models.experts import _is_fused_experts, unfuse_experts
 from impq.models.layout import LayerLayout, LayoutError, declare_layout, get_layout
 
-__all__ = ["load_model", "load_tokenizer", "resolve_device"]
+__all__ = ["check_layout", "load_model", "load_tokenizer", "resolve_device"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,28 @@ def _source_kwargs(cfg: ModelConfig) -> dict[str, Any]:
     if cfg.gguf_file:
         kwargs["gguf_file"] = cfg.gguf_file
     return kwargs
+
+
+def check_layout(cfg: ModelConfig) -> None:
+    """Fail before any model work when ``cfg.layout`` does not fit the model.
+
+    The model is built from its config on the meta device: no weights are read. A model
+    with fused experts is checked only when it loads (its split needs the weights).
+
+    Raises:
+        ConfigError: ``cfg.layout`` does not fit (the message lists what exists).
+    """
+    if cfg.layout is None:
+        return
+    config = AutoConfig.from_pretrained(cfg.source, **_source_kwargs(cfg))
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    if any(_is_fused_experts(m) for m in model.modules()):
+        return
+    try:
+        declare_layout(model, LayerLayout(cfg.layout.blocks, tuple(cfg.layout.linears)))
+    except LayoutError as err:
+        raise ConfigError(f"model.layout: {err}") from None
 
 
 def load_tokenizer(cfg: ModelConfig) -> Any:

@@ -3,6 +3,21 @@
 ``python -m impq dvc-yaml [--params P] [--out F]`` writes it; the committed ``dvc.yaml``
 is this module's output for ``params.yaml``, and ``tests/unit/pipeline/test_stages.py``
 fails when it disagrees with the declarations.
+
+In that file the model is a templated dependency, ``${model.source}`` (DVC reads it from
+``params.yaml``), so pointing ``model.source`` at another checkpoint, or changing a file
+in it, reruns every stage that reads the model without regenerating anything. For a
+GGUF the dependency is the folder that holds ``model.gguf_file`` (the file is in it; the
+``model.gguf_file`` params dependency tells files of one folder apart); ``prepare``
+depends on the whole folder too, for the tokenizer in it (it reruns in seconds, and every
+stage that reads its outputs reads the model as well).
+
+A hub id is not a path DVC can hash: with one, ``dvc repro`` stops at the first stage
+("failed to reproduce 'prepare': [Errno 2] No such file or directory: '<org/model>'").
+Download the checkpoint into a folder and point ``model.source`` at it
+(DVC then tracks its files), or regenerate ``dvc.yaml`` for the hub id
+(``python -m impq dvc-yaml``): it then lists no model dependency, and only the params
+dependency on ``model.source`` reruns the stages when the id changes.
 """
 
 from __future__ import annotations
@@ -12,9 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from impq.config import Params
-from impq.pipeline.stages import STAGES, Out
+from impq.pipeline.stages import STAGES, Out, local_model
 
-__all__ = ["GENERATED_HEADER", "dvc_yaml", "render_dvc_yaml"]
+__all__ = ["GENERATED_HEADER", "MODEL_DEP", "dvc_yaml", "render_dvc_yaml"]
+
+MODEL_DEP = "${model.source}"
+"""The model dependency of ``dvc.yaml`` when it reads ``params.yaml`` (templated)."""
 
 GENERATED_HEADER = (
     "# Generated from the stage declarations (impq/pipeline/stages.py) by\n"
@@ -34,6 +52,20 @@ def _out_entry(out: Out, interpolate: bool) -> str | dict[str, dict[str, bool]]:
     return {name: opts} if opts else name
 
 
+def _templated(deps: list[str], params: Params) -> list[str]:
+    """``deps`` with every path of the local model replaced by :data:`MODEL_DEP`, once."""
+    if not local_model(params):
+        return deps
+    source = Path(params.model.source)
+    out: list[str] = []
+    for dep in deps:
+        path = Path(dep)
+        name = MODEL_DEP if path == source or source in path.parents else dep
+        if name not in out:
+            out.append(name)
+    return out
+
+
 def dvc_yaml(
     params: Params, params_path: str | Path = "params.yaml", out: str | Path = "dvc.yaml"
 ) -> dict[str, Any]:
@@ -50,8 +82,8 @@ def dvc_yaml(
         entry: dict[str, Any] = {"cmd": f"python -m impq {stage.name} --params {params_path}"}
         if wdir:
             entry["wdir"] = wdir
-        entry["deps"] = stage.deps(params)
         default = params_path == Path("params.yaml") and not wdir
+        entry["deps"] = _templated(stage.deps(params), params) if default else stage.deps(params)
         if stage.params:
             keys = stage.dvc_params()
             entry["params"] = keys if default else [{str(params_path): keys}]

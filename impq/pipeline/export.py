@@ -31,7 +31,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from impq.artifacts import read_tensors, write_json
@@ -42,9 +41,10 @@ from impq.eval import perplexity
 from impq.export import ExportCheckError, Exporter, RuntimeChecked, check_stored, get_exporter
 from impq.export.files import folder_bytes
 from impq.models import block_linears, get_layout, load_model, load_tokenizer
-from impq.pipeline.paths import calibration_path, eval_tokens_path
+from impq.pipeline.paths import calibration_path
 from impq.pipeline.paths import export_dir as output_dir
 from impq.pipeline.paths import export_metrics_path as metrics_path
+from impq.pipeline.prepare import EvalTokens, read_eval_tokens
 from impq.pipeline.sweep import assignment_input_path
 
 __all__ = ["assignment_input", "expected_linears", "metrics_path", "output_dir", "run"]
@@ -77,9 +77,11 @@ def _write_tokenizer(params: Params, folder: Path) -> None:
     tokenizer.save_pretrained(str(folder))
 
 
-def _ppl(params: Params, model: nn.Module, ids: torch.Tensor) -> tuple[float, int]:
+def _ppl(params: Params, model: nn.Module, tokens: EvalTokens) -> tuple[float, int]:
     ev = params.eval
-    result = perplexity(model, ids, ev.seqlen, ev.batch_size, ev.max_windows, progress=False)
+    result = perplexity(
+        model, tokens.ids, ev.seqlen, ev.batch_size, ev.max_windows, False, tokens.bos
+    )
     return result.ppl, result.n_windows
 
 
@@ -136,7 +138,7 @@ def run(params: Params) -> dict[str, Any]:
     calibration = None
     if exporter.needs_calibration:
         calibration = read_tensors(calibration_path(params))[0]["input_ids"]
-    ids = read_tensors(eval_tokens_path(params))[0]["input_ids"]
+    tokens = read_eval_tokens(params)
 
     out = output_dir(params)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -150,13 +152,14 @@ def run(params: Params) -> dict[str, Any]:
         stored_total = sum(s.nbytes for s in stored.values())
         _check_budget(stored_total, expected_total, budget_total, cfg.backend)
         device = next(in_process.parameters()).device
-        ppl_in, n_windows = _ppl(params, in_process, ids)
+        ppl_in, n_windows = _ppl(params, in_process, tokens)
         del in_process, model
-        ppl_re, _ = _ppl(params, exporter.load(tmp, device), ids)
+        ppl_re, _ = _ppl(params, exporter.load(tmp, device), tokens)
         diff = _check_reload(exporter, ppl_in, ppl_re)
         runtime: dict[str, Any] = {}
         if isinstance(exporter, RuntimeChecked):
-            runtime = exporter.check_runtime(tmp, ids, params.eval.seqlen, params.eval.max_windows)
+            ev = params.eval
+            runtime = exporter.check_runtime(tmp, tokens.ids, ev.seqlen, ev.max_windows, tokens.bos)
         if out.exists():
             shutil.rmtree(out)
         tmp.chmod(0o755)  # mkdtemp made it private

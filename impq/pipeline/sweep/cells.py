@@ -22,7 +22,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from impq.artifacts import fingerprint, read_json, read_tensors, write_json
@@ -32,7 +31,8 @@ from impq.backends.base import ScoredBackend, Scorer, check_within_budget, expec
 from impq.config import Params
 from impq.eval import PerplexityResult, perplexity
 from impq.models import block_linears, load_model
-from impq.pipeline.paths import calibration_path, eval_tokens_path, sweep_float_path
+from impq.pipeline.paths import calibration_path, sweep_float_path
+from impq.pipeline.prepare import EvalTokens, read_eval_tokens
 from impq.pipeline.sweep import plan
 from impq.pipeline.sweep.cache import BlockCache, FloatModel
 from impq.pipeline.sweep.plan import Combination, assignment_input_path, metrics_path
@@ -47,12 +47,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-def _eval_tokens(params: Params) -> tuple[torch.Tensor, str]:
-    tensors, meta = read_tensors(eval_tokens_path(params))
-    ids = tensors["input_ids"]
-    return ids, meta.get("fingerprint") or fingerprint(ids)
 
 
 def _input_fingerprint(
@@ -154,11 +148,13 @@ def check_budget(
     )  # fmt: skip
 
 
-def evaluate_one(params: Params, model: nn.Module, ids: torch.Tensor) -> dict[str, Any]:
+def evaluate_one(params: Params, model: nn.Module, tokens: EvalTokens) -> dict[str, Any]:
     """WikiText-2 perplexity of ``model`` under ``eval``, non-finite values flagged."""
     ev = params.eval
     start = time.perf_counter()
-    result = perplexity(model, ids, ev.seqlen, ev.batch_size, ev.max_windows, progress=False)
+    result = perplexity(
+        model, tokens.ids, ev.seqlen, ev.batch_size, ev.max_windows, False, tokens.bos
+    )
     return {**_ppl_fields(result), "eval_seconds": time.perf_counter() - start}
 
 
@@ -216,8 +212,8 @@ def run_one(
     combo = Combination(backend, method, float(budget))
     path = metrics_path(params, combo)
     assignment = Assignment.load(assignment_input_path(params, method, combo.budget))
-    ids, tokens_fp = _eval_tokens(params)
-    input_fp = _input_fingerprint(params, combo, assignment.bits, tokens_fp, scorer)
+    tokens = read_eval_tokens(params)
+    input_fp = _input_fingerprint(params, combo, assignment.bits, tokens.fingerprint, scorer)
     if path.is_file():
         old = read_json(path)
         if old.get("input_fingerprint") == input_fp:
@@ -242,13 +238,13 @@ def run_one(
             "reused_from": f"{source['method']}-{source['budget']}",
         }
     elif scorer is not None:
-        facts, result = scorer.measure(assignment.bits, ids)
+        facts, result = scorer.measure(assignment.bits, tokens.ids)
         check_budget(params, backend, assignment, scorer.model, facts["stored_bytes"])
         row = {**head, **facts, **_ppl_fields(result)}
     else:
         model, facts = quantize_one(params, backend, assignment.bits, cache=cache)
         check_budget(params, backend, assignment, model, facts["stored_bytes"])
-        row = {**head, **facts, **evaluate_one(params, model, ids)}
+        row = {**head, **facts, **evaluate_one(params, model, tokens)}
         del model
     write_json(path, row, versioned=False)
     if reuse is not None:
@@ -266,15 +262,15 @@ def float_metrics(params: Params, float_model: FloatModel | None = None) -> dict
     Written to ``metrics/sweep/float.json`` and reused while its inputs are unchanged.
     ``float_model`` is the sweep's (default: loaded here when needed).
     """
-    ids, tokens_fp = _eval_tokens(params)
+    tokens = read_eval_tokens(params)
     ev = params.eval
     input_fp = fingerprint(
-        params.model.model_dump_json(), f"{ev.seqlen}/{ev.max_windows}", tokens_fp
+        params.model.model_dump_json(), f"{ev.seqlen}/{ev.max_windows}", tokens.fingerprint
     )
     path = sweep_float_path(params)
     if path.is_file() and (old := read_json(path)).get("input_fingerprint") == input_fp:
         return old
     model = (float_model or FloatModel(params.model)).model
-    row = {**evaluate_one(params, model, ids), "input_fingerprint": input_fp}
+    row = {**evaluate_one(params, model, tokens), "input_fingerprint": input_fp}
     write_json(path, row, versioned=False)
     return row

@@ -11,6 +11,7 @@ import torch
 from gguf_models import MIXED, REFERENCE_MODEL, SETTINGS, save_tiny
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from impq.eval import windows
 from impq.export.gguf import (
     GgufExportError,
     block_tensor_bytes,
@@ -107,19 +108,21 @@ def _half_window_nll(model: torch.nn.Module, windows: torch.Tensor) -> list[floa
     return nll.mean(dim=1).tolist()
 
 
+@pytest.mark.parametrize("with_bos", [False, True])
 def test_llama_perplexity_scores_the_sweep_windows(
-    llamacpp: LlamaCpp, reference_ids: torch.Tensor, tmp_path: Path
+    llamacpp: LlamaCpp, reference_ids: torch.Tensor, tmp_path: Path, with_bos: bool
 ) -> None:
     """The trained reference model: llama.cpp on the f32 GGUF equals torch on the same
     token windows under llama-perplexity's statistic, window by window (so the tokens
-    and the windows are the same)."""
+    and the windows are the same), with and without a BOS starting each window."""
     seqlen, n = 128, 4
     eval_ids = reference_ids[-(n + 1) * seqlen :]  # the end of the text; calibration is the start
     f32 = convert_to_gguf(REFERENCE_MODEL, tmp_path / "ref-f32.gguf", "f32", llamacpp)
     tokenizer = AutoTokenizer.from_pretrained(str(REFERENCE_MODEL))
-    result = score_windows(f32, tokenizer, eval_ids, seqlen, max_windows=n, threads=1)
+    bos = tokenizer.bos_token_id if with_bos else None
+    result = score_windows(f32, tokenizer, eval_ids, seqlen, max_windows=n, threads=1, bos=bos)
     model = AutoModelForCausalLM.from_pretrained(str(REFERENCE_MODEL), dtype=torch.float32)
-    expected = _half_window_nll(model.eval(), eval_ids[: n * seqlen].view(n, seqlen))
+    expected = _half_window_nll(model.eval(), windows(eval_ids, seqlen, n, bos))
     assert result.n_windows == n
     assert result.n_tokens == n * (seqlen // 2 - 1)
     # llama.cpp prints its running mean NLL to 6 decimals: window k within k * 1e-6
