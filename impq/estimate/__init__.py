@@ -3,6 +3,7 @@
 from impq.estimate.base import ESTIMATORS, Estimate, Estimator, get_estimator
 from impq.estimate.checkpoint import Checkpoint
 from impq.estimate.exact import MAX_EXACT_PLAYERS, ExactEstimator, all_coalitions, exact_values
+from impq.estimate.level_objective import LevelObjective
 from impq.estimate.objectives import (
     OBJECTIVES,
     Objective,
@@ -34,6 +35,7 @@ __all__ = [
     "Estimate",
     "Estimator",
     "ExactEstimator",
+    "LevelObjective",
     "Objective",
     "ObjectiveFit",
     "PermutationSampling",
