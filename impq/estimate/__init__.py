@@ -10,8 +10,10 @@ from impq.estimate.exact import (
     exact_ladder_values,
     exact_values,
 )
+from impq.estimate.level_objective import LevelObjective
 from impq.estimate.objectives import (
     OBJECTIVES,
+    AdditiveObjective,
     Objective,
     ObjectiveFit,
     get_objective,
@@ -37,10 +39,12 @@ __all__ = [
     "MAX_EXACT_PLAYERS",
     "OBJECTIVES",
     "WALK_SAMPLERS",
+    "AdditiveObjective",
     "Checkpoint",
     "Estimate",
     "Estimator",
     "ExactEstimator",
+    "LevelObjective",
     "Objective",
     "ObjectiveFit",
     "PermutationSampling",
