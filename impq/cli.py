@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from impq.config import ConfigError, Params, load_params
+from impq.config import ConfigError, Params
+from impq.pipeline.params import load_params
 from impq.pipeline.stages import STAGES
 
 __all__ = ["COMMANDS", "main", "run_stage"]

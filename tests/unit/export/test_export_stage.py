@@ -13,9 +13,10 @@ import yaml
 from impq.artifacts import fingerprint, write_tensors
 from impq.assignment import Assignment
 from impq.backends.base import OverBudgetError, budget_bytes_for
-from impq.config import ConfigError, Params, parse_params
+from impq.config import ConfigError, Params
 from impq.models.tiny import tiny_model
 from impq.pipeline import export
+from impq.pipeline.params import parse_params
 from impq.pipeline.prepare import calibration_path, eval_tokens_path
 
 REPO = Path(__file__).resolve().parents[3]

@@ -15,12 +15,13 @@ from impq.artifacts import write_tensors
 from impq.backends import UnsupportedError, get_backend
 from impq.backends.base import expected_bytes
 from impq.backends.llamacpp import PPL_PROTOCOL
-from impq.config import Params, parse_params
+from impq.config import Params
 from impq.eval import PerplexityResult
 from impq.export.gguf import GgufExportError, type_bits_per_weight
 from impq.export.llamacpp import LlamaCpp
 from impq.models.tiny import tiny_model
 from impq.pipeline import baselines, sweep
+from impq.pipeline.params import parse_params
 from impq.pipeline.prepare import calibration_path, eval_tokens_path
 
 SEQLEN, WINDOWS = 64, 4

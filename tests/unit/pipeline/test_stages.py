@@ -8,9 +8,10 @@ import pytest
 import yaml
 
 from impq.cli import _parser
-from impq.config import Params, load_params, parse_params
+from impq.config import Params
 from impq.pipeline import paths
 from impq.pipeline.dvc import dvc_yaml
+from impq.pipeline.params import load_params, parse_params
 from impq.pipeline.spqe import SAMPLING_EXCLUDES
 from impq.pipeline.stages import SAMPLING_KEYS, STAGES, cache_key, params_subset
 

@@ -13,9 +13,10 @@ import pytest
 import yaml
 
 from impq.assignment import Assignment
-from impq.config import Params, load_params
+from impq.config import Params
 from impq.pipeline import assign
 from impq.pipeline.interactions import objective_path
+from impq.pipeline.params import load_params
 from impq.solve.synthetic import synthetic_shapley
 
 
