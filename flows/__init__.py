@@ -9,7 +9,9 @@ go to the Prefect run logs. Both settings are made here, before Prefect reads th
 import os
 from pathlib import Path
 
+from flows.env import RESULTS_ENV
+
 RESULTS_DIR = ".prefect-results"
 
-os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(Path.cwd() / RESULTS_DIR))
+os.environ.setdefault(RESULTS_ENV, str(Path.cwd() / RESULTS_DIR))
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "impq")

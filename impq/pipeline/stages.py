@@ -4,14 +4,15 @@ A :class:`Stage` names the function that does the work, the source it runs, the 
 keys it reads, the artifacts it reads and writes and its metrics. Everything else is
 derived from :data:`STAGES`:
 
-- the CLI subcommand ``impq <stage>`` (:mod:`impq.cli`);
+- the CLI subcommands ``python -m flows <stage>`` (:mod:`flows.cli`, through Prefect) and
+  ``python -m impq <stage>`` (:mod:`impq.pipeline.cli`, in the process);
 - the Prefect flow of the stage (:mod:`flows.stage`, one generic flow; ``spqe`` and
   ``sweep`` have flows of their own that fan out their work) and its task cache key
   (:func:`cache_key`: the declared params, fingerprints of the declared inputs, the
   code);
 - the MLflow stage run (:func:`impq.tracking.record_stage`: the declared params, the
   declared metrics, the written artifacts);
-- ``dvc.yaml`` (:func:`impq.pipeline.dvc.dvc_yaml`, ``python -m impq dvc-yaml``; a unit
+- ``dvc.yaml`` (:func:`impq.pipeline.dvc.dvc_yaml`, ``python -m flows dvc-yaml``; a unit
   test fails when the committed file differs).
 
 This module imports neither Prefect, DVC nor MLflow, and no stage module until a stage
@@ -122,6 +123,13 @@ class Stage:
     def out_paths(self, params: Params, kind: str | None = None) -> list[Path]:
         """The paths of the stage's outputs (of one ``kind``, or all)."""
         return [o.path for o in self.outs(params) if kind is None or o.kind == kind]
+
+    def written(self, params: Params, result: Any) -> list[Path]:
+        """The files one call of the work wrote: what it returned when it returns paths,
+        else every file under the stage's outputs."""
+        if isinstance(result, list) and all(isinstance(p, Path) for p in result):
+            return result
+        return self.files(params)
 
     def files(self, params: Params) -> list[Path]:
         """Every file now under the stage's outputs (folders walked)."""

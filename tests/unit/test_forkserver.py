@@ -1,4 +1,4 @@
-"""``python -m impq`` served by a real fork server (:mod:`impq.forkserver`): the same
+"""``python -m flows`` served by a real fork server (:mod:`flows.forkserver`): the same
 output and exit status as a process of its own, refusal of another environment, signals
 passed on, and a child ended when its client dies."""
 
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from flows import forkserver
 from flows.server import ForkServer
-from impq import forkserver
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,7 +43,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ForkServe
 
 def _impq(args: list[str], env: dict[str, str], cwd: Path = REPO) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "impq", *args], cwd=cwd, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "flows", *args], cwd=cwd, env=env, capture_output=True, text=True
     )
 
 
@@ -109,7 +109,7 @@ def _served_slow_stage(
     shutil.copy2(REPO / "params.yaml", tmp_path / "params.yaml")
     start = len(_log_lines(server, 0))
     client = subprocess.Popen(
-        [sys.executable, "-m", "impq", "assign", "--params", "params.yaml"],
+        [sys.executable, "-m", "flows", "assign", "--params", "params.yaml"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -118,7 +118,7 @@ def test_export_params_are_validated(section: dict[str, Any], message: str) -> N
 def test_dvc_stage_declares_the_model_folder_and_the_metrics() -> None:
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
     stage = dvc["stages"]["export"]
-    assert stage["cmd"] == "python -m impq export --params params.yaml"
+    assert stage["cmd"] == "python -m flows export --params params.yaml"
     assert stage["outs"] == ["${export.out}"]
     assert [next(iter(m)) for m in stage["metrics"]] == ["metrics/export.json"]
     assert {"export", "budgets", "backends.group_size"} <= set(stage["params"])
