@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from impq.footprint import SOLVER, Footprint
+from impq.footprint import SOLVER, Footprint, budget_bytes
 from impq.models import block_linears, decoder_blocks, get_layout
 from impq.registry import lookup
 
 if TYPE_CHECKING:
-    from impq.config import Params
+    from impq.config import EvalConfig, ModelConfig
     from impq.eval import PerplexityResult
 
 __all__ = [
@@ -173,8 +173,17 @@ class ScoredBackend(Protocol):
     """A backend whose models run out of process: the sweep scores it through a
     :class:`Scorer` instead of quantizing and evaluating a model in process."""
 
-    def scorer(self, params: Params, workdir: Path) -> Scorer:
-        """A scorer of ``params``' model whose intermediate files live in ``workdir``."""
+    def scorer(
+        self,
+        model: ModelConfig,
+        protocol: EvalConfig,
+        workdir: Path,
+        *,
+        group_size: int,
+        calibration: torch.Tensor | None,
+    ) -> Scorer:
+        """A scorer of ``model`` under the evaluation ``protocol`` whose intermediate files
+        live in ``workdir``; ``calibration`` token ids for what the format calibrates."""
         ...
 
 
@@ -307,12 +316,10 @@ def budget_bytes_for(
 ) -> int:
     """The byte budget of ``budget_bits`` average bits in ``footprint``'s bytes.
 
-    The same interpolation as the solver's (:func:`impq.solve.problem.budget_bytes`)
+    The same interpolation as the solver's (:func:`impq.footprint.budget_bytes`)
     between every block at the lowest and at the highest of ``precisions``; with the
     default footprint it is the budget the assignment was solved under.
     """
-    from impq.solve.problem import budget_bytes
-
     lo, hi = min(precisions), max(precisions)
     blocks = range(len(decoder_blocks(model)))
     low = expected_bytes(model, dict.fromkeys(blocks, lo), group_size, footprint)

@@ -185,7 +185,13 @@ def scorer_for(params: Params, backend: str) -> Iterator[Scorer | None]:
         yield None
         return
     with tempfile.TemporaryDirectory(prefix=f"impq-{backend}-") as tmp:
-        yield engine.scorer(params, Path(tmp))
+        yield engine.scorer(
+            params.model,
+            params.eval,
+            Path(tmp),
+            group_size=params.backends.group_size,
+            calibration=read_tensors(calibration_path(params))[0]["input_ids"],
+        )
 
 
 def run_one(

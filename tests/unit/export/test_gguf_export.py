@@ -14,9 +14,9 @@ from impq.assignment import Assignment
 from impq.backends.base import OverBudgetError, budget_bytes_for
 from impq.config import Params
 from impq.export import RuntimeChecked, get_exporter
-from impq.export.gguf import type_bits_per_weight
 from impq.export.gguf_exporter import GGUF_FILE
-from impq.export.llamacpp import LlamaCpp
+from impq.llamacpp.build import LlamaCpp
+from impq.llamacpp.gguf import type_bits_per_weight
 from impq.models.tiny import tiny_model
 from impq.pipeline import export
 from impq.pipeline.params import parse_params

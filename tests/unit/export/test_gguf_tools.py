@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from impq.export import llamacpp as lc
-from impq.export.llamacpp import LlamaCpp, LlamaCppNotBuiltError, find_llamacpp
+from impq.llamacpp import build as lc
+from impq.llamacpp.build import LlamaCpp, LlamaCppNotBuiltError, find_llamacpp
 
 
 def test_missing_build_names_the_install_step(
@@ -19,7 +19,7 @@ def test_missing_build_names_the_install_step(
 ) -> None:
     monkeypatch.setenv(lc.ENV_DIR, str(tmp_path / "none"))
     assert lc.install_dir() == tmp_path / "none"
-    with pytest.raises(LlamaCppNotBuiltError, match="make setup"):
+    with pytest.raises(LlamaCppNotBuiltError, match="make llamacpp"):
         find_llamacpp()
 
 
