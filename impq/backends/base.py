@@ -16,7 +16,7 @@ from torch import nn
 
 from impq.footprint import SOLVER, Footprint, budget_bytes
 from impq.models import block_linears, decoder_blocks, get_layout
-from impq.registry import lookup
+from impq.registry import Registry
 
 if TYPE_CHECKING:
     from impq.config import EvalConfig, ModelConfig
@@ -187,12 +187,15 @@ class ScoredBackend(Protocol):
         ...
 
 
-BACKENDS: dict[str, str] = {
-    "quanto": "impq.backends.quanto:QuantoBackend",
-    "hqq": "impq.backends.hqq:HqqBackend",
-    "gptq": "impq.backends.gptq:GptqBackend",
-    "llamacpp": "impq.backends.llamacpp:LlamaCppBackend",
-}
+BACKENDS = Registry(
+    "backend",
+    {
+        "quanto": "impq.backends.quanto:QuantoBackend",
+        "hqq": "impq.backends.hqq:HqqBackend",
+        "gptq": "impq.backends.gptq:GptqBackend",
+        "llamacpp": "impq.backends.llamacpp:LlamaCppBackend",
+    },
+)
 """Backend name -> ``module:class``; the one place where backends are registered."""
 
 
@@ -202,7 +205,7 @@ def get_backend(name: str) -> Backend:
     Raises:
         ValueError: ``name`` is not registered; the message lists the valid names.
     """
-    backend: Backend = lookup(BACKENDS, name, "backend")()
+    backend: Backend = BACKENDS.load(name)()
     return backend
 
 

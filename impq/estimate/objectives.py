@@ -41,7 +41,7 @@ from impq.estimate.permutation import (
     walk_estimate,
 )
 from impq.estimate.surrogate import fit_quadratic
-from impq.registry import lookup
+from impq.registry import Registry
 
 __all__ = [
     "OBJECTIVES",
@@ -221,11 +221,14 @@ class SurrogateObjective:
         return ObjectiveFit(estimate, metrics)
 
 
-OBJECTIVES: dict[str, str] = {
-    "impq": "impq.estimate.objectives:PaperObjective",
-    "sii": "impq.estimate.objectives:SiiObjective",
-    "surrogate": "impq.estimate.objectives:SurrogateObjective",
-}
+OBJECTIVES = Registry(
+    "objective",
+    {
+        "impq": "impq.estimate.objectives:PaperObjective",
+        "sii": "impq.estimate.objectives:SiiObjective",
+        "surrogate": "impq.estimate.objectives:SurrogateObjective",
+    },
+)
 """Method name -> ``module:class``; the one place where objective methods are registered."""
 
 
@@ -235,7 +238,7 @@ def get_objective(name: str) -> Objective:
     Raises:
         ValueError: ``name`` is not registered; the message lists the valid names.
     """
-    objective: Objective = lookup(OBJECTIVES, name, "objective")()
+    objective: Objective = OBJECTIVES.load(name)()
     return objective
 
 

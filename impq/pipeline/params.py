@@ -36,11 +36,10 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 def _backend_class(name: str, key: str) -> Any:
     from impq.backends.base import BACKENDS
-    from impq.registry import lookup
 
     if name not in BACKENDS:
         raise ValueError(f"{key}: unknown backend {name!r}; choose from {sorted(BACKENDS)}")
-    return lookup(BACKENDS, name, "backend")
+    return BACKENDS.load(name)
 
 
 def _check_bits(name: str, key: str, bits: list[int], why: str) -> None:
