@@ -46,6 +46,7 @@ lint: setup
 	ruff check .
 	ruff format --check .
 	mypy
+	lint-imports
 
 test: lint $(if $(filter 1,$(LLAMACPP)),llamacpp)
 	pytest || { rc=$$?; [ $$rc -eq 5 ] && echo 'pytest collected no tests: failing' >&2; exit $$rc; }
