@@ -19,7 +19,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from impq.artifacts import atomic_path, fingerprint_path
 from impq.config import Params, RunnerConfig
-from impq.pipeline.stages import code_version, params_subset
+from impq.pipeline.stages import params_subset
 
 __all__ = [
     "CACHE_POLICY",
@@ -30,7 +30,6 @@ __all__ = [
     "TASK_RUNNER_ENV",
     "Files",
     "InjectedFault",
-    "code_version",
     "fault_point",
     "fingerprint_path",
     "kill_point",
@@ -56,7 +55,7 @@ CACHE_POLICY = INPUTS - "params" - "model" + TASK_SOURCE
 
 Tasks receive ``params`` for the work and a ``key`` that holds exactly what the result
 depends on: the params keys of the stage, fingerprints of its input files and
-:func:`code_version`.
+:meth:`impq.pipeline.stages.Stage.code_version`.
 """
 
 STAGE_TASK: dict[str, Any] = {

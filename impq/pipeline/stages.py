@@ -28,16 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from impq.artifacts import fingerprint, fingerprint_path, read_json
+from impq.artifacts import fingerprint_path, read_json
 from impq.config import SPQE_SAMPLING_EXCLUDES, Params, SpqeConfig
 from impq.pipeline import paths
+from impq.pipeline.code import code_deps, code_fingerprint
 
 __all__ = [
     "STAGES",
     "Out",
     "Stage",
     "cache_key",
-    "code_version",
     "model_deps",
     "params_subset",
 ]
@@ -79,7 +79,6 @@ class Stage:
         work: ``"module:function"``, called as ``function(params, **unit)``; it writes the
             stage's outputs.
         task: the name of the Prefect task that runs ``work``.
-        code: source files and folders the work runs (``dvc.yaml`` deps).
         params: dotted params keys the work reads.
         inputs: the artifacts the work reads (other stages' outputs).
         outs: what the work writes.
@@ -101,7 +100,6 @@ class Stage:
     help: str
     work: str
     task: str
-    code: tuple[str, ...]
     params: tuple[str, ...]
     inputs: Callable[[Params], list[Path]] = lambda p: []
     outs: Callable[[Params], list[Out]] = lambda p: []
@@ -144,13 +142,27 @@ class Stage:
     def deps(self, params: Params) -> list[str]:
         """``dvc.yaml`` deps: the code, the input artifacts, the model when it is local."""
         model = model_deps(params) if self.model else []
-        return [*self.code, self.flow_file, *(str(p) for p in self.inputs(params)), *model]
+        return [*self.code, *(str(p) for p in self.inputs(params)), *model]
+
+    @property
+    def flow_module(self) -> str:
+        """The module of the flow that runs the stage (:mod:`flows.stage` by default)."""
+        return (self.flow or "flows.stage:stage_flow").split(":")[0]
 
     @property
     def flow_file(self) -> str:
-        """The source of the flow that runs the stage (:mod:`flows.stage` by default)."""
-        module = (self.flow or "flows.stage:stage_flow").split(":")[0]
-        return module.replace(".", "/") + ".py"
+        """The source of the flow that runs the stage."""
+        return self.flow_module.replace(".", "/") + ".py"
+
+    @functools.cached_property
+    def code(self) -> tuple[str, ...]:
+        """The source files and folders the work and its flow run, read from their imports
+        (:func:`impq.pipeline.code.code_deps`): ``dvc.yaml`` deps and the cache key's code."""
+        return tuple(code_deps([self.work.split(":")[0], self.flow_module]))
+
+    def code_version(self) -> str:
+        """Fingerprint of :attr:`code`: a change in any of it invalidates the stage's cache."""
+        return code_fingerprint(self.code)
 
     def dvc_params(self) -> list[str]:
         """The params keys as ``dvc.yaml`` lists them."""
@@ -206,26 +218,19 @@ def params_subset(params: Params, *keys: str) -> dict[str, Any]:
     return out
 
 
-@functools.cache
-def code_version() -> str:
-    """Fingerprint of the ``impq`` package source: any code change invalidates caches."""
-    root = Path(__file__).resolve().parents[1]
-    files = sorted(root.rglob("*.py"))
-    return fingerprint(*(f"{p.relative_to(root)}\0{p.read_text()}" for p in files))
-
-
 def cache_key(stage: Stage, params: Params, unit: Unit | None = None) -> dict[str, Any]:
     """What a stage's task result depends on, and nothing else.
 
     The declared params (and ``paths``, which name the files), a fingerprint of every
-    declared input and of the model when local, the code, and the unit.
+    declared input and of the model when local, the stage's code (:meth:`Stage.code_version`)
+    and the unit. DVC's deps are the same code and inputs (:meth:`Stage.deps`).
     """
     inputs = [*stage.inputs(params)]
     key: dict[str, Any] = {
         "stage": stage.name,
         "params": params_subset(params, *stage.params, "paths"),
         "inputs": {str(p): fingerprint_path(p) for p in inputs},
-        "code": code_version(),
+        "code": stage.code_version(),
         **stage.key_extra(params),
     }
     if stage.model:
@@ -318,8 +323,6 @@ SAMPLING_KEYS = tuple(
 """The ``spqe`` keys the samples depend on: all but the assembly options and the cache
 size (:data:`impq.config.SPQE_SAMPLING_EXCLUDES`)."""
 
-_GAME = ("impq/game", "impq/backends", "impq/models", "impq/footprint.py")
-
 STAGES: dict[str, Stage] = {
     s.name: s
     for s in (
@@ -328,7 +331,6 @@ STAGES: dict[str, Stage] = {
             help="tokenize the evaluation split and draw the calibration set",
             work="impq.pipeline.prepare:run",
             task="calibration-prep",
-            code=("impq/pipeline/prepare.py", "impq/data", "impq/models/loading.py"),
             params=("model.source", "model.gguf_file", "data"),
             inputs=_tokenizer_deps,
             outs=lambda p: [Out(paths.calibration_path(p)), Out(paths.eval_tokens_path(p))],
@@ -339,7 +341,6 @@ STAGES: dict[str, Stage] = {
             help="perplexity of the unquantized model",
             work="impq.pipeline.evaluate:run",
             task="evaluation",
-            code=("impq/pipeline/evaluate.py", "impq/eval", "impq/models"),
             params=("model", "eval.seqlen", "eval.batch_size", "eval.max_windows"),
             inputs=lambda p: [paths.eval_tokens_path(p)],
             outs=lambda p: [_metrics(paths.float_metrics_path(p))],
@@ -351,7 +352,6 @@ STAGES: dict[str, Stage] = {
             help="SPQE coalition sampling of the blocks' game (resumable)",
             work="impq.pipeline.spqe:run",
             task="spqe-sampling",
-            code=("impq/pipeline/spqe.py", "impq/estimate", "flows/fanout.py", *_GAME),
             params=("model", *SAMPLING_KEYS),
             inputs=lambda p: [paths.calibration_path(p)],
             outs=lambda p: [Out(paths.samples_path(p)), Out(paths.sampling_metrics_path(p))],
@@ -363,7 +363,6 @@ STAGES: dict[str, Stage] = {
             help="Shapley values and every method's interaction model from the SPQE samples",
             work="impq.pipeline.interactions:run",
             task="interaction-assembly",
-            code=("impq/pipeline/interactions.py", "impq/pipeline/spqe.py", "impq/estimate"),
             params=("spqe.alpha", "spqe.min_pair_samples", "spqe.interaction_fdr", "spqe.walks"),
             inputs=lambda p: [paths.samples_path(p), paths.sampling_metrics_path(p)],
             outs=lambda p: [
@@ -378,7 +377,6 @@ STAGES: dict[str, Stage] = {
             help="plot Shapley values and the interaction heatmap",
             work="impq.pipeline.report:run",
             task="report-plots",
-            code=("impq/pipeline/report.py",),
             params=(),
             inputs=lambda p: [paths.shapley_path(p)],
             outs=lambda p: [
@@ -402,12 +400,6 @@ STAGES: dict[str, Stage] = {
             help="bit assignment of every objective method per budget",
             work="impq.pipeline.assign:run",
             task="annealing-solve",
-            code=(
-                "impq/pipeline/assign.py",
-                "impq/solve",
-                "impq/footprint.py",
-                "impq/assignment.py",
-            ),
             params=(
                 "budgets",
                 "eval.methods",
@@ -429,15 +421,6 @@ STAGES: dict[str, Stage] = {
             help="isolated-metric baseline assignments (LIM, ZD, ...)",
             work="impq.pipeline.baselines:run",
             task="baseline-scores",
-            code=(
-                "impq/pipeline/baselines.py",
-                "impq/pipeline/methods.py",
-                "impq/baselines",
-                "impq/solve/greedy.py",
-                "impq/solve/problem.py",
-                "impq/footprint.py",
-                "impq/models",
-            ),
             params=(
                 "model",
                 "budgets",
@@ -459,12 +442,6 @@ STAGES: dict[str, Stage] = {
             help="EvoPress search per budget at SPQE's evaluation count",
             work="impq.pipeline.evopress:run",
             task="evopress-search",
-            code=(
-                "impq/pipeline/evopress.py",
-                "impq/search",
-                "impq/solve/problem.py",
-                *_GAME,
-            ),
             params=(
                 "model",
                 "budgets",
@@ -493,13 +470,6 @@ STAGES: dict[str, Stage] = {
             help="verified final pick per budget on held-back calibration data",
             work="impq.pipeline.verify:run",
             task="verified-pick",
-            code=(
-                "impq/pipeline/verify.py",
-                "impq/pipeline/methods.py",
-                "impq/search",
-                "impq/solve/problem.py",
-                *_GAME,
-            ),
             params=(
                 "model",
                 "budgets",
@@ -523,16 +493,6 @@ STAGES: dict[str, Stage] = {
             help="quantize and evaluate every backend x method x budget",
             work="impq.pipeline.sweep:run",
             task="quantize-evaluate",
-            code=(
-                "impq/pipeline/sweep",
-                "flows/fanout.py",
-                "impq/pipeline/methods.py",
-                "impq/pipeline/replicates.py",
-                "impq/eval",
-                "impq/backends",
-                "impq/models",
-                "impq/footprint.py",
-            ),
             params=(
                 "model",
                 "budgets",
@@ -575,7 +535,6 @@ STAGES: dict[str, Stage] = {
             help="perplexity intervals and ratios to the best isolated baseline",
             work="impq.pipeline.compare:run",
             task="compare",
-            code=("impq/pipeline/compare.py", "impq/eval"),
             params=("compare", "budgets", "backends.names", "eval.methods"),
             inputs=lambda p: [paths.sweep_cells_dir(p)],
             outs=lambda p: [
@@ -588,14 +547,6 @@ STAGES: dict[str, Stage] = {
             help="write the chosen model for its runtime and check it",
             work="impq.pipeline.export:run",
             task="model-export",
-            code=(
-                "impq/pipeline/export.py",
-                "impq/export",
-                "impq/backends",
-                "impq/eval",
-                "impq/models",
-                "impq/footprint.py",
-            ),
             params=(
                 "model",
                 "export",
