@@ -13,8 +13,10 @@ itself would, and answers the child's exit status.
 The client stays what DVC runs and waits for: a SIGINT, SIGTERM or SIGHUP it gets is
 passed on to the child, and the child is terminated when the client dies. The server
 refuses (and the stage runs in its own process as before) when the client's Python, its
-``impq`` or ``flows`` package or its environment differ from the server's: modules read some
-variables once, at import. The server itself starts no thread before it forks.
+``impq`` or ``flows`` package or a variable that may change a stage's result
+(:data:`RESULT_ENV_PREFIXES`) differ from the server's: modules read some variables once,
+at import. A shell's own variables (an activated venv's ``PS1``) do not count. The server
+itself starts no thread before it forks.
 
 Linux only (Unix sockets with message boundaries and file-descriptor passing); elsewhere
 :func:`run_in_server` declines and every stage runs in its own process.
@@ -53,10 +55,26 @@ ENV = FORKSERVER_ENV
 Command = Callable[[list[str]], int]
 """What a child runs: its client's arguments -> exit status."""
 
-IGNORED_ENV = frozenset({"PWD", "OLDPWD", "SHLVL", "_", RESULTS_ENV})
-"""Variables a shell sets that no module reads at import, and the results folder
-:mod:`flows` derives from the working directory (a child takes its client's);
-``DVC_*`` (a stage's name) too."""
+RESULT_ENV_PREFIXES = (
+    "IMPQ_", "PREFECT_", "MLFLOW_", "HF_", "HUGGINGFACE_", "TRANSFORMERS_", "TOKENIZERS_",
+    "TORCH", "PYTORCH_", "CUDA_", "NVIDIA_", "OMP_", "MKL_", "OPENBLAS_", "KMP_",
+    "GPTQMODEL_", "RAY_", "PYTHON", "LD_", "XDG_", "LC_",
+)  # fmt: skip
+"""Prefixes of the variables a preloaded module may read once, at import, and that may so
+change a stage's result: the server refuses a client whose values differ. Any other
+variable (a shell's ``PS1`` or ``TERM``, ``DVC_*``) reaches the child as the client has it."""
+
+RESULT_ENV = frozenset({"PATH", "HOME", "TMPDIR", "LANG", "DO_NOT_TRACK"})
+"""Variables outside :data:`RESULT_ENV_PREFIXES` compared all the same."""
+
+IGNORED_ENV = frozenset({RESULTS_ENV})
+"""Compared for no client: the results folder :mod:`flows` derives from the working
+directory (a child takes its client's)."""
+
+
+def _changes_results(name: str) -> bool:
+    return name not in IGNORED_ENV and (name in RESULT_ENV or name.startswith(RESULT_ENV_PREFIXES))
+
 
 _MAX_MESSAGE = 1 << 20
 _POLL_S = 0.2
@@ -86,9 +104,7 @@ def _refusal(request: dict[str, Any], mine: dict[str, Any]) -> str | None:
             return f"{key} differs: {request[key]} (server: {mine[key]})"
     theirs, ours = request["env"], mine["env"]
     differs = sorted(
-        k
-        for k in set(theirs) | set(ours)
-        if theirs.get(k) != ours.get(k) and k not in IGNORED_ENV and not k.startswith("DVC_")
+        k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k) and _changes_results(k)
     )
     if differs:
         return f"environment differs in {', '.join(differs[:5])}"

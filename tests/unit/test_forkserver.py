@@ -101,6 +101,20 @@ def test_a_client_in_another_environment_runs_on_its_own(
     assert "environment differs in IMPQ_SOMETHING" in refusal
 
 
+def test_a_client_in_an_activated_venv_is_served(
+    served: tuple[ForkServer, dict[str, str]],
+) -> None:
+    # `source .venv/bin/activate` exports PS1 and VIRTUAL_ENV; DVC's shell drops PS1
+    server, env = served
+    start = len(_log_lines(server, 0))
+    activated = {**env, "PS1": "(.venv) $ ", "VIRTUAL_ENV": str(REPO / ".venv")}
+    out = _impq(["assign", "--params", "nope.yaml"], activated)
+    assert out.returncode == 2 and "nope.yaml: no such params file" in out.stderr
+    log = _log_lines(server, start)
+    assert not [line for line in log if "refused" in line]
+    assert [line for line in log if " INFO child " in line and ": impq assign " in line]
+
+
 def _served_slow_stage(
     server: ForkServer, env: dict[str, str], tmp_path: Path
 ) -> tuple[subprocess.Popen, int, int]:
