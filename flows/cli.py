@@ -89,9 +89,11 @@ COMMANDS: dict[str, Command] = {
 """Subcommands beside the stages (:data:`impq.pipeline.stages.STAGES`)."""
 
 
-HARD_EXIT_AFTER_S = 30.0
+HARD_EXIT_AFTER_S = 5.0
 """Seconds a stopped stage (SIGTERM, or SIGINT: Ctrl-C) gets to unwind (stop its Prefect
-server, mark its runs) before it exits regardless."""
+server, mark its runs) before it exits regardless: a stage stops within 10 s, although
+Prefect would go on retrying its run's events against an API server the same signal
+stopped (about 7 s each)."""
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 

@@ -145,6 +145,21 @@ def test_a_sigterm_to_the_client_stops_its_child(
     )
 
 
+@pytest.mark.slow  # a stage that starts a temporary Prefect server, twice
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_a_stop_signal_stops_a_served_stage_within_10_s(
+    served: tuple[ForkServer, dict[str, str]], tmp_path: Path, stop: signal.Signals
+) -> None:
+    server, env = served
+    client, child, _ = _served_slow_stage(server, env, tmp_path)
+    time.sleep(2)  # into the stage's own start (its Prefect server, its flow run)
+    stopped = time.monotonic()
+    client.send_signal(stop)
+    client.wait(timeout=60)
+    assert time.monotonic() - stopped < 10
+    assert _gone(child, timeout=1)
+
+
 def test_a_child_whose_client_dies_is_terminated(
     served: tuple[ForkServer, dict[str, str]], tmp_path: Path
 ) -> None:

@@ -16,6 +16,9 @@ pytestmark = pytest.mark.slow  # two real `dvc repro` runs, a few seconds each
 
 REPO = Path(__file__).resolve().parents[2]
 
+STOP_WITHIN_S = 10.0
+"""How soon a SIGTERM or SIGINT stops a running stage, with the fork server or without."""
+
 STAGE = """
 import atexit, os, sys, time
 from pathlib import Path
@@ -146,8 +149,10 @@ def test_a_stop_signal_stops_a_stage_inside_a_prefect_flow_run(
     )
     try:
         assert _wait(lambda: (tmp_path / "beat").is_file(), 300), "the flow never started"
+        stopped = time.monotonic()
         os.killpg(proc.pid, stop)
         proc.wait(timeout=HARD_EXIT_AFTER_S + 30)
+        assert time.monotonic() - stopped < STOP_WITHIN_S
         assert proc.returncode != 0
         beat = (tmp_path / "beat").read_text()
         time.sleep(0.5)
