@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 
-def add_stage_commands(sub: Any) -> None:
+def add_stage_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """One subcommand per declared stage, with ``--params`` and the stage's options."""
     for name, stage in STAGES.items():
         cmd = sub.add_parser(name, help=stage.help)
@@ -62,7 +62,7 @@ def setup_logging(verbose: bool) -> None:
     logging.getLogger("torchao").setLevel(logging.ERROR)
 
 
-def report_errors(command: str, run: Any) -> int:
+def report_errors(command: str, run: Callable[[], None]) -> int:
     """Call ``run()``; a bad params file or input exits 2 with the reason, else 0."""
     try:
         run()
