@@ -23,6 +23,34 @@ def test_missing_build_names_the_install_step(
         find_llamacpp()
 
 
+def test_first_use_builds_with_a_message_and_later_uses_find_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(lc.ENV_DIR, str(tmp_path / "none"))
+    built: list[int] = []
+
+    def build(jobs: int = 2) -> LlamaCpp:  # what a build leaves: the tools and the stamp
+        built.append(jobs)
+        root = lc.install_dir()
+        (root / "bin").mkdir(parents=True)
+        (root / "src").mkdir()
+        LlamaCpp(root).converter.write_text("")
+        for tool in lc.TOOLS:
+            LlamaCpp(root).tool(tool).write_text("")
+            LlamaCpp(root).tool(tool).chmod(0o755)
+        (root / "BUILD.json").write_text(json.dumps(lc._expected_stamp()))
+        return LlamaCpp(root)
+
+    monkeypatch.setattr(lc, "build_llamacpp", build)
+    with caplog.at_level("WARNING", logger=lc.__name__):
+        first = lc.ensure_llamacpp(jobs=3)
+    assert built == [3]
+    assert f"building llama.cpp {lc.LLAMACPP_VERSION}" in caplog.text
+    assert f"about {lc.BUILD_MINUTES} minutes" in caplog.text
+    assert lc.ensure_llamacpp() == first == find_llamacpp()
+    assert built == [3]  # found, not built again
+
+
 def test_a_build_from_other_settings_is_not_current(
     llamacpp: LlamaCpp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
