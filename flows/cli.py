@@ -152,7 +152,11 @@ def stop_with_parent() -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="impq", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="impq",
+        description="Run a pipeline stage as a Prefect flow (cached, retried, tracked in "
+        "MLflow), serve the pipeline, or write dvc.yaml.",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
     add_stage_commands(sub)

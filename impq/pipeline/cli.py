@@ -73,7 +73,11 @@ def report_errors(command: str, run: Callable[[], None]) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m impq", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m impq",
+        description="Run one pipeline stage in this process, without Prefect: no task "
+        "cache, no retries, no MLflow run (`python -m flows <stage>` has them).",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_stage_commands(parser.add_subparsers(dest="stage", required=True, metavar="STAGE"))
     return parser
