@@ -7,7 +7,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 EXTRAS ?= dev,gptq,ray
 # llama.cpp tools for the GGUF export and the llamacpp backend, built once per machine into
-# $IMPQ_LLAMACPP_DIR (default ~/.cache/impq/llama.cpp-<version>); LLAMACPP=0 skips them.
+# $IMPQ_LLAMACPP_DIR (default ~/.cache/impq/llama.cpp-<version>): by `make test` ahead of
+# its tests (LLAMACPP=0 skips them), else on their first use; `make repro` never needs them.
 LLAMACPP ?= 1
 LLAMACPP_JOBS ?= 2
 # the llama.cpp tests skip only when their build is off (0) or impossible (no cmake, c++)
@@ -26,7 +27,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: setup repro test lint llamacpp
 
-setup: $(VENV)/.installed $(if $(filter 1,$(LLAMACPP)),llamacpp)
+setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +36,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 llamacpp: $(VENV)/.installed
-	$(BIN)/python -m impq.export.llamacpp build --jobs $(LLAMACPP_JOBS)
+	$(BIN)/python -m impq.llamacpp build --jobs $(LLAMACPP_JOBS)
 
 # One Prefect server for the whole run (flows/server.py), not a temporary one per stage.
 repro: setup
@@ -45,7 +46,8 @@ lint: setup
 	ruff check .
 	ruff format --check .
 	mypy
+	lint-imports
 	mkdocs build --strict
 
-test: lint
+test: lint $(if $(filter 1,$(LLAMACPP)),llamacpp)
 	pytest || { rc=$$?; [ $$rc -eq 5 ] && echo 'pytest collected no tests: failing' >&2; exit $$rc; }

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 IN_PROCESS = """
 import logging, sys, time
-from impq.config import load_params
+from impq.pipeline.params import load_params
 from impq.pipeline.stages import STAGES
 
 logging.basicConfig(level=logging.WARNING)

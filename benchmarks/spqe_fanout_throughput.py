@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from impq.artifacts import read_json
-from impq.config import load_params
 from impq.pipeline import prepare, spqe
+from impq.pipeline.params import load_params
 
 
 def _run(params_path: str, where: Path, args: argparse.Namespace, runner: str) -> bytes:

@@ -16,9 +16,9 @@ import argparse
 
 import numpy as np
 
-from impq.config import parse_params
 from impq.models import decoder_blocks, load_model
 from impq.pipeline import sweep
+from impq.pipeline.params import parse_params
 
 
 def main() -> None:

@@ -23,11 +23,11 @@ from impq.artifacts import read_tensors
 from impq.backends import get_backend
 from impq.baselines.lim import lim_scores
 from impq.baselines.zd import zd_scores
-from impq.config import load_params
 from impq.estimate.result import ShapleyResult
 from impq.eval import batch_nll
 from impq.models import block_linears, decoder_blocks, load_model
 from impq.pipeline.assign import shapley_input_path
+from impq.pipeline.params import load_params
 from impq.pipeline.prepare import calibration_path
 
 

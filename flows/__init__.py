@@ -10,10 +10,11 @@ so is the team's env file of server addresses and credentials (:mod:`impq.envfil
 import os
 from pathlib import Path
 
+from flows.env import RESULTS_ENV
 from impq.envfile import load_env_file
 
 RESULTS_DIR = ".prefect-results"
 
-os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(Path.cwd() / RESULTS_DIR))
+os.environ.setdefault(RESULTS_ENV, str(Path.cwd() / RESULTS_DIR))
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "impq")
 load_env_file()

@@ -19,8 +19,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from impq.artifacts import atomic_path, fingerprint_path
 from impq.config import Params, RunnerConfig
-from impq.export.llamacpp import LlamaCppNotBuiltError
-from impq.pipeline.stages import code_version, params_subset
+from impq.llamacpp.build import LlamaCppNotBuiltError
+from impq.pipeline.stages import params_subset
 
 __all__ = [
     "CACHE_POLICY",
@@ -32,7 +32,6 @@ __all__ = [
     "TASK_RUNNER_ENV",
     "Files",
     "InjectedFault",
-    "code_version",
     "fault_point",
     "fingerprint_path",
     "kill_point",
@@ -58,7 +57,7 @@ CACHE_POLICY = INPUTS - "params" - "model" + TASK_SOURCE
 
 Tasks receive ``params`` for the work and a ``key`` that holds exactly what the result
 depends on: the params keys of the stage, fingerprints of its input files and
-:func:`code_version`.
+:meth:`impq.pipeline.stages.Stage.code_version`.
 """
 
 DETERMINISTIC: tuple[type[BaseException], ...] = (

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from flows.pipeline import pipeline_flow
-from impq.config import Params, load_params
+from impq.config import Params
+from impq.pipeline.params import load_params
 
 __all__ = ["DEFAULT_NAME", "deployment", "serve"]
 

@@ -5,8 +5,8 @@ Without ``$PREFECT_API_URL`` every stage process would start (and stop) a tempor
 Prefect server of its own. This starts one ``prefect server start`` on 127.0.0.1 (state
 in ``$PREFECT_HOME``, default ``.prefect/`` here, so it shares no database with other
 checkouts) and points ``$PREFECT_API_URL`` of the command at it; with ``$PREFECT_API_URL``
-already set it uses that server. It also starts an :mod:`impq.forkserver` (on Linux) and
-names its socket in ``$IMPQ_FORKSERVER``, so that each ``python -m impq <stage>`` runs in
+already set it uses that server. It also starts a :mod:`flows.forkserver` (on Linux) and
+names its socket in ``$IMPQ_FORKSERVER``, so that each ``python -m flows <stage>`` runs in
 a child forked from one process that imported everything once. It runs the command and
 stops both servers when the command ends, fails or is terminated. ``make repro`` runs
 ``dvc repro`` this way.
@@ -38,10 +38,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from impq import forkserver
+from flows import forkserver
+from flows.env import EMBEDDED_ENV
 
 __all__ = [
-    "EMBEDDED_ENV",
     "ForkServer",
     "PrefectServer",
     "copy_database",
@@ -52,10 +52,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-EMBEDDED_ENV = "IMPQ_EMBEDDED_PREFECT"
-"""Names, to the command, the API URL of the server :func:`run_with_server` started for it
-(see :func:`flows.stage.run_stage`: no flow-run heartbeats there)."""
 
 START_TIMEOUT_S = 300.0
 """How long the server may take to answer its health check (a loaded 2-core CPU is slow)."""
@@ -171,10 +167,12 @@ class PrefectServer:
 
 
 class ForkServer:
-    """A ``python -m impq.forkserver`` process in its own process group (Linux only)."""
+    """A ``python -m flows.forkserver`` process in its own process group (Linux only),
+    serving ``command`` (a module with ``preload()`` and ``main(argv)``: :mod:`flows.cli`)."""
 
-    def __init__(self, log: Path) -> None:
+    def __init__(self, log: Path, command: str = "flows.cli") -> None:
         self.log = log
+        self.command = command
         self._dir = Path(tempfile.mkdtemp(prefix="impq-fork-"))  # short: a socket path
         self.socket = self._dir / "socket"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -185,7 +183,7 @@ class ForkServer:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "impq.forkserver", str(self.socket)],
+                [sys.executable, "-m", "flows.forkserver", str(self.socket), self.command],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,

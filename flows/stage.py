@@ -34,20 +34,12 @@ from flows.common import (
     snapshot,
     task_runner,
 )
-from flows.server import EMBEDDED_ENV
+from flows.env import EMBEDDED_ENV
 from impq import tracking
 from impq.config import Params
 from impq.pipeline.stages import STAGES, Stage, cache_key
 
 __all__ = ["run_stage", "stage_flow", "stage_task"]
-
-
-def _written(stage: Stage, params: Params, result: Any) -> list[Path]:
-    """The files one unit wrote: what the work returned when it returns paths, else
-    every file under the stage's outputs."""
-    if isinstance(result, list) and all(isinstance(p, Path) for p in result):
-        return result
-    return stage.files(params)
 
 
 @task(**STAGE_TASK)
@@ -58,7 +50,7 @@ def stage_task(params: Params, key: dict, stage: str, unit: dict[str, Any]) -> F
     result = declared.run(params, **unit)
     if not declared.cached:  # nothing to persist: the files stay where the work put them
         return {}
-    return snapshot(_written(declared, params, result))
+    return snapshot(declared.written(params, result))
 
 
 def _task_for(stage: Stage) -> Any:

@@ -25,7 +25,6 @@ from flows.common import (
     CACHE_POLICY,
     STAGE_TASK,
     Files,
-    code_version,
     fault_point,
     fingerprint_path,
     params_subset,
@@ -37,6 +36,7 @@ from impq import tracking
 from impq.backends import get_backend
 from impq.config import Params
 from impq.pipeline import prepare, sweep
+from impq.pipeline.stages import STAGES
 
 __all__ = ["sweep_flow"]
 
@@ -101,7 +101,7 @@ def sweep_flow(params: Params, params_path: str = "params.yaml") -> list[Path]:
         "params": params_subset(params, *PARAM_KEYS),
         "tokens": fingerprint_path(prepare.eval_tokens_path(params)),
         "model": fingerprint_path(params.model.source) or params.model.source,
-        "code": code_version(),
+        "code": STAGES["sweep"].code_version(),
     }
     rows: list[dict[str, Any]] = []
     cells: list[Path] = []

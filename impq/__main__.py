@@ -1,10 +1,6 @@
-import sys
+"""``python -m impq <stage>``: one stage in this process, without Prefect
+(:mod:`impq.pipeline.cli`); ``python -m flows <stage>`` runs it as a Prefect flow."""
 
-from impq.forkserver import run_in_server
+from impq.pipeline.cli import main
 
-status = run_in_server(sys.argv[1:])
-if status is None:  # no fork server (or it declined): run here
-    from impq.cli import main
-
-    status = main()
-raise SystemExit(status)
+raise SystemExit(main())

@@ -1,7 +1,10 @@
 """Typed configuration: one pydantic model per section of ``params.yaml``.
 
 Every model forbids unknown keys, so a typo in ``params.yaml`` fails at load time with
-the key's path instead of silently falling back to a default.
+the key's path instead of silently falling back to a default. This is the schema alone:
+types, ranges and checks within the params; it imports no other impq module. The
+registries' names and the input paths are checked where a stage loads the params
+(:func:`impq.pipeline.params.load_params`).
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import os
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -41,7 +43,7 @@ __all__ = [
     "SpqeConfig",
     "TrackingConfig",
     "VerifyConfig",
-    "load_params",
+    "parse_params",
 ]
 
 DATA_DIR_ENV = "IMPQ_DATA_DIR"
@@ -400,15 +402,6 @@ class CompareConfig(_Section):
     n_boot: int = Field(10_000, ge=100, description="Bootstrap resamples of the windows.")
     seed: int = Field(0, description="Seed of the bootstrap.")
 
-    @field_validator("isolated")
-    @classmethod
-    def _registered_baselines(cls, isolated: list[str]) -> list[str]:
-        from impq.baselines import BASELINES
-
-        if unknown := [m for m in isolated if m not in BASELINES]:
-            raise ValueError(f"unknown baselines {unknown}; choose from {sorted(BASELINES)}")
-        return isolated
-
 
 class TrackingConfig(_Section):
     """Experiment tracking (MLflow) and the schedule of the served pipeline."""
@@ -435,15 +428,6 @@ class ExportConfig(_Section):
         "hqq", description="Format: quanto, hqq, gptq or llamacpp (GGUF; impq.export)."
     )
     out: str = Field("artifacts/export", description="Folder the model is written to.")
-
-    @field_validator("backend")
-    @classmethod
-    def _registered_backend(cls, backend: str) -> str:
-        from impq.export.base import EXPORTERS
-
-        if backend not in EXPORTERS:
-            raise ValueError(f"unknown export backend {backend!r}; choose from {sorted(EXPORTERS)}")
-        return backend
 
 
 class RunnerConfig(_Section):
@@ -531,13 +515,6 @@ class Params(_Section):
             raw["backends"] = {**(backends or {}), "group_size": g}
         return raw
 
-    @model_validator(mode="after")
-    def _choices_exist(self) -> Params:
-        from impq.choices import check_choices
-
-        check_choices(self)
-        return self
-
     @field_validator("budgets", mode="before")
     @classmethod
     def _budgets_written_as_decimals(cls, budgets: object) -> object:
@@ -595,36 +572,11 @@ def _format_errors(err: ValidationError) -> str:
 
 
 def parse_params(raw: object, origin: str = "params") -> Params:
-    """Validate an already-loaded mapping, raising ConfigError with key paths."""
+    """Validate an already-loaded mapping against the schema, raising ConfigError with key
+    paths (the registries are checked by :func:`impq.pipeline.params.parse_params`)."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{origin}: expected a mapping of sections, got {type(raw).__name__}")
     try:
         return Params.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(f"{origin} is invalid:\n{_format_errors(err)}") from None
-
-
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate ``params.yaml``, and check that its input paths exist.
-
-    Raises:
-        ConfigError: the file is missing, is not YAML, fails validation (an unknown key,
-            a name no registry holds, a combination no backend can run) or names an
-            input path that does not exist; the message names each offending key and
-            what was expected.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such params file; pass --params PATH to an existing one")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    params = parse_params(raw, origin=str(path))
-    from impq.choices import check_paths
-
-    try:
-        check_paths(params)
-    except ValueError as err:  # ConfigError included
-        raise ConfigError(f"{path}: {err}") from None
-    return params

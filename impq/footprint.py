@@ -10,7 +10,7 @@ Two accountings, one formula:
   tests hold it equal to the bytes they store at every precision they support.
 
 A budget of ``b`` average bits is a byte count interpolated between all blocks at the
-lowest and at the highest precision (:func:`impq.solve.problem.budget_bytes`), in the
+lowest and at the highest precision (:func:`budget_bytes`), in the
 bytes of whichever footprint is asked. A footprint affine in the bits with a slope
 proportional to the weights (codes ``n b / 8``, packed zeros ``n b / (8 g)``; scales and
 per-column extras do not depend on ``b``) loses its constant part in the interpolation,
@@ -26,9 +26,11 @@ records where).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from fractions import Fraction
 
-__all__ = ["GROUP_META_BYTES", "SOLVER", "Footprint", "quantized_bytes"]
+__all__ = ["GROUP_META_BYTES", "SOLVER", "Footprint", "budget_bytes", "quantized_bytes"]
 
 GROUP_META_BYTES = 4
 """One float16 scale and one float16 zero point per group of weights (the solver's)."""
@@ -104,3 +106,22 @@ def quantized_bytes(n_weights: int, bits: int, group_size: int) -> int:
         raise ValueError(f"bits and group_size must be positive, got {bits}, {group_size}")
     groups = -(-n_weights // group_size)
     return -(-n_weights * bits // 8) + groups * GROUP_META_BYTES
+
+
+def budget_bytes(avg_bits: float, min_bytes: int, max_bytes: int, lo: int, hi: int) -> int:
+    """Byte budget for a target average precision, interpolated between all-lo and all-hi.
+
+    ``B = B_lo + (avg_bits - lo) / (hi - lo) * (B_hi - B_lo)``, rounded down, computed in
+    exact rational arithmetic on the decimal form of ``avg_bits`` so that ``avg_bits = lo``
+    gives ``B_lo`` and ``avg_bits = hi`` gives ``B_hi`` exactly.
+
+    Raises:
+        ValueError: ``avg_bits`` is not finite or lies outside ``[lo, hi]``.
+    """
+    if not math.isfinite(avg_bits) or not lo <= avg_bits <= hi:
+        raise ValueError(
+            f"budget {avg_bits} average bits is infeasible: with precisions {lo}..{hi} the "
+            f"feasible range is [{lo}, {hi}] bits, i.e. {min_bytes} to {max_bytes} bytes"
+        )
+    frac = (Fraction(repr(float(avg_bits))) - lo) / (hi - lo)
+    return min_bytes + int(frac * (max_bytes - min_bytes))

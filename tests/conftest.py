@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,25 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE_MODEL = REPO / "models" / "ref-llama-12l"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _prefect_ends_while_output_is_captured() -> Iterator[None]:
+    """Stop what Prefect started in this process (its log and event workers, its temporary
+    API server) when the session ends, while pytest still captures output. Left to
+    ``atexit``, they log into the capture stream pytest has closed by then, and the run
+    ends with ``--- Logging error ---`` tracebacks."""
+    yield
+    if "prefect" not in sys.modules:
+        return
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (EventsWorker, APILogWorker):
+        worker.drain_all(timeout=30)
+    if (server := sys.modules.get("prefect.server.api.server")) is not None:
+        for temporary in list(server.SubprocessASGIServer._instances.values()):
+            temporary.stop()
 
 
 @pytest.fixture(scope="session")

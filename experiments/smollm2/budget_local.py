@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from impq.assignment import Assignment
-from impq.config import load_params
 from impq.estimate.permutation import walks_from_samples
 from impq.models import load_model
+from impq.pipeline.params import load_params
 from impq.pipeline.verify import held_back_game, held_back_sequences
 
 E = Path(__file__).resolve().parent

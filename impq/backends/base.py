@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from impq.footprint import SOLVER, Footprint
+from impq.footprint import SOLVER, Footprint, budget_bytes
 from impq.models import block_linears, decoder_blocks, get_layout
-from impq.registry import lookup
+from impq.registry import Registry
 
 if TYPE_CHECKING:
-    from impq.config import Params
+    from impq.config import EvalConfig, ModelConfig
     from impq.eval import PerplexityResult
 
 __all__ = [
@@ -174,17 +174,31 @@ class ScoredBackend(Protocol):
     """A backend whose models run out of process: the sweep scores it through a
     :class:`Scorer` instead of quantizing and evaluating a model in process."""
 
-    def scorer(self, params: Params, workdir: Path) -> Scorer:
-        """A scorer of ``params``' model whose intermediate files live in ``workdir``."""
+    def scorer(
+        self,
+        model: ModelConfig,
+        protocol: EvalConfig,
+        workdir: Path,
+        *,
+        group_size: int,
+        calibration: torch.Tensor | None,
+        bos: int | None = None,
+    ) -> Scorer:
+        """A scorer of ``model`` under the evaluation ``protocol`` whose intermediate files
+        live in ``workdir``; ``calibration`` token ids (text, no BOS) for what the format
+        calibrates; ``bos`` the id every evaluation window starts with, if any."""
         ...
 
 
-BACKENDS: dict[str, str] = {
-    "quanto": "impq.backends.quanto:QuantoBackend",
-    "hqq": "impq.backends.hqq:HqqBackend",
-    "gptq": "impq.backends.gptq:GptqBackend",
-    "llamacpp": "impq.backends.llamacpp:LlamaCppBackend",
-}
+BACKENDS = Registry(
+    "backend",
+    {
+        "quanto": "impq.backends.quanto:QuantoBackend",
+        "hqq": "impq.backends.hqq:HqqBackend",
+        "gptq": "impq.backends.gptq:GptqBackend",
+        "llamacpp": "impq.backends.llamacpp:LlamaCppBackend",
+    },
+)
 """Backend name -> ``module:class``; the one place where backends are registered."""
 
 
@@ -194,7 +208,7 @@ def get_backend(name: str) -> Backend:
     Raises:
         ValueError: ``name`` is not registered; the message lists the valid names.
     """
-    backend: Backend = lookup(BACKENDS, name, "backend")()
+    backend: Backend = BACKENDS.load(name)()
     return backend
 
 
@@ -210,7 +224,7 @@ def stored_tensor_bytes(modules: Iterable[nn.Module], stored: Callable[[str], bo
 
 def backends_storing(bits: int) -> list[str]:
     """Names of the registered backends that store weights at ``bits`` bits."""
-    return sorted(n for n in BACKENDS if bits in lookup(BACKENDS, n, "backend").supported_bits)
+    return sorted(n for n in BACKENDS if bits in BACKENDS.load(n).supported_bits)
 
 
 def check_bits(backend: str, bits: int, supported: frozenset[int], why: str = "") -> None:
@@ -322,12 +336,10 @@ def budget_bytes_for(
 ) -> int:
     """The byte budget of ``budget_bits`` average bits in ``footprint``'s bytes.
 
-    The same interpolation as the solver's (:func:`impq.solve.problem.budget_bytes`)
+    The same interpolation as the solver's (:func:`impq.footprint.budget_bytes`)
     between every block at the lowest and at the highest of ``precisions``; with the
     default footprint it is the budget the assignment was solved under.
     """
-    from impq.solve.problem import budget_bytes
-
     lo, hi = min(precisions), max(precisions)
     blocks = range(len(decoder_blocks(model)))
     low = expected_bytes(model, dict.fromkeys(blocks, lo), group_size, footprint)

@@ -5,9 +5,9 @@ hand back: the in-process methods of :class:`~impq.backends.base.Backend` raise
 :class:`~impq.backends.base.UnsupportedError`, and the sweep measures an assignment
 through :meth:`LlamaCppBackend.scorer` instead. A :class:`GgufScorer` converts the float
 model and computes the importance matrix once, then for each assignment runs
-``llama-quantize`` (:func:`impq.export.gguf.quantize_gguf`, read back and checked),
+``llama-quantize`` (:func:`impq.llamacpp.gguf.quantize_gguf`, read back and checked),
 measures the stored bytes of the blocks' weights and scores the file with
-``llama-perplexity`` on the sweep's windows (:func:`impq.export.gguf.score_windows`).
+``llama-perplexity`` on the sweep's windows (:func:`impq.llamacpp.gguf.score_windows`).
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ import torch
 from torch import nn
 
 from impq.backends.base import UnsupportedError, expected_bytes
-from impq.config import Params
+from impq.config import EvalConfig, ModelConfig
 from impq.eval import PerplexityResult
-from impq.export.gguf import (
+from impq.llamacpp.build import LLAMACPP_COMMIT, LLAMACPP_VERSION, ensure_llamacpp
+from impq.llamacpp.gguf import (
     GGUF_TYPES,
     GgufFootprint,
     GgufSettings,
@@ -38,7 +39,6 @@ from impq.export.gguf import (
     score_windows,
     window_text,
 )
-from impq.export.llamacpp import LLAMACPP_COMMIT, LLAMACPP_VERSION, find_llamacpp
 
 __all__ = ["PPL_PROTOCOL", "GgufScorer", "LlamaCppBackend", "hf_folder"]
 
@@ -46,21 +46,21 @@ log = logging.getLogger(__name__)
 
 PPL_PROTOCOL = "llama-perplexity: mean NLL of the second half of each window"
 """How this backend's perplexities differ from the in-process protocol (see
-:func:`impq.export.gguf.llama_perplexity`)."""
+:func:`impq.llamacpp.gguf.llama_perplexity`)."""
 
 
-def hf_folder(params: Params, workdir: Path) -> Path:
+def hf_folder(model: ModelConfig, workdir: Path) -> Path:
     """A Hugging Face folder of the float model: ``model.source`` when it is one, else a
     copy saved into ``workdir`` (a hub id, or a GGUF source dequantized on load)."""
     from impq.models import load_model, load_tokenizer
 
-    source = Path(params.model.source).expanduser()
-    if params.model.gguf_file is None and (source / "config.json").is_file():
+    source = Path(model.source).expanduser()
+    if model.gguf_file is None and (source / "config.json").is_file():
         return source
     out = workdir / "hf"
     if not (out / "config.json").is_file():
-        load_model(params.model).save_pretrained(out)
-        load_tokenizer(params.model).save_pretrained(out)
+        load_model(model).save_pretrained(out)
+        load_tokenizer(model).save_pretrained(out)
     return out
 
 
@@ -75,7 +75,7 @@ class LlamaCppBackend:
         return UnsupportedError(
             f"backend {self.name!r} {what}: llama.cpp runs GGUF files out of process. The "
             "sweep scores it through LlamaCppBackend.scorer; export writes the file with "
-            "impq.export.gguf.export_gguf; SPQE needs 'quanto' or 'hqq'."
+            "impq.llamacpp.gguf.export_gguf; SPQE needs 'quanto' or 'hqq'."
         )
 
     def dequantize_weight(self, weight: torch.Tensor, bits: int, group_size: int) -> torch.Tensor:
@@ -102,7 +102,7 @@ class LlamaCppBackend:
         raise self._refuse("measures stored bytes on the GGUF file")
 
     def save(self, model: nn.Module, path: Path) -> None:
-        """Not offered; see :func:`impq.export.gguf.export_gguf`."""
+        """Not offered; see :func:`impq.llamacpp.gguf.export_gguf`."""
         raise self._refuse("writes GGUF files with export_gguf")
 
     def load(self, path: Path, device: torch.device | str = "cpu") -> nn.Module:
@@ -110,10 +110,21 @@ class LlamaCppBackend:
         raise self._refuse("cannot load a GGUF into torch")
 
     def scorer(
-        self, params: Params, workdir: Path, settings: GgufSettings | None = None
+        self,
+        model: ModelConfig,
+        protocol: EvalConfig,
+        workdir: Path,
+        *,
+        group_size: int,
+        calibration: torch.Tensor | None,
+        bos: int | None = None,
+        settings: GgufSettings | None = None,
     ) -> GgufScorer:
-        """A scorer of ``params``' model whose intermediate files live in ``workdir``."""
-        return GgufScorer(params, workdir, settings)
+        """A scorer of ``model`` whose intermediate files live in ``workdir``."""
+        return GgufScorer(
+            model, protocol, workdir, group_size=group_size, calibration=calibration,
+            bos=bos, settings=settings,
+        )  # fmt: skip
 
 
 class GgufScorer:
@@ -123,13 +134,38 @@ class GgufScorer:
     Implements :class:`impq.backends.base.Scorer`; each :meth:`measure` writes its own
     file, so threads may share a scorer once it is prepared.
 
+    Args:
+        model: the float checkpoint.
+        protocol: the evaluation protocol (``seqlen``, ``max_windows``).
+        workdir: where the intermediate files live.
+        group_size: weights per group, pricing the budget in llama.cpp's bytes.
+        calibration: calibration token ids, ``(n, seqlen)``, for the importance matrix
+            (None: the settings must not ask for one); text only, no BOS column
+            (llama.cpp's ``imatrix`` puts its own BOS first).
+        bos: the BOS id every evaluation window starts with (None: no BOS).
+        settings: the GGUF types and options.
+
     Attributes:
         fingerprint_parts: what its results depend on beyond the sweep's own inputs
             (llama.cpp version and commit, GGUF settings), for the sweep's cache key.
     """
 
-    def __init__(self, params: Params, workdir: Path, settings: GgufSettings | None = None):
-        self.params = params
+    def __init__(
+        self,
+        model: ModelConfig,
+        protocol: EvalConfig,
+        workdir: Path,
+        *,
+        group_size: int,
+        calibration: torch.Tensor | None,
+        bos: int | None = None,
+        settings: GgufSettings | None = None,
+    ):
+        self.model_config = model
+        self.protocol = protocol
+        self.group_size = group_size
+        self.calibration = calibration
+        self.bos = bos
         self.settings = settings or GgufSettings()
         self.workdir = Path(workdir)
         self.fingerprint_parts: tuple[str, ...] = (
@@ -137,7 +173,7 @@ class GgufScorer:
             self.settings.model_dump_json(),
         )
         self.footprint = GgufFootprint.of(self.settings)
-        self._tools = find_llamacpp()
+        self._tools = ensure_llamacpp()
         self._float: Path | None = None
         self._reference: PerplexityResult | None = None
         self._model: nn.Module | None = None
@@ -152,8 +188,8 @@ class GgufScorer:
         from impq.models import load_model
 
         self.workdir.mkdir(parents=True, exist_ok=True)
-        folder = hf_folder(self.params, self.workdir)
-        self._model = load_model(self.params.model)
+        folder = hf_folder(self.model_config, self.workdir)
+        self._model = load_model(self.model_config)
         self._tokenizer = AutoTokenizer.from_pretrained(str(folder))
         float_gguf = self.workdir / f"model-{self.settings.float_type}.gguf"
         if not float_gguf.is_file():
@@ -172,15 +208,14 @@ class GgufScorer:
         """The importance matrix of the calibration set (computed once), if asked for."""
         if not self.settings.imatrix:
             return None
-        from impq.artifacts import read_tensors
-        from impq.data import bos_of, without_bos
-        from impq.pipeline.prepare import calibration_path
-
+        calibration = self.calibration
+        if calibration is None:
+            raise ValueError(
+                "the GGUF settings ask for an importance matrix: give the scorer calibration ids"
+            )
         imatrix = self.workdir / "imatrix.gguf"
         if not imatrix.is_file():
-            tensors, meta = read_tensors(calibration_path(self.params))
-            calibration = without_bos(tensors["input_ids"], bos_of(meta))
-            seqlen = tensors["input_ids"].shape[1]
+            seqlen = calibration.shape[1]
             text, n = window_text(self._tokenizer, calibration, seqlen, check=False)
             compute_imatrix(
                 self._prepare(), text, seqlen, n, imatrix, self.settings.threads, self._tools
@@ -188,12 +223,11 @@ class GgufScorer:
         return imatrix
 
     def _score(self, gguf_path: Path, ids: torch.Tensor) -> PerplexityResult:
-        from impq.pipeline.prepare import read_eval_tokens
-
-        ev, bos = self.params.eval, read_eval_tokens(self.params).bos
+        ev = self.protocol
         return score_windows(
-            gguf_path, self._tokenizer, ids, ev.seqlen, ev.max_windows, self.settings.threads, bos
-        )
+            gguf_path, self._tokenizer, ids, ev.seqlen, ev.max_windows, self.settings.threads,
+            self.bos,
+        )  # fmt: skip
 
     def reference(self, ids: torch.Tensor) -> PerplexityResult:
         """``llama-perplexity`` of the float GGUF on the same windows (computed once)."""
@@ -214,7 +248,7 @@ class GgufScorer:
             ``float_gguf_ppl`` and ``ppl_protocol``; and the perplexity.
 
         Raises:
-            impq.export.gguf.GgufExportError: a block cannot be stored in its type.
+            impq.llamacpp.gguf.GgufExportError: a block cannot be stored in its type.
         """
         float_gguf = self._prepare()
         check_shapes(float_gguf, bits, self.settings, self._tools)
@@ -233,7 +267,7 @@ class GgufScorer:
             result = self._score(out, ids)
         finally:
             out.unlink(missing_ok=True)
-        group = self.params.backends.group_size
+        group = self.group_size
         facts = {
             "stored_bytes": stored,
             "expected_bytes": expected_bytes(self.model, bits, group, self.footprint),

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from impq.estimate.result import ShapleyResult
-from impq.registry import lookup
+from impq.registry import Registry
 from impq.solve.greedy import greedy_assignment
 from impq.solve.problem import BitProblem
 
@@ -79,14 +79,17 @@ def assign_by_scores(scores: np.ndarray, problem: BitProblem) -> dict[int, int]:
     return greedy_assignment(scores, problem)
 
 
-BASELINES: dict[str, str] = {
-    "lim": "impq.baselines.lim:LimBaseline",
-    "zd": "impq.baselines.zd:ZdBaseline",
-    "zd-tuned": "impq.baselines.zd:ZdTunedBaseline",
-    "shapley": "impq.baselines.simple:ShapleyBaseline",
-    "uniform": "impq.baselines.simple:UniformBaseline",
-    "random": "impq.baselines.simple:RandomBaseline",
-}
+BASELINES = Registry(
+    "baseline",
+    {
+        "lim": "impq.baselines.lim:LimBaseline",
+        "zd": "impq.baselines.zd:ZdBaseline",
+        "zd-tuned": "impq.baselines.zd:ZdTunedBaseline",
+        "shapley": "impq.baselines.simple:ShapleyBaseline",
+        "uniform": "impq.baselines.simple:UniformBaseline",
+        "random": "impq.baselines.simple:RandomBaseline",
+    },
+)
 """Baseline name -> ``module:class``; the one place where baselines are registered."""
 
 
@@ -118,5 +121,5 @@ def get_baseline(name: str) -> Baseline:
     """
     if name not in BASELINES and name.rpartition("-")[0] in BASELINES:
         name = parse_baseline(name)[0]
-    baseline: Baseline = lookup(BASELINES, name, "baseline")()
+    baseline: Baseline = BASELINES.load(name)()
     return baseline

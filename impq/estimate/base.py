@@ -9,7 +9,7 @@ import numpy as np
 
 from impq.estimate.result import ShapleyResult
 from impq.game.base import Game
-from impq.registry import lookup
+from impq.registry import Registry
 
 __all__ = ["ESTIMATORS", "Estimate", "Estimator", "get_estimator"]
 
@@ -64,11 +64,14 @@ class Estimator(Protocol):
         ...
 
 
-ESTIMATORS: dict[str, str] = {
-    "permutation": "impq.estimate.permutation:PermutationSampling",
-    "permutation-sii": "impq.estimate.permutation:PermutationSamplingSII",
-    "exact": "impq.estimate.exact:ExactEstimator",
-}
+ESTIMATORS = Registry(
+    "estimator",
+    {
+        "permutation": "impq.estimate.permutation:PermutationSampling",
+        "permutation-sii": "impq.estimate.permutation:PermutationSamplingSII",
+        "exact": "impq.estimate.exact:ExactEstimator",
+    },
+)
 """Estimator name -> ``module:class``; the one place where estimators are registered."""
 
 
@@ -78,5 +81,5 @@ def get_estimator(name: str, **options: Any) -> Estimator:
     Raises:
         ValueError: ``name`` is not registered; the message lists the valid names.
     """
-    estimator: Estimator = lookup(ESTIMATORS, name, "estimator")(**options)
+    estimator: Estimator = ESTIMATORS.load(name)(**options)
     return estimator

@@ -50,7 +50,7 @@ from impq.estimate.forms import additive_form, covariance_form, level_shapley
 from impq.estimate.level_objective import LevelObjective
 from impq.estimate.permutation import Walks, covariance_interactions, pair_statistics
 from impq.estimate.surrogate import fit_quadratic
-from impq.registry import lookup
+from impq.registry import Registry
 
 __all__ = [
     "OBJECTIVES",
@@ -319,11 +319,14 @@ class SurrogateObjective:
         return ObjectiveFit(objective, metrics)
 
 
-OBJECTIVES: dict[str, str] = {
-    "impq": "impq.estimate.objectives:PaperObjective",
-    "sii": "impq.estimate.objectives:SiiObjective",
-    "surrogate": "impq.estimate.objectives:SurrogateObjective",
-}
+OBJECTIVES = Registry(
+    "objective",
+    {
+        "impq": "impq.estimate.objectives:PaperObjective",
+        "sii": "impq.estimate.objectives:SiiObjective",
+        "surrogate": "impq.estimate.objectives:SurrogateObjective",
+    },
+)
 """Method name -> ``module:class``; the one place where objective methods are registered."""
 
 
@@ -333,7 +336,7 @@ def get_objective(name: str) -> Objective:
     Raises:
         ValueError: ``name`` is not registered; the message lists the valid names.
     """
-    objective: Objective = lookup(OBJECTIVES, name, "objective")()
+    objective: Objective = OBJECTIVES.load(name)()
     return objective
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from impq.registry import lookup
+from impq.registry import Registry
 
 if TYPE_CHECKING:
     import torch
@@ -127,12 +127,15 @@ class RuntimeChecked(Protocol):
         ...
 
 
-EXPORTERS: dict[str, str] = {
-    "quanto": "impq.export.quanto:QuantoExporter",
-    "hqq": "impq.export.hqq:HqqExporter",
-    "gptq": "impq.export.gptq:GptqExporter",
-    "llamacpp": "impq.export.gguf_exporter:GgufExporter",
-}
+EXPORTERS = Registry(
+    "export backend",
+    {
+        "quanto": "impq.export.quanto:QuantoExporter",
+        "hqq": "impq.export.hqq:HqqExporter",
+        "gptq": "impq.export.gptq:GptqExporter",
+        "llamacpp": "impq.export.gguf_exporter:GgufExporter",
+    },
+)
 """``export.backend`` name -> ``module:class``; the one place where exporters are registered."""
 
 
@@ -142,7 +145,7 @@ def get_exporter(name: str) -> Exporter:
     Raises:
         ValueError: ``name`` is not registered; the message lists the valid names.
     """
-    exporter: Exporter = lookup(EXPORTERS, name, "export backend")()
+    exporter: Exporter = EXPORTERS.load(name)()
     return exporter
 
 

@@ -1,7 +1,7 @@
 """GGUF export for llama.cpp (``export.backend: llamacpp``): one file, ``model.gguf``.
 
 The float model is saved as a Hugging Face folder and written by llama.cpp's own tools
-(:func:`impq.export.gguf.export_gguf`: converter, importance matrix from the calibration
+(:func:`impq.llamacpp.gguf.export_gguf`: converter, importance matrix from the calibration
 set, ``llama-quantize`` with one type per block). No torch quantizer stores K-quants, so
 the in-process model of the stage is the written file dequantized by transformers' GGUF
 loader (:meth:`GgufExporter.load`); what makes the check independent is
@@ -21,7 +21,7 @@ from torch import nn
 
 from impq.eval import windows as eval_windows
 from impq.export.base import ExportCheckError, StoredLinear
-from impq.export.gguf import GgufFootprint, GgufSettings, export_gguf, score_windows
+from impq.llamacpp.gguf import GgufFootprint, GgufSettings, export_gguf, score_windows
 
 __all__ = ["GGUF_FILE", "GgufExporter", "half_window_nll"]
 

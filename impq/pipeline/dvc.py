@@ -1,6 +1,6 @@
 """``dvc.yaml`` from the stage declarations (:data:`impq.pipeline.stages.STAGES`).
 
-``python -m impq dvc-yaml [--params P] [--out F]`` writes it; the committed ``dvc.yaml``
+``python -m flows dvc-yaml [--params P] [--out F]`` writes it; the committed ``dvc.yaml``
 is this module's output for ``params.yaml``, and ``tests/unit/pipeline/test_stages.py``
 fails when it disagrees with the declarations.
 
@@ -36,7 +36,7 @@ MODEL_DEP = "${model.source}"
 
 GENERATED_HEADER = (
     "# Generated from the stage declarations (impq/pipeline/stages.py) by\n"
-    "#   python -m impq dvc-yaml --params {params} --out {out}\n"
+    "#   python -m flows dvc-yaml --params {params} --out {out}\n"
     "# Edit the declarations and regenerate; tests/unit/pipeline/test_stages.py fails when\n"
     "# this file disagrees with them.\n"
 )
@@ -79,7 +79,7 @@ def dvc_yaml(
     wdir = None if out_dir == Path(".") else str(out_dir)
     stages: dict[str, Any] = {}
     for stage in STAGES.values():
-        entry: dict[str, Any] = {"cmd": f"python -m impq {stage.name} --params {params_path}"}
+        entry: dict[str, Any] = {"cmd": f"python -m flows {stage.name} --params {params_path}"}
         if wdir:
             entry["wdir"] = wdir
         default = params_path == Path("params.yaml") and not wdir

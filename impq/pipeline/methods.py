@@ -8,18 +8,19 @@ registered name, or ``<name>-<k>`` for a replicate of a seeded one such as ``ran
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from impq.baselines import BASELINES, parse_baseline
 from impq.config import Params
 from impq.estimate import OBJECTIVES
-from impq.registry import lookup
+from impq.pipeline import paths
 
 __all__ = ["STAGE_METHODS", "assignment_input_path", "check_methods", "is_baseline"]
 
-STAGE_METHODS: dict[str, str] = {
-    "evopress": "impq.pipeline.evopress:assignment_path",
-    "verified": "impq.pipeline.verify:assignment_path",
+STAGE_METHODS: dict[str, Callable[[Params, float], Path]] = {
+    "evopress": paths.evopress_assignment_path,
+    "verified": paths.verify_assignment_path,
 }
 """Method written by a stage of its own -> that stage's ``(params, budget) -> path``."""
 
@@ -59,14 +60,9 @@ def assignment_input_path(params: Params, method: str, budget: float) -> Path:
         ValueError: no stage writes ``method``.
     """
     if method in OBJECTIVES:
-        from impq.pipeline.assign import assignment_path
-
-        return assignment_path(params, budget, method)
+        return paths.assignment_path(params, budget, method)
     if method in STAGE_METHODS:
-        path: Path = lookup(STAGE_METHODS, method, "method")(params, budget)
-        return path
+        return STAGE_METHODS[method](params, budget)
     if not is_baseline(method):
         raise _unknown([method])
-    from impq.pipeline.baselines import baseline_path  # it imports this module
-
-    return baseline_path(params, budget, method)
+    return paths.baseline_path(params, budget, method)

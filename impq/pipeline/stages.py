@@ -4,14 +4,15 @@ A :class:`Stage` names the function that does the work, the source it runs, the 
 keys it reads, the artifacts it reads and writes and its metrics. Everything else is
 derived from :data:`STAGES`:
 
-- the CLI subcommand ``impq <stage>`` (:mod:`impq.cli`);
+- the CLI subcommands ``python -m flows <stage>`` (:mod:`flows.cli`, through Prefect) and
+  ``python -m impq <stage>`` (:mod:`impq.pipeline.cli`, in the process);
 - the Prefect flow of the stage (:mod:`flows.stage`, one generic flow; ``spqe`` and
   ``sweep`` have flows of their own that fan out their work) and its task cache key
   (:func:`cache_key`: the declared params, fingerprints of the declared inputs, the
   code);
 - the MLflow stage run (:func:`impq.tracking.record_stage`: the declared params, the
   declared metrics, the written artifacts);
-- ``dvc.yaml`` (:func:`impq.pipeline.dvc.dvc_yaml`, ``python -m impq dvc-yaml``; a unit
+- ``dvc.yaml`` (:func:`impq.pipeline.dvc.dvc_yaml`, ``python -m flows dvc-yaml``; a unit
   test fails when the committed file differs).
 
 This module imports neither Prefect, DVC nor MLflow, and no stage module until a stage
@@ -27,16 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from impq.artifacts import fingerprint, fingerprint_path, read_json
+from impq.artifacts import fingerprint_path, read_json
 from impq.config import SPQE_SAMPLING_EXCLUDES, Params, SpqeConfig
 from impq.pipeline import paths
+from impq.pipeline.code import code_deps, code_fingerprint
 
 __all__ = [
     "STAGES",
     "Out",
     "Stage",
     "cache_key",
-    "code_version",
     "model_deps",
     "params_subset",
 ]
@@ -78,7 +79,6 @@ class Stage:
         work: ``"module:function"``, called as ``function(params, **unit)``; it writes the
             stage's outputs.
         task: the name of the Prefect task that runs ``work``.
-        code: source files and folders the work runs (``dvc.yaml`` deps).
         params: dotted params keys the work reads.
         inputs: the artifacts the work reads (other stages' outputs).
         outs: what the work writes.
@@ -100,7 +100,6 @@ class Stage:
     help: str
     work: str
     task: str
-    code: tuple[str, ...]
     params: tuple[str, ...]
     inputs: Callable[[Params], list[Path]] = lambda p: []
     outs: Callable[[Params], list[Out]] = lambda p: []
@@ -123,6 +122,13 @@ class Stage:
         """The paths of the stage's outputs (of one ``kind``, or all)."""
         return [o.path for o in self.outs(params) if kind is None or o.kind == kind]
 
+    def written(self, params: Params, result: Any) -> list[Path]:
+        """The files one call of the work wrote: what it returned when it returns paths,
+        else every file under the stage's outputs."""
+        if isinstance(result, list) and all(isinstance(p, Path) for p in result):
+            return result
+        return self.files(params)
+
     def files(self, params: Params) -> list[Path]:
         """Every file now under the stage's outputs (folders walked)."""
         found: list[Path] = []
@@ -136,13 +142,27 @@ class Stage:
     def deps(self, params: Params) -> list[str]:
         """``dvc.yaml`` deps: the code, the input artifacts, the model when it is local."""
         model = model_deps(params) if self.model else []
-        return [*self.code, self.flow_file, *(str(p) for p in self.inputs(params)), *model]
+        return [*self.code, *(str(p) for p in self.inputs(params)), *model]
+
+    @property
+    def flow_module(self) -> str:
+        """The module of the flow that runs the stage (:mod:`flows.stage` by default)."""
+        return (self.flow or "flows.stage:stage_flow").split(":")[0]
 
     @property
     def flow_file(self) -> str:
-        """The source of the flow that runs the stage (:mod:`flows.stage` by default)."""
-        module = (self.flow or "flows.stage:stage_flow").split(":")[0]
-        return module.replace(".", "/") + ".py"
+        """The source of the flow that runs the stage."""
+        return self.flow_module.replace(".", "/") + ".py"
+
+    @functools.cached_property
+    def code(self) -> tuple[str, ...]:
+        """The source files and folders the work and its flow run, read from their imports
+        (:func:`impq.pipeline.code.code_deps`): ``dvc.yaml`` deps and the cache key's code."""
+        return tuple(code_deps([self.work.split(":")[0], self.flow_module]))
+
+    def code_version(self) -> str:
+        """Fingerprint of :attr:`code`: a change in any of it invalidates the stage's cache."""
+        return code_fingerprint(self.code)
 
     def dvc_params(self) -> list[str]:
         """The params keys as ``dvc.yaml`` lists them."""
@@ -198,26 +218,19 @@ def params_subset(params: Params, *keys: str) -> dict[str, Any]:
     return out
 
 
-@functools.cache
-def code_version() -> str:
-    """Fingerprint of the ``impq`` package source: any code change invalidates caches."""
-    root = Path(__file__).resolve().parents[1]
-    files = sorted(root.rglob("*.py"))
-    return fingerprint(*(f"{p.relative_to(root)}\0{p.read_text()}" for p in files))
-
-
 def cache_key(stage: Stage, params: Params, unit: Unit | None = None) -> dict[str, Any]:
     """What a stage's task result depends on, and nothing else.
 
     The declared params (and ``paths``, which name the files), a fingerprint of every
-    declared input and of the model when local, the code, and the unit.
+    declared input and of the model when local, the stage's code (:meth:`Stage.code_version`)
+    and the unit. DVC's deps are the same code and inputs (:meth:`Stage.deps`).
     """
     inputs = [*stage.inputs(params)]
     key: dict[str, Any] = {
         "stage": stage.name,
         "params": params_subset(params, *stage.params, "paths"),
         "inputs": {str(p): fingerprint_path(p) for p in inputs},
-        "code": code_version(),
+        "code": stage.code_version(),
         **stage.key_extra(params),
     }
     if stage.model:
@@ -310,8 +323,6 @@ SAMPLING_KEYS = tuple(
 """The ``spqe`` keys the samples depend on: all but the assembly options and the cache
 size (:data:`impq.config.SPQE_SAMPLING_EXCLUDES`)."""
 
-_GAME = ("impq/game", "impq/backends", "impq/models", "impq/footprint.py")
-
 STAGES: dict[str, Stage] = {
     s.name: s
     for s in (
@@ -320,7 +331,6 @@ STAGES: dict[str, Stage] = {
             help="tokenize the evaluation split and draw the calibration set",
             work="impq.pipeline.prepare:run",
             task="calibration-prep",
-            code=("impq/pipeline/prepare.py", "impq/data", "impq/models/loading.py"),
             params=("model.source", "model.gguf_file", "data", "eval.add_bos"),
             inputs=_tokenizer_deps,
             outs=lambda p: [Out(paths.calibration_path(p)), Out(paths.eval_tokens_path(p))],
@@ -331,7 +341,6 @@ STAGES: dict[str, Stage] = {
             help="perplexity of the unquantized model",
             work="impq.pipeline.evaluate:run",
             task="evaluation",
-            code=("impq/pipeline/evaluate.py", "impq/eval", "impq/models"),
             params=("model", "eval.seqlen", "eval.batch_size", "eval.max_windows"),
             inputs=lambda p: [paths.eval_tokens_path(p)],
             outs=lambda p: [_metrics(paths.float_metrics_path(p))],
@@ -343,7 +352,6 @@ STAGES: dict[str, Stage] = {
             help="SPQE coalition sampling of the blocks' game (resumable)",
             work="impq.pipeline.spqe:run",
             task="spqe-sampling",
-            code=("impq/pipeline/spqe.py", "impq/estimate", "flows/fanout.py", *_GAME),
             params=("model", *SAMPLING_KEYS),
             inputs=lambda p: [paths.calibration_path(p)],
             outs=lambda p: [Out(paths.samples_path(p)), Out(paths.sampling_metrics_path(p))],
@@ -355,7 +363,6 @@ STAGES: dict[str, Stage] = {
             help="Shapley values and every method's interaction model from the SPQE samples",
             work="impq.pipeline.interactions:run",
             task="interaction-assembly",
-            code=("impq/pipeline/interactions.py", "impq/pipeline/spqe.py", "impq/estimate"),
             params=("spqe.alpha", "spqe.min_pair_samples", "spqe.interaction_fdr", "spqe.walks"),
             inputs=lambda p: [paths.samples_path(p), paths.sampling_metrics_path(p)],
             outs=lambda p: [
@@ -370,7 +377,6 @@ STAGES: dict[str, Stage] = {
             help="plot Shapley values and the interaction heatmap",
             work="impq.pipeline.report:run",
             task="report-plots",
-            code=("impq/pipeline/report.py",),
             params=(),
             inputs=lambda p: [paths.shapley_path(p)],
             outs=lambda p: [
@@ -394,12 +400,6 @@ STAGES: dict[str, Stage] = {
             help="bit assignment of every objective method per budget",
             work="impq.pipeline.assign:run",
             task="annealing-solve",
-            code=(
-                "impq/pipeline/assign.py",
-                "impq/solve",
-                "impq/footprint.py",
-                "impq/assignment.py",
-            ),
             params=(
                 "budgets",
                 "eval.methods",
@@ -420,15 +420,6 @@ STAGES: dict[str, Stage] = {
             help="isolated-metric baseline assignments (LIM, ZD, ...)",
             work="impq.pipeline.baselines:run",
             task="baseline-scores",
-            code=(
-                "impq/pipeline/baselines.py",
-                "impq/pipeline/methods.py",
-                "impq/baselines",
-                "impq/solve/greedy.py",
-                "impq/solve/problem.py",
-                "impq/footprint.py",
-                "impq/models",
-            ),
             params=(
                 "model",
                 "budgets",
@@ -449,12 +440,6 @@ STAGES: dict[str, Stage] = {
             help="EvoPress search per budget at SPQE's evaluation count",
             work="impq.pipeline.evopress:run",
             task="evopress-search",
-            code=(
-                "impq/pipeline/evopress.py",
-                "impq/search",
-                "impq/solve/problem.py",
-                *_GAME,
-            ),
             params=(
                 "model",
                 "budgets",
@@ -482,13 +467,6 @@ STAGES: dict[str, Stage] = {
             help="verified final pick per budget on held-back calibration data",
             work="impq.pipeline.verify:run",
             task="verified-pick",
-            code=(
-                "impq/pipeline/verify.py",
-                "impq/pipeline/methods.py",
-                "impq/search",
-                "impq/solve/problem.py",
-                *_GAME,
-            ),
             params=(
                 "model",
                 "budgets",
@@ -512,16 +490,6 @@ STAGES: dict[str, Stage] = {
             help="quantize and evaluate every backend x method x budget",
             work="impq.pipeline.sweep:run",
             task="quantize-evaluate",
-            code=(
-                "impq/pipeline/sweep",
-                "flows/fanout.py",
-                "impq/pipeline/methods.py",
-                "impq/pipeline/replicates.py",
-                "impq/eval",
-                "impq/backends",
-                "impq/models",
-                "impq/footprint.py",
-            ),
             params=(
                 "model",
                 "budgets",
@@ -564,7 +532,6 @@ STAGES: dict[str, Stage] = {
             help="perplexity intervals and ratios to the best isolated baseline",
             work="impq.pipeline.compare:run",
             task="compare",
-            code=("impq/pipeline/compare.py", "impq/eval"),
             params=("compare", "budgets", "backends.names", "eval.methods"),
             inputs=lambda p: [paths.sweep_cells_dir(p)],
             outs=lambda p: [
@@ -577,14 +544,6 @@ STAGES: dict[str, Stage] = {
             help="write the chosen model for its runtime and check it",
             work="impq.pipeline.export:run",
             task="model-export",
-            code=(
-                "impq/pipeline/export.py",
-                "impq/export",
-                "impq/backends",
-                "impq/eval",
-                "impq/models",
-                "impq/footprint.py",
-            ),
             params=(
                 "model",
                 "export",

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from impq.registry import lookup
+from impq.registry import Registry
 from impq.solve.problem import BitProblem
 
 if TYPE_CHECKING:
@@ -94,11 +94,14 @@ class Solver(Protocol):
         ...
 
 
-SOLVERS: dict[str, str] = {
-    "anneal": "impq.solve.anneal:AnnealSolver",
-    "exact": "impq.solve.exact:ExactSolver",
-    "greedy": "impq.solve.greedy:GreedySolver",
-}
+SOLVERS = Registry(
+    "solver",
+    {
+        "anneal": "impq.solve.anneal:AnnealSolver",
+        "exact": "impq.solve.exact:ExactSolver",
+        "greedy": "impq.solve.greedy:GreedySolver",
+    },
+)
 """Solver name -> ``module:class``; the one place where solvers are registered."""
 
 
@@ -110,7 +113,7 @@ def get_solver(name: str, config: SolverConfig | None = None) -> Solver:
     """
     from impq.config import SolverConfig
 
-    solver: Solver = lookup(SOLVERS, name, "solver").from_config(config or SolverConfig())
+    solver: Solver = SOLVERS.load(name).from_config(config or SolverConfig())
     return solver
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -37,7 +36,7 @@ import numpy as np
 from impq.estimate.forms import level_shapley, level_values, quadratic_form
 from impq.estimate.level_objective import LevelObjective
 from impq.estimate.result import ShapleyResult
-from impq.footprint import quantized_bytes
+from impq.footprint import budget_bytes, quantized_bytes
 
 __all__ = [
     "BitProblem",
@@ -60,25 +59,6 @@ def degradation_level(bits: int, low_bits: int = 2, high_bits: int = 4) -> float
         return 1.0 / (2**b - 1)
 
     return (step(bits) - step(high_bits)) / (step(low_bits) - step(high_bits))
-
-
-def budget_bytes(avg_bits: float, min_bytes: int, max_bytes: int, lo: int, hi: int) -> int:
-    """Byte budget for a target average precision, interpolated between all-lo and all-hi.
-
-    ``B = B_lo + (avg_bits - lo) / (hi - lo) * (B_hi - B_lo)``, rounded down, computed in
-    exact rational arithmetic on the decimal form of ``avg_bits`` so that ``avg_bits = lo``
-    gives ``B_lo`` and ``avg_bits = hi`` gives ``B_hi`` exactly.
-
-    Raises:
-        ValueError: ``avg_bits`` is not finite or lies outside ``[lo, hi]``.
-    """
-    if not np.isfinite(avg_bits) or not lo <= avg_bits <= hi:
-        raise ValueError(
-            f"budget {avg_bits} average bits is infeasible: with precisions {lo}..{hi} the "
-            f"feasible range is [{lo}, {hi}] bits, i.e. {min_bytes} to {max_bytes} bytes"
-        )
-    frac = (Fraction(repr(float(avg_bits))) - lo) / (hi - lo)
-    return min_bytes + int(frac * (max_bytes - min_bytes))
 
 
 def choice_form(

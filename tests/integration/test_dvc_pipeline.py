@@ -18,8 +18,8 @@ import pytest
 import yaml
 from harness import experiment_of, run
 
+from flows import forkserver
 from flows.server import ForkServer
-from impq import forkserver
 
 pytestmark = pytest.mark.slow
 

@@ -32,7 +32,7 @@ def test_failing_task_is_retried_and_flow_completes(
     marker = tmp_path / "fault-marker"
     since = _now()
     env = {**server_env, "IMPQ_FAULT_ONCE": f"calibration-prep:{marker}"}
-    out = run([sys.executable, "-m", "impq", "prepare"], project, env)
+    out = run([sys.executable, "-m", "flows", "prepare"], project, env)
     assert marker.is_file(), "the injected fault did not fire"
     assert "injected fault" in out.stderr
     assert (project / "artifacts" / "data" / "calibration.safetensors").is_file()
@@ -50,7 +50,7 @@ def test_rerun_hits_the_task_cache(
     before = artifact.read_bytes()
     artifact.unlink()  # as DVC does before it runs a stage
     since = _now()
-    out = run([sys.executable, "-m", "impq", "prepare"], project, server_env)
+    out = run([sys.executable, "-m", "flows", "prepare"], project, server_env)
     assert "Cached" in out.stderr
     latest = task_runs(prefect_server, "calibration-prep", since)[0]
     assert latest["state_name"] == "Cached"
@@ -62,18 +62,18 @@ def test_alpha_change_hits_the_sampling_cache(
 ) -> None:
     # after the tests above: the calibration set is in place
     since = _now()
-    run([sys.executable, "-m", "impq", "spqe"], project, server_env)
-    run([sys.executable, "-m", "impq", "interactions"], project, server_env)
+    run([sys.executable, "-m", "flows", "spqe"], project, server_env)
+    run([sys.executable, "-m", "flows", "interactions"], project, server_env)
     samples = project / "artifacts" / "spqe" / "samples.npz"
     before = samples.read_bytes()
     params = project / "params.yaml"
     text = params.read_text()
     assert "  alpha: 0.5\n" in text
     params.write_text(text.replace("  alpha: 0.5\n", "  alpha: 0.25\n"))
-    out = run([sys.executable, "-m", "impq", "spqe"], project, server_env)
+    out = run([sys.executable, "-m", "flows", "spqe"], project, server_env)
     assert "Cached" in out.stderr
     assert task_runs(prefect_server, "spqe-sampling", since)[0]["state_name"] == "Cached"
     assert samples.read_bytes() == before
-    run([sys.executable, "-m", "impq", "interactions"], project, server_env)
+    run([sys.executable, "-m", "flows", "interactions"], project, server_env)
     assembly = task_runs(prefect_server, "interaction-assembly", since)
     assert [t["state_name"] for t in assembly[:2]] == ["Completed", "Completed"]

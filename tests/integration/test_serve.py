@@ -30,7 +30,7 @@ def test_serve_registers_schedule_and_runs_dvc_repro(
 ) -> None:
     log = (tmp_path / "serve.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "impq", "serve", "--cron", "0 3 * * *", "--name", "it"],
+        [sys.executable, "-m", "flows", "serve", "--cron", "0 3 * * *", "--name", "it"],
         cwd=project,
         env=server_env,
         stdout=log,

@@ -31,7 +31,7 @@ PERMUTATIONS = 200
 
 _RUN_STAGE = (
     "import logging, sys; logging.basicConfig(level=logging.INFO); "
-    "from impq.config import load_params; from impq.pipeline import interactions, spqe; "
+    "from impq.pipeline.params import load_params; from impq.pipeline import interactions, spqe; "
     "params = load_params(sys.argv[1]); spqe.run(params, progress=False); "
     "interactions.run(params)"
 )

@@ -9,7 +9,7 @@ import pytest
 from harness import free_port
 
 from impq import tracking
-from impq.config import parse_params
+from impq.pipeline.params import parse_params
 
 
 def params_for(uri: str):

@@ -32,7 +32,7 @@ def shots(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def prepared(project: Path, server_env: dict[str, str]) -> Path:
-    run([sys.executable, "-m", "impq", "prepare"], project, server_env)
+    run([sys.executable, "-m", "flows", "prepare"], project, server_env)
     return project
 
 

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from impq.config import ConfigError, load_params, parse_params
+from impq.config import ConfigError
+from impq.pipeline.params import load_params, parse_params
 
 BASE: dict[str, Any] = {"model": {"source": "org/model"}}
 

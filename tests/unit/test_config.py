@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from impq.config import ConfigError, Params, load_params, parse_params
+from impq.config import ConfigError, Params
+from impq.pipeline.params import load_params, parse_params
 
 
 def _write(tmp_path: Path, text: str) -> Path:

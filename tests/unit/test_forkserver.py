@@ -1,4 +1,4 @@
-"""``python -m impq`` served by a real fork server (:mod:`impq.forkserver`): the same
+"""``python -m flows`` served by a real fork server (:mod:`flows.forkserver`): the same
 output and exit status as a process of its own, refusal of another environment, signals
 passed on, and a child ended when its client dies."""
 
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from flows import forkserver
 from flows.server import ForkServer
-from impq import forkserver
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,7 +43,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ForkServe
 
 def _impq(args: list[str], env: dict[str, str], cwd: Path = REPO) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "impq", *args], cwd=cwd, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "flows", *args], cwd=cwd, env=env, capture_output=True, text=True
     )
 
 
@@ -101,6 +101,20 @@ def test_a_client_in_another_environment_runs_on_its_own(
     assert "environment differs in IMPQ_SOMETHING" in refusal
 
 
+def test_a_client_in_an_activated_venv_is_served(
+    served: tuple[ForkServer, dict[str, str]],
+) -> None:
+    # `source .venv/bin/activate` exports PS1 and VIRTUAL_ENV; DVC's shell drops PS1
+    server, env = served
+    start = len(_log_lines(server, 0))
+    activated = {**env, "PS1": "(.venv) $ ", "VIRTUAL_ENV": str(REPO / ".venv")}
+    out = _impq(["assign", "--params", "nope.yaml"], activated)
+    assert out.returncode == 2 and "nope.yaml: no such params file" in out.stderr
+    log = _log_lines(server, start)
+    assert not [line for line in log if "refused" in line]
+    assert [line for line in log if " INFO child " in line and ": impq assign " in line]
+
+
 def _served_slow_stage(
     server: ForkServer, env: dict[str, str], tmp_path: Path
 ) -> tuple[subprocess.Popen, int, int]:
@@ -109,7 +123,7 @@ def _served_slow_stage(
     shutil.copy2(REPO / "params.yaml", tmp_path / "params.yaml")
     start = len(_log_lines(server, 0))
     client = subprocess.Popen(
-        [sys.executable, "-m", "impq", "assign", "--params", "params.yaml"],
+        [sys.executable, "-m", "flows", "assign", "--params", "params.yaml"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -129,6 +143,21 @@ def test_a_sigterm_to_the_client_stops_its_child(
     assert any(
         f"child {child} exited {128 + signal.SIGTERM}" in line for line in _log_lines(server, start)
     )
+
+
+@pytest.mark.slow  # a stage that starts a temporary Prefect server, twice
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_a_stop_signal_stops_a_served_stage_within_10_s(
+    served: tuple[ForkServer, dict[str, str]], tmp_path: Path, stop: signal.Signals
+) -> None:
+    server, env = served
+    client, child, _ = _served_slow_stage(server, env, tmp_path)
+    time.sleep(2)  # into the stage's own start (its Prefect server, its flow run)
+    stopped = time.monotonic()
+    client.send_signal(stop)
+    client.wait(timeout=60)
+    assert time.monotonic() - stopped < 10
+    assert _gone(child, timeout=1)
 
 
 def test_a_child_whose_client_dies_is_terminated(

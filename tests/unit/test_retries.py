@@ -13,7 +13,7 @@ from flows.common import STAGE_TASK
 from flows.server import PrefectServer
 from impq.backends.base import UnsupportedError
 from impq.config import ConfigError, ModelConfig, parse_params
-from impq.export.llamacpp import LlamaCppNotBuiltError
+from impq.llamacpp.build import LlamaCppNotBuiltError
 from impq.models.layout import LayoutError
 from impq.models.loading import check_layout
 from impq.pipeline import prepare

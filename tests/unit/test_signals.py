@@ -16,12 +16,15 @@ pytestmark = pytest.mark.slow  # two real `dvc repro` runs, a few seconds each
 
 REPO = Path(__file__).resolve().parents[2]
 
+STOP_WITHIN_S = 10.0
+"""How soon a SIGTERM or SIGINT stops a running stage, with the fork server or without."""
+
 STAGE = """
 import atexit, os, sys, time
 from pathlib import Path
-from impq.cli import stop_with_parent
+from flows.cli import stop_with_parent
 
-stop_with_parent()  # what `python -m impq <stage>` does first
+stop_with_parent()  # what `python -m flows <stage>` does first
 out = Path(sys.argv[1])
 atexit.register(lambda: (out / "clean").write_text("atexit ran"))  # e.g. Prefect's server stop
 (out / "pid").write_text(str(os.getpid()))
@@ -105,7 +108,7 @@ FLOW_STAGE = """
 import os, sys, time
 from pathlib import Path
 from prefect import flow, task
-from impq.cli import stop_with_parent
+from flows.cli import stop_with_parent
 
 stop_with_parent()
 out = Path(sys.argv[1])
@@ -132,7 +135,7 @@ def test_a_stop_signal_stops_a_stage_inside_a_prefect_flow_run(
 ) -> None:
     # Prefect marks the run crashed and then waits on its API server, which the same
     # signal to the group stopped; without the hard exit the process lived on for minutes
-    from impq.cli import HARD_EXIT_AFTER_S
+    from flows.cli import HARD_EXIT_AFTER_S
 
     (tmp_path / "stage.py").write_text(FLOW_STAGE)
     env = {**os.environ, "PYTHONPATH": str(REPO), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
@@ -146,8 +149,10 @@ def test_a_stop_signal_stops_a_stage_inside_a_prefect_flow_run(
     )
     try:
         assert _wait(lambda: (tmp_path / "beat").is_file(), 300), "the flow never started"
+        stopped = time.monotonic()
         os.killpg(proc.pid, stop)
         proc.wait(timeout=HARD_EXIT_AFTER_S + 30)
+        assert time.monotonic() - stopped < STOP_WITHIN_S
         assert proc.returncode != 0
         beat = (tmp_path / "beat").read_text()
         time.sleep(0.5)

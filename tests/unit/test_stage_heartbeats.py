@@ -6,7 +6,7 @@ import pytest
 from prefect.settings import get_current_settings
 
 from flows import stage
-from flows.server import EMBEDDED_ENV
+from flows.env import EMBEDDED_ENV
 
 API = "http://127.0.0.1:4200/api"
 

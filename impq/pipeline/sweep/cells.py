@@ -29,6 +29,7 @@ from impq.assignment import Assignment
 from impq.backends import Backend, get_backend
 from impq.backends.base import ScoredBackend, Scorer, check_within_budget, expected_bytes
 from impq.config import Params
+from impq.data import bos_of, without_bos
 from impq.eval import PerplexityResult, perplexity
 from impq.models import block_linears, load_model
 from impq.pipeline.paths import calibration_path, sweep_float_path
@@ -180,8 +181,16 @@ def scorer_for(params: Params, backend: str) -> Iterator[Scorer | None]:
     if not isinstance(engine, ScoredBackend):
         yield None
         return
+    calibration, meta = read_tensors(calibration_path(params))
     with tempfile.TemporaryDirectory(prefix=f"impq-{backend}-") as tmp:
-        yield engine.scorer(params, Path(tmp))
+        yield engine.scorer(
+            params.model,
+            params.eval,
+            Path(tmp),
+            group_size=params.backends.group_size,
+            calibration=without_bos(calibration["input_ids"], bos_of(meta)),
+            bos=read_eval_tokens(params).bos,
+        )
 
 
 def run_one(

@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from impq.artifacts import read_json, write_tensors
-from impq.config import ConfigError, Params, SpqeConfig, parse_params
+from impq.config import ConfigError, Params, SpqeConfig
 from impq.estimate import (
     LevelObjective,
     PermutationSampling,
@@ -22,6 +22,7 @@ from impq.estimate import (
 )
 from impq.models.tiny import tiny_model
 from impq.pipeline import interactions, spqe
+from impq.pipeline.params import parse_params
 from impq.solve import BitProblem
 
 

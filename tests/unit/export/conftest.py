@@ -10,8 +10,8 @@ import pytest
 import torch
 from gguf_models import MIXED, REFERENCE_MODEL, SETTINGS, save_tiny, text_ids
 
-from impq.export.gguf import export_gguf
-from impq.export.llamacpp import LlamaCpp, LlamaCppNotBuiltError, find_llamacpp
+from impq.llamacpp.build import LlamaCpp, LlamaCppNotBuiltError, find_llamacpp
+from impq.llamacpp.gguf import export_gguf
 
 
 @pytest.fixture(scope="session")

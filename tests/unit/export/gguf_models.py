@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer
 
-from impq.export.gguf import GgufSettings
+from impq.llamacpp.gguf import GgufSettings
 from impq.models.tiny import tiny_model
 
 REPO = Path(__file__).resolve().parents[3]

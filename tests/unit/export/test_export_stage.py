@@ -13,9 +13,10 @@ import yaml
 from impq.artifacts import fingerprint, write_tensors
 from impq.assignment import Assignment
 from impq.backends.base import OverBudgetError, budget_bytes_for
-from impq.config import ConfigError, Params, parse_params
+from impq.config import ConfigError, Params
 from impq.models.tiny import tiny_model
 from impq.pipeline import export
+from impq.pipeline.params import parse_params
 from impq.pipeline.prepare import calibration_path, eval_tokens_path
 
 REPO = Path(__file__).resolve().parents[3]
@@ -117,7 +118,7 @@ def test_export_params_are_validated(section: dict[str, Any], message: str) -> N
 def test_dvc_stage_declares_the_model_folder_and_the_metrics() -> None:
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
     stage = dvc["stages"]["export"]
-    assert stage["cmd"] == "python -m impq export --params params.yaml"
+    assert stage["cmd"] == "python -m flows export --params params.yaml"
     assert stage["outs"] == ["${export.out}"]
     assert [next(iter(m)) for m in stage["metrics"]] == ["metrics/export.json"]
     assert {"export", "budgets", "backends.group_size"} <= set(stage["params"])

@@ -12,7 +12,8 @@ from gguf_models import MIXED, REFERENCE_MODEL, SETTINGS, save_tiny
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from impq.eval import windows
-from impq.export.gguf import (
+from impq.llamacpp.build import LlamaCpp
+from impq.llamacpp.gguf import (
     GgufExportError,
     block_tensor_bytes,
     check_gguf,
@@ -24,7 +25,6 @@ from impq.export.gguf import (
     score_windows,
     type_bits_per_weight,
 )
-from impq.export.llamacpp import LlamaCpp
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen3", "gemma2"])

@@ -12,13 +12,14 @@ from gguf_models import GGUF_SIZES, MIXED
 from impq.artifacts import write_tensors
 from impq.assignment import Assignment
 from impq.backends.base import OverBudgetError, budget_bytes_for
-from impq.config import Params, parse_params
+from impq.config import Params
 from impq.export import RuntimeChecked, get_exporter
-from impq.export.gguf import type_bits_per_weight
 from impq.export.gguf_exporter import GGUF_FILE
-from impq.export.llamacpp import LlamaCpp
+from impq.llamacpp.build import LlamaCpp
+from impq.llamacpp.gguf import type_bits_per_weight
 from impq.models.tiny import tiny_model
 from impq.pipeline import export
+from impq.pipeline.params import parse_params
 from impq.pipeline.prepare import calibration_path, eval_tokens_path
 
 SEQLEN, WINDOWS = 64, 4

@@ -15,12 +15,13 @@ from impq.artifacts import write_tensors
 from impq.backends import UnsupportedError, get_backend
 from impq.backends.base import expected_bytes
 from impq.backends.llamacpp import PPL_PROTOCOL
-from impq.config import Params, parse_params
+from impq.config import Params
 from impq.eval import PerplexityResult
-from impq.export.gguf import GgufExportError, type_bits_per_weight
-from impq.export.llamacpp import LlamaCpp
+from impq.llamacpp.build import LlamaCpp
+from impq.llamacpp.gguf import GgufExportError, type_bits_per_weight
 from impq.models.tiny import tiny_model
 from impq.pipeline import baselines, sweep
+from impq.pipeline.params import parse_params
 from impq.pipeline.prepare import calibration_path, eval_tokens_path
 
 SEQLEN, WINDOWS = 64, 4
@@ -59,7 +60,10 @@ def test_scorer_measures_and_scores_a_mixed_gguf(
     work = tmp_path / "work"
     work.mkdir()
     shutil.copy(exported["llama"][1] / "model-f16.gguf", work)  # reuse the conversion
-    scorer = get_backend("llamacpp").scorer(params, work, SETTINGS)
+    scorer = get_backend("llamacpp").scorer(
+        params.model, params.eval, work, group_size=params.backends.group_size,
+        calibration=calibration, settings=SETTINGS,
+    )  # fmt: skip
     eval_ids = reference_ids[-(WINDOWS + 1) * SEQLEN :]
     facts, result = scorer.measure(MIXED, eval_ids)
     assert facts["gguf_types"] == "Q2_K,Q4_K,Q2_K,Q4_K"
@@ -85,7 +89,11 @@ def test_scorer_refuses_shapes_llamacpp_would_widen(
         tmp_path / "smollm2-like", "llama", num_layers=1, hidden_size=576,
         intermediate_size=1536, num_attention_heads=9, num_key_value_heads=3, head_dim=64,
     )  # fmt: skip
-    scorer = get_backend("llamacpp").scorer(_params(folder, tmp_path, calibration), tmp_path)
+    params = _params(folder, tmp_path, calibration)
+    scorer = get_backend("llamacpp").scorer(
+        params.model, params.eval, tmp_path, group_size=params.backends.group_size,
+        calibration=calibration,
+    )  # fmt: skip
     with pytest.raises(GgufExportError, match=r"blk\.0\.attn_q\.weight \(576 columns"):
         scorer.measure({0: 2}, reference_ids[-(WINDOWS + 1) * SEQLEN :])
     assert not (tmp_path / "imatrix.gguf").exists()

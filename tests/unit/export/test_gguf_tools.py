@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from impq.export import llamacpp as lc
-from impq.export.llamacpp import LlamaCpp, LlamaCppNotBuiltError, find_llamacpp
+from impq.llamacpp import build as lc
+from impq.llamacpp.build import LlamaCpp, LlamaCppNotBuiltError, find_llamacpp
 
 
 def test_missing_build_names_the_install_step(
@@ -19,8 +19,36 @@ def test_missing_build_names_the_install_step(
 ) -> None:
     monkeypatch.setenv(lc.ENV_DIR, str(tmp_path / "none"))
     assert lc.install_dir() == tmp_path / "none"
-    with pytest.raises(LlamaCppNotBuiltError, match="make setup"):
+    with pytest.raises(LlamaCppNotBuiltError, match="make llamacpp"):
         find_llamacpp()
+
+
+def test_first_use_builds_with_a_message_and_later_uses_find_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(lc.ENV_DIR, str(tmp_path / "none"))
+    built: list[int] = []
+
+    def build(jobs: int = 2) -> LlamaCpp:  # what a build leaves: the tools and the stamp
+        built.append(jobs)
+        root = lc.install_dir()
+        (root / "bin").mkdir(parents=True)
+        (root / "src").mkdir()
+        LlamaCpp(root).converter.write_text("")
+        for tool in lc.TOOLS:
+            LlamaCpp(root).tool(tool).write_text("")
+            LlamaCpp(root).tool(tool).chmod(0o755)
+        (root / "BUILD.json").write_text(json.dumps(lc._expected_stamp()))
+        return LlamaCpp(root)
+
+    monkeypatch.setattr(lc, "build_llamacpp", build)
+    with caplog.at_level("WARNING", logger=lc.__name__):
+        first = lc.ensure_llamacpp(jobs=3)
+    assert built == [3]
+    assert f"building llama.cpp {lc.LLAMACPP_VERSION}" in caplog.text
+    assert f"about {lc.BUILD_MINUTES} minutes" in caplog.text
+    assert lc.ensure_llamacpp() == first == find_llamacpp()
+    assert built == [3]  # found, not built again
 
 
 def test_a_build_from_other_settings_is_not_current(

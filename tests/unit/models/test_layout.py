@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, Qwen2MoeConfig
 
-from impq.config import ConfigError, parse_params
+from impq.config import ConfigError
 from impq.models import (
     LAYOUTS,
     LayerLayout,
@@ -31,6 +31,7 @@ from impq.models.tiny import (
     tiny_config,
     tiny_model,
 )
+from impq.pipeline.params import parse_params
 
 ATTENTION = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj")
 MLP = ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from impq.artifacts import write_json
-from impq.config import ConfigError, Params, parse_params
+from impq.config import ConfigError, Params
 from impq.pipeline import compare
+from impq.pipeline.params import parse_params
 from impq.pipeline.sweep import Combination, metrics_path
 
 METHODS = ["impq", "lim", "zd", "shapley"]

@@ -14,11 +14,12 @@ import torch
 
 from impq.artifacts import read_json, write_tensors
 from impq.assignment import Assignment
-from impq.config import Params, parse_params
+from impq.config import Params
 from impq.game import ModelGame, weight_quantizer
 from impq.models import load_model
 from impq.models.tiny import tiny_model
 from impq.pipeline import assign, baselines, evopress, interactions, methods, spqe, verify
+from impq.pipeline.params import parse_params
 from impq.pipeline.prepare import calibration_path
 from impq.search import SearchState
 

@@ -20,9 +20,10 @@ from flows.common import KILL_ENV, prefect_api_url
 from flows.fanout import PrefectFanout
 from flows.sweep import sweep_flow
 from impq.artifacts import fingerprint, read_json, write_tensors
-from impq.config import Params, parse_params
+from impq.config import Params
 from impq.models.tiny import tiny_model
 from impq.pipeline import baselines, spqe, sweep
+from impq.pipeline.params import parse_params
 from impq.pipeline.prepare import calibration_path, eval_tokens_path
 
 PERMUTATIONS, CHUNK, BLOCKS = 12, 2, 4

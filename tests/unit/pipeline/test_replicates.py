@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from impq.config import parse_params
 from impq.pipeline import replicates, sweep
+from impq.pipeline.params import parse_params
 
 
 def _row(method: str, ppl: float | None, backend: str = "quanto", budget: float = 3.0) -> dict:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from impq.config import parse_params
 from impq.estimate import ShapleyResult
 from impq.pipeline import report
+from impq.pipeline.params import parse_params
 from impq.pipeline.spqe import shapley_path
 
 

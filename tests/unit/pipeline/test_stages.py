@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from impq.cli import _parser
-from impq.config import Params, load_params, parse_params
+from flows.cli import _parser
+from impq.config import Params
 from impq.pipeline import paths
 from impq.pipeline.dvc import dvc_yaml
+from impq.pipeline.params import load_params, parse_params
 from impq.pipeline.spqe import SAMPLING_EXCLUDES
 from impq.pipeline.stages import SAMPLING_KEYS, STAGES, cache_key, params_subset
 
@@ -29,7 +30,7 @@ def test_dvc_yaml_matches_the_declarations(repo_params: Params) -> None:
     for name in generated["stages"]:
         assert committed["stages"].get(name) == generated["stages"][name], (
             f"dvc.yaml's stage {name!r} disagrees with impq/pipeline/stages.py: "
-            "run `python -m impq dvc-yaml --out dvc.yaml`"
+            "run `python -m flows dvc-yaml --out dvc.yaml`"
         )
     assert committed == generated
 
@@ -116,7 +117,7 @@ def test_an_experiment_folder_gets_its_own_dvc_yaml(monkeypatch: pytest.MonkeyPa
     doc = dvc_yaml(params, params_path, "experiments/smollm2/dvc.yaml")
     prepare = doc["stages"]["prepare"]
     assert prepare["wdir"] == "../.."
-    assert prepare["cmd"] == f"python -m impq prepare --params {params_path}"
+    assert prepare["cmd"] == f"python -m flows prepare --params {params_path}"
     assert prepare["params"] == [{params_path: list(STAGES["prepare"].params)}]
     assert "experiments/smollm2/artifacts/data/calibration.safetensors" in prepare["outs"]
     assert "../../experiments/smollm2/metrics/float.json" in doc["metrics"]

@@ -17,11 +17,12 @@ from impq.artifacts import fingerprint, read_tensors, write_tensors
 from impq.assignment import Assignment
 from impq.backends import get_backend
 from impq.backends.base import OverBudgetError
-from impq.config import Params, parse_params
+from impq.config import Params
 from impq.models import block_linears
 from impq.models.tiny import tiny_model
 from impq.pipeline import baselines, sweep
 from impq.pipeline.assign import assignment_path
+from impq.pipeline.params import parse_params
 from impq.pipeline.prepare import calibration_path, eval_tokens_path
 
 METHODS = ["uniform", "random", "lim"]

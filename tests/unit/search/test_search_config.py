@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from impq.config import ConfigError, parse_params
+from impq.config import ConfigError
+from impq.pipeline.params import parse_params
 
 
 def _evopress(**section: object) -> object:

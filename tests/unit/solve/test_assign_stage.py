@@ -13,10 +13,11 @@ import pytest
 import yaml
 
 from impq.assignment import Assignment
-from impq.config import Params, load_params
+from impq.config import Params
 from impq.estimate import LevelObjective
 from impq.pipeline import assign
 from impq.pipeline.interactions import objective_path
+from impq.pipeline.params import load_params
 from impq.solve.synthetic import synthetic_level_objective, synthetic_shapley
 
 

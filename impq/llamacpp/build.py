@@ -1,12 +1,14 @@
-"""The llama.cpp tools impq uses: one pinned version, built once per machine into a cache.
+"""Building llama.cpp: one pinned version, built once per machine into a cache.
 
 llama.cpp is not packaged for Debian 12, but the ``llama-cpp-python`` sdist on PyPI vendors
 its full source (``vendor/llama.cpp``: the tools, ``convert_hf_to_gguf.py`` and ``gguf-py``).
 :func:`build_llamacpp` downloads that sdist with pip, checks its hash, and builds only the
 CPU tools impq runs into ``$IMPQ_LLAMACPP_DIR`` (default
 ``~/.cache/impq/llama.cpp-<version>``); a second call finds the build stamp and does nothing.
-:func:`find_llamacpp` locates a finished build. This module imports no heavy library, so
-``python -m impq.export.llamacpp build`` (run by ``make setup``) is cheap when up to date.
+:func:`find_llamacpp` locates a finished build; :func:`ensure_llamacpp` builds it on first
+use (the llamacpp backend and the GGUF exporter call it). This module imports no heavy
+library, so ``python -m impq.llamacpp build`` (run by ``make test``) is cheap when up to
+date.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ __all__ = [
     "LlamaCpp",
     "LlamaCppNotBuiltError",
     "build_llamacpp",
+    "ensure_llamacpp",
     "find_llamacpp",
     "install_dir",
 ]
@@ -154,10 +157,33 @@ def find_llamacpp() -> LlamaCpp:
     if not _is_current(root):
         raise LlamaCppNotBuiltError(
             f"llama.cpp {LLAMACPP_VERSION} ({LLAMACPP_COMMIT}) is not built in {root}: run "
-            f"`make setup` or `python -m impq.export.llamacpp build` (set {ENV_DIR} to "
+            f"`make llamacpp` or `python -m impq.llamacpp build` (set {ENV_DIR} to "
             "build elsewhere)"
         )
     return LlamaCpp(root)
+
+
+BUILD_MINUTES = 7
+"""About how long a build takes on 2 cores (measured: 7.1 min), for the first-use message."""
+
+
+def ensure_llamacpp(jobs: int | None = None) -> LlamaCpp:
+    """The pinned build, built now if this machine has none (once; later calls find it).
+
+    Args:
+        jobs: parallel compile jobs; default: every CPU.
+    """
+    try:
+        return find_llamacpp()
+    except LlamaCppNotBuiltError:
+        pass
+    jobs = jobs or os.cpu_count() or 2
+    logger.warning(
+        "building llama.cpp %s (%s) into %s for its first use: about %d minutes on 2 cores, "
+        "once per machine (`make llamacpp` builds it ahead)",
+        LLAMACPP_VERSION, LLAMACPP_COMMIT, install_dir(), BUILD_MINUTES,
+    )  # fmt: skip
+    return build_llamacpp(jobs=jobs)
 
 
 @contextmanager
@@ -270,8 +296,8 @@ def build_llamacpp(jobs: int = 2) -> LlamaCpp:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m impq.export.llamacpp build [--jobs N] | dir``."""
-    parser = argparse.ArgumentParser(prog="python -m impq.export.llamacpp")
+    """``python -m impq.llamacpp build [--jobs N] | dir``."""
+    parser = argparse.ArgumentParser(prog="python -m impq.llamacpp")
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="build the pinned tools unless already built")
     build.add_argument("--jobs", type=int, default=2)
@@ -283,7 +309,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         sys.stdout.write(f"{install_dir()}\n")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,19 +1,22 @@
-"""Stage processes forked from one warm process: ``python -m impq <stage>`` without the imports.
+"""Stage processes forked from one warm process: ``python -m flows <stage>`` without the imports.
 
 A stage process spends about 10 s of CPU importing torch, transformers, Prefect and MLflow
 and loading the method registry before its work starts; on the embedded default that is
 most of a stage's wall time. A fork server imports all of it once
-(``python -m impq.forkserver SOCKET``, started by :mod:`flows.server` for a whole
-``dvc repro``); ``python -m impq`` then hands its arguments, working directory,
-environment and standard streams to the server (``$IMPQ_FORKSERVER`` names the socket),
-which forks a child that runs :func:`impq.cli.main` exactly as the process itself would,
-and answers the child's exit status.
+(``python -m flows.forkserver SOCKET MODULE``, started by :mod:`flows.server` for a whole
+``dvc repro`` with MODULE :mod:`flows.cli`): it calls ``MODULE.preload()`` once, and each
+child it forks runs ``MODULE.main(argv)``. ``python -m flows`` hands its arguments,
+working directory, environment and standard streams to the server (``$IMPQ_FORKSERVER``
+names the socket), which forks a child that runs the command exactly as the process
+itself would, and answers the child's exit status.
 
 The client stays what DVC runs and waits for: a SIGINT, SIGTERM or SIGHUP it gets is
 passed on to the child, and the child is terminated when the client dies. The server
 refuses (and the stage runs in its own process as before) when the client's Python, its
-``impq`` package or its environment differ from the server's: modules read some
-variables once, at import. The server itself starts no thread before it forks.
+``impq`` or ``flows`` package or a variable that may change a stage's result
+(:data:`RESULT_ENV_PREFIXES`) differ from the server's: modules read some variables once,
+at import. A shell's own variables (an activated venv's ``PS1``) do not count. The server
+itself starts no thread before it forks.
 
 Linux only (Unix sockets with message boundaries and file-descriptor passing); elsewhere
 :func:`run_in_server` declines and every stage runs in its own process.
@@ -35,31 +38,43 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-__all__ = ["ENV", "PRELOAD", "preload", "run_in_server", "serve", "supported"]
+from flows.env import FORKSERVER_ENV, RESULTS_ENV
+
+__all__ = ["ENV", "Command", "run_in_server", "serve", "supported"]
 
 log = logging.getLogger(__name__)
 
-ENV = "IMPQ_FORKSERVER"
+ENV = FORKSERVER_ENV
 """Path of the fork server's socket; unset: every stage runs in its own process."""
 
-PRELOAD = (
-    "impq.cli",
-    "flows.stage",
-    "impq.tracking",
-    "impq.baselines",
-    "impq.models",
-    "mlflow.store.tracking.sqlalchemy_store",  # 2 s, imported when a run opens its store
-    "alembic.command",
-)
-"""Imported by the server before it serves; every stage's work and flow modules too."""
+Command = Callable[[list[str]], int]
+"""What a child runs: its client's arguments -> exit status."""
 
-IGNORED_ENV = frozenset({"PWD", "OLDPWD", "SHLVL", "_"})
-"""Variables a shell sets that no module reads at import; ``DVC_*`` (a stage's name) too."""
+RESULT_ENV_PREFIXES = (
+    "IMPQ_", "PREFECT_", "MLFLOW_", "HF_", "HUGGINGFACE_", "TRANSFORMERS_", "TOKENIZERS_",
+    "TORCH", "PYTORCH_", "CUDA_", "NVIDIA_", "OMP_", "MKL_", "OPENBLAS_", "KMP_",
+    "GPTQMODEL_", "RAY_", "PYTHON", "LD_", "XDG_", "LC_",
+)  # fmt: skip
+"""Prefixes of the variables a preloaded module may read once, at import, and that may so
+change a stage's result: the server refuses a client whose values differ. Any other
+variable (a shell's ``PS1`` or ``TERM``, ``DVC_*``) reaches the child as the client has it."""
+
+RESULT_ENV = frozenset({"PATH", "HOME", "TMPDIR", "LANG", "DO_NOT_TRACK"})
+"""Variables outside :data:`RESULT_ENV_PREFIXES` compared all the same."""
+
+IGNORED_ENV = frozenset({RESULTS_ENV})
+"""Compared for no client: the results folder :mod:`flows` derives from the working
+directory (a child takes its client's)."""
+
+
+def _changes_results(name: str) -> bool:
+    return name not in IGNORED_ENV and (name in RESULT_ENV or name.startswith(RESULT_ENV_PREFIXES))
+
 
 _MAX_MESSAGE = 1 << 20
 _POLL_S = 0.2
@@ -72,24 +87,24 @@ def supported() -> bool:
 
 def _identity() -> dict[str, Any]:
     """What a client and the server must share: interpreter, package, environment."""
+    import flows
     import impq
 
     return {
         "python": sys.executable,
         "impq": str(Path(impq.__file__).resolve()),
+        "flows": str(Path(flows.__file__).resolve()),
         "env": dict(os.environ),
     }
 
 
 def _refusal(request: dict[str, Any], mine: dict[str, Any]) -> str | None:
-    for key in ("python", "impq"):
+    for key in ("python", "impq", "flows"):
         if request[key] != mine[key]:
             return f"{key} differs: {request[key]} (server: {mine[key]})"
     theirs, ours = request["env"], mine["env"]
     differs = sorted(
-        k
-        for k in set(theirs) | set(ours)
-        if theirs.get(k) != ours.get(k) and k not in IGNORED_ENV and not k.startswith("DVC_")
+        k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k) and _changes_results(k)
     )
     if differs:
         return f"environment differs in {', '.join(differs[:5])}"
@@ -100,7 +115,7 @@ def _refusal(request: dict[str, Any], mine: dict[str, Any]) -> str | None:
 
 
 def run_in_server(argv: Sequence[str]) -> int | None:
-    """Run ``impq argv`` in a child of the fork server named by ``$IMPQ_FORKSERVER``.
+    """Run the served command on ``argv`` in a child of the fork server named by ``$IMPQ_FORKSERVER``.
 
     Returns:
         The child's exit status, or None when there is no server to ask or it refused
@@ -138,18 +153,6 @@ def run_in_server(argv: Sequence[str]) -> int | None:
 # -- server -----------------------------------------------------------------------------
 
 
-def preload() -> None:
-    """Import what the stages import (:data:`PRELOAD`, each stage's work and flow)."""
-    for name in PRELOAD:
-        importlib.import_module(name)
-    from impq.pipeline.stages import STAGES
-
-    for stage in STAGES.values():
-        for target in (stage.work, stage.flow):
-            if target:
-                importlib.import_module(target.split(":")[0])
-
-
 class _Stop(Exception):
     """The server was told to stop (SIGTERM, SIGINT)."""
 
@@ -163,8 +166,9 @@ def _exit_code(status: int) -> int:
     return 128 - code if code < 0 else code
 
 
-def serve(path: Path) -> dict[str, Any] | None:
-    """Serve requests on the socket ``path`` until SIGTERM or SIGINT.
+def serve(path: Path, preload: Callable[[], Any]) -> dict[str, Any] | None:
+    """Serve requests on the socket ``path`` until SIGTERM or SIGINT, once ``preload()``
+    imported what the children run.
 
     Returns only in a forked child, with the request it is to run (None in the server,
     once it stopped).
@@ -292,17 +296,15 @@ def _reap(children: dict[int, socket.socket | None]) -> None:
         conn.close()
 
 
-def _run_request(request: dict[str, Any]) -> int:
+def _run_request(request: dict[str, Any], command: Command) -> int:
     """In a forked child: become the client's process, run its command, return its status."""
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
     sys.stdout.reconfigure(line_buffering=sys.stdout.isatty())  # type: ignore[union-attr]
     logging.getLogger().handlers.clear()  # the server's own log; the stage sets up its own
-    from impq.cli import main
-
     try:
-        return main(request["argv"])
+        return command(request["argv"])
     except SystemExit as stop:
         if stop.code is None or isinstance(stop.code, int):
             return stop.code or 0
@@ -330,15 +332,17 @@ def _exit_child(status: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m impq.forkserver SOCKET``: serve until SIGTERM or SIGINT."""
+    """``python -m flows.forkserver SOCKET MODULE``: call ``MODULE.preload()``, then serve
+    ``MODULE.main(argv)`` until SIGTERM or SIGINT."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 1 or not supported():
-        print("usage (Linux): python -m impq.forkserver SOCKET", file=sys.stderr)
+    if len(args) != 2 or not supported():
+        print("usage (Linux): python -m flows.forkserver SOCKET MODULE", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    request = serve(Path(args[0]))
+    socket_path, module = Path(args[0]), args[1]
+    request = serve(socket_path, lambda: importlib.import_module(module).preload())
     if request is not None:  # in a forked child
-        _exit_child(_run_request(request))
+        _exit_child(_run_request(request, importlib.import_module(module).main))
     return 0
 
 

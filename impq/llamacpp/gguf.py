@@ -37,8 +37,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from impq.eval import PerplexityResult
-from impq.export.llamacpp import LlamaCpp, find_llamacpp
 from impq.footprint import Footprint
+from impq.llamacpp.build import LlamaCpp, ensure_llamacpp
 
 __all__ = [
     "GGUF_TYPES",
@@ -213,7 +213,7 @@ def convert_to_gguf(
     model_dir: Path, out_path: Path, float_type: str = "f16", tools: LlamaCpp | None = None
 ) -> Path:
     """Convert a Hugging Face folder (config, weights, tokenizer) to a float GGUF file."""
-    tools = tools or find_llamacpp()
+    tools = tools or ensure_llamacpp()
     import importlib.util
 
     if importlib.util.find_spec("sentencepiece") is None:
@@ -226,7 +226,7 @@ def convert_to_gguf(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     _run(
         [
-            # -P: the shim's folder must not shadow packages (impq/export/hqq.py is not hqq)
+            # -P: the shim's folder must not shadow installed packages
             *(sys.executable, "-P", _CONVERTER_SHIM, tools.source, model_dir),
             *("--outfile", out_path, "--outtype", float_type),
         ],
@@ -277,7 +277,7 @@ def compute_imatrix(
     tools: LlamaCpp | None = None,
 ) -> Path:
     """``llama-imatrix`` over ``n_chunks`` windows of ``seqlen`` tokens of the text."""
-    tools = tools or find_llamacpp()
+    tools = tools or ensure_llamacpp()
     with tempfile.TemporaryDirectory(prefix="impq-imatrix-") as tmp:
         text_file = Path(tmp) / "calibration.txt"
         text_file.write_text(calibration_text, encoding="utf-8")
@@ -407,7 +407,7 @@ def check_shapes(
     Raises:
         GgufExportError: naming each such tensor, its row length and both types.
     """
-    tools = tools or find_llamacpp()
+    tools = tools or ensure_llamacpp()
     args, label = _quantize_args(float_gguf, assignment, settings)
     output = _run(
         [tools.tool("llama-quantize"), "--dry-run", *args, float_gguf, label],
@@ -443,7 +443,7 @@ def quantize_gguf(
         GgufExportError: a block cannot be stored in its type (:func:`check_shapes`), or
             the written file does not hold the assignment (:func:`check_gguf`).
     """
-    tools = tools or find_llamacpp()
+    tools = tools or ensure_llamacpp()
     check_shapes(float_gguf, assignment, settings, tools)
     args, label = _quantize_args(float_gguf, assignment, settings)
     if imatrix is not None:
@@ -485,7 +485,7 @@ def export_gguf(
         settings.block_type(bits)
     if settings.imatrix and (calibration_ids is None or calibration_ids.ndim != 2):
         raise ValueError("an importance matrix needs calibration token ids of shape (n, seqlen)")
-    tools = find_llamacpp()
+    tools = ensure_llamacpp()
     with tempfile.TemporaryDirectory(prefix="impq-gguf-") as tmp:
         work = Path(workdir) if workdir is not None else Path(tmp)
         float_gguf = work / f"model-{settings.float_type}.gguf"
@@ -535,7 +535,7 @@ def llama_perplexity(
         The perplexity ``exp(m_n)``, ``mean_nll`` ``m_n``, the number of scored tokens
         and ``window_nll``.
     """
-    tools = tools or find_llamacpp()
+    tools = tools or ensure_llamacpp()
     with tempfile.TemporaryDirectory(prefix="impq-ppl-") as tmp:
         text_file = Path(tmp) / "eval.txt"
         text_file.write_text(text, encoding="utf-8")

@@ -1,11 +1,17 @@
-"""Command line: one subcommand per declared stage (``impq <stage> --params params.yaml``),
-``impq serve`` and ``impq dvc-yaml``."""
+"""Command line: one subcommand per declared stage, run as its Prefect flow
+(``impq <stage> --params params.yaml``, ``python -m flows <stage>``), ``impq serve`` and
+``impq dvc-yaml``.
+
+The ``impq`` console script points here; ``python -m impq <stage>`` runs the same stage
+without Prefect (:mod:`impq.pipeline.cli`). In a fork server (:mod:`flows.forkserver`)
+:func:`preload` runs once and :func:`main` in each child.
+"""
 
 from __future__ import annotations
 
 import argparse
 import ctypes
-import logging
+import importlib
 import os
 import signal
 import sys
@@ -14,29 +20,28 @@ import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from impq.config import ConfigError, Params, load_params
+from impq.config import Params
+from impq.pipeline.cli import (
+    add_stage_commands,
+    report_errors,
+    setup_logging,
+    stage_options,
+    summarize,
+)
+from impq.pipeline.params import load_params
 from impq.pipeline.stages import STAGES
 
-__all__ = ["COMMANDS", "main", "run_stage"]
+__all__ = ["COMMANDS", "PRELOAD", "main", "preload", "run_stage"]
 
 
 def run_stage(name: str, params: Params, args: argparse.Namespace) -> None:
-    """Run a declared stage through its Prefect flow and print what it wrote.
-
-    Flows are imported here, so ``impq`` itself never imports Prefect.
-    """
+    """Run a declared stage through its Prefect flow and print what it wrote."""
     from flows.stage import run_stage as run_flow
 
     stage = STAGES[name]
-    options = {_dest(flag): getattr(args, _dest(flag)) for flag, _, _ in stage.options}
-    written = run_flow(name, params, args.params, **options)
-    summary = stage.summary or (lambda p, files: "\n".join(f"wrote {f}" for f in files))
-    if text := summary(params, written):
+    written = run_flow(name, params, args.params, **stage_options(stage, args))
+    if text := summarize(stage, params, written):
         print(text)
-
-
-def _dest(flag: str) -> str:
-    return flag.lstrip("-").replace("-", "_")
 
 
 def _serve(params: Params, args: argparse.Namespace) -> None:
@@ -84,9 +89,11 @@ COMMANDS: dict[str, Command] = {
 """Subcommands beside the stages (:data:`impq.pipeline.stages.STAGES`)."""
 
 
-HARD_EXIT_AFTER_S = 30.0
+HARD_EXIT_AFTER_S = 5.0
 """Seconds a stopped stage (SIGTERM, or SIGINT: Ctrl-C) gets to unwind (stop its Prefect
-server, mark its runs) before it exits regardless."""
+server, mark its runs) before it exits regardless: a stage stops within 10 s, although
+Prefect would go on retrying its run's events against an API server the same signal
+stopped (about 7 s each)."""
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -145,14 +152,14 @@ def stop_with_parent() -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="impq", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="impq",
+        description="Run a pipeline stage as a Prefect flow (cached, retried, tracked in "
+        "MLflow), serve the pipeline, or write dvc.yaml.",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
-    for name, stage in STAGES.items():
-        cmd = sub.add_parser(name, help=stage.help)
-        cmd.add_argument("--params", default="params.yaml", help="params file (params.yaml)")
-        for flag, kind, text in stage.options:
-            cmd.add_argument(flag, type=kind, default=None, help=text)
+    add_stage_commands(sub)
     for name, command in COMMANDS.items():
         cmd = sub.add_parser(name, help=command.help)
         cmd.add_argument("--params", default="params.yaml", help="params file (params.yaml)")
@@ -165,21 +172,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one stage; a bad params file or input exits 2 with the reason."""
     args = _parser().parse_args(argv)
     stop_with_parent()
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("httpx", "httpcore", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    # torchao (pulled in by GPTQModel) warns on import about CUDA kernels a CPU cannot load.
-    logging.getLogger("torchao").setLevel(logging.ERROR)
-    try:
+    setup_logging(args.verbose)
+
+    def run() -> None:
         params = load_params(args.params)
         if args.stage in STAGES:
             run_stage(args.stage, params, args)
         else:
             COMMANDS[args.stage].run(params, args)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
-        print(f"impq {args.stage}: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+
+    return report_errors(args.stage, run)
+
+
+PRELOAD = (
+    "flows.stage",
+    "impq.tracking",
+    "impq.baselines",
+    "impq.models",
+    "mlflow.store.tracking.sqlalchemy_store",  # 2 s, imported when a run opens its store
+    "alembic.command",
+)
+"""Imported by a fork server before it serves; every stage's work and flow modules too."""
+
+
+def preload() -> None:
+    """Import what the stages import (:data:`PRELOAD`, each stage's work and flow)."""
+    for name in PRELOAD:
+        importlib.import_module(name)
+    for stage in STAGES.values():
+        for target in (stage.work, stage.flow):
+            if target:
+                importlib.import_module(target.split(":")[0])

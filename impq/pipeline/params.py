@@ -1,23 +1,32 @@
-"""Checks of the params against the registries and the filesystem, when they load.
+"""Params as a stage loads them: the schema, then the registries, then the filesystem.
 
-A name that selects a registry entry (a backend, a solver, a method, an exporter), a
-combination that no backend or stage can run, and a path that does not exist fail when
-``params.yaml`` loads, with the key and the valid choices, instead of in the stage that
-uses them, possibly hours later. :func:`check_choices` runs in :class:`impq.config.Params`'
-validation; :func:`check_paths` (which reads the filesystem, relative to the working
-directory) in :func:`impq.config.load_params`.
+:mod:`impq.config` checks each section on its own and imports nothing of impq. Here a
+name that selects a registry entry (a backend, a solver, a method, an exporter, a
+baseline), a combination that no backend or stage can run, and a path that does not
+exist fail when ``params.yaml`` loads, with the key and the valid choices, instead of in
+the stage that uses them, possibly hours later. Every caller that runs stages (the CLI,
+the flows, the experiments and benchmarks) loads params through :func:`load_params`.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from impq.config import Params
+import yaml
 
-__all__ = ["CALIBRATION_SOURCES", "check_choices", "check_paths", "looks_like_hub_id"]
+from impq.config import ConfigError, Params
+from impq.config import parse_params as parse_schema
+
+__all__ = [
+    "CALIBRATION_SOURCES",
+    "check_choices",
+    "check_paths",
+    "load_params",
+    "looks_like_hub_id",
+    "parse_params",
+]
 
 CALIBRATION_SOURCES = ("heldout", "wikitext2-valid", "wikitext2-train", "c4")
 """Named calibration sources (:func:`impq.data.calibration_text`); anything else is a path."""
@@ -27,11 +36,10 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 def _backend_class(name: str, key: str) -> Any:
     from impq.backends.base import BACKENDS
-    from impq.registry import lookup
 
     if name not in BACKENDS:
         raise ValueError(f"{key}: unknown backend {name!r}; choose from {sorted(BACKENDS)}")
-    return lookup(BACKENDS, name, "backend")
+    return BACKENDS.load(name)
 
 
 def _check_bits(name: str, key: str, bits: list[int], why: str) -> None:
@@ -75,10 +83,28 @@ def _check_methods(params: Params) -> None:
         )
 
 
+def _check_registered(params: Params) -> None:
+    from impq.baselines import BASELINES
+    from impq.export.base import EXPORTERS
+
+    isolated = params.compare.isolated
+    if unknown := [m for m in isolated if m not in BASELINES]:
+        raise ValueError(
+            f"compare.isolated: unknown baselines {unknown}; choose from {sorted(BASELINES)}"
+        )
+    if params.export.backend not in EXPORTERS:
+        raise ValueError(
+            f"export.backend: unknown export backend {params.export.backend!r}; "
+            f"choose from {sorted(EXPORTERS)}"
+        )
+
+
 def check_choices(params: Params) -> None:
     """Raise ValueError naming the key and the choices of the first name or combination
     no registry entry or stage can run."""
     from impq.solve.base import SOLVERS
+
+    _check_registered(params)
 
     if params.solver.name not in SOLVERS:
         raise ValueError(
@@ -149,3 +175,42 @@ def check_paths(params: Params) -> None:
             f"data.calibration.source: {cal!r} is neither one of {list(CALIBRATION_SOURCES)} "
             "nor an existing text file"
         )
+
+
+def parse_params(raw: object, origin: str = "params") -> Params:
+    """Validate an already-loaded mapping against the schema and the registries.
+
+    Raises:
+        ConfigError: the schema refuses it (:func:`impq.config.parse_params`), or a name
+            no registry holds or a combination no stage can run; the message names the key.
+    """
+    params = parse_schema(raw, origin)
+    try:
+        check_choices(params)
+    except ValueError as err:
+        raise ConfigError(f"{origin} is invalid:\n  {err}") from None
+    return params
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read ``params.yaml``, validate it and check that its input paths exist.
+
+    Raises:
+        ConfigError: the file is missing, is not YAML, fails validation (an unknown key,
+            a name no registry holds, a combination no backend can run) or names an
+            input path that does not exist; the message names each offending key and
+            what was expected.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such params file; pass --params PATH to an existing one")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    params = parse_params(raw, origin=str(path))
+    try:
+        check_paths(params)
+    except ValueError as err:  # ConfigError included
+        raise ConfigError(f"{path}: {err}") from None
+    return params
