@@ -3,7 +3,7 @@ optimum of small level games, starting points, checkpoints, and old two-precisio
 
 from __future__ import annotations
 
-import itertools
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -15,42 +15,9 @@ from impq.search.evopress import mutate, random_feasible
 from impq.solve.problem import BitProblem
 
 
-class LevelGame(Game):
-    """A random pairwise game over level vectors (0 = top): a cost per (block, level) and
-    a term per pair of blocks and their levels; counts its evaluations."""
-
-    def __init__(self, n: int, n_levels: int, seed: int) -> None:
-        super().__init__(n)
-        rng = np.random.default_rng(seed)
-        self.n_levels = n_levels
-        self.cost = np.cumsum(np.abs(rng.normal(0.3, 0.2, (n, n_levels))), axis=1)
-        self.cost[:, 0] = 0.0
-        self.pair = np.triu(rng.normal(0.0, 0.05, (n, n)), 1)
-
-    def __call__(self, coalitions: np.ndarray) -> np.ndarray:
-        levels = np.asarray(coalitions).astype(np.int64)
-        assert levels.ndim == 2 and levels.shape[1] == self.n_players
-        assert levels.min() >= 0 and levels.max() < self.n_levels
-        self.n_evaluations += len(levels)
-        return self.value_function(levels)
-
-    def value_function(self, coalitions: np.ndarray) -> np.ndarray:
-        x = np.asarray(coalitions, dtype=np.int64)
-        main = self.cost[np.arange(self.n_players), x].sum(axis=-1)
-        depth = x.astype(np.float64)
-        return 3.0 + main + np.einsum("ci,ij,cj->c", depth, self.pair, depth)
-
-
 def _problem(sizes: np.ndarray, budget: float, precisions: tuple[int, ...]) -> BitProblem:
     n = len(sizes)
     return BitProblem.build(np.zeros(n), np.zeros((n, n)), sizes, budget, precisions=precisions)
-
-
-def _optimum(game: LevelGame, problem: BitProblem) -> float:
-    p = len(problem.precisions)
-    every = np.array(list(itertools.product(range(p), repeat=problem.n_blocks)))
-    fits = problem.stored_bytes(every) <= problem.budget_bytes
-    return float(game.value_function(levels_of(problem, every[fits])).min())
 
 
 def test_levels_and_choices_are_one_conversion() -> None:
@@ -68,16 +35,18 @@ def test_levels_and_choices_are_one_conversion() -> None:
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_finds_the_optimum_of_small_three_level_games(seed: int) -> None:
+def test_finds_the_optimum_of_small_three_level_games(
+    seed: int, level_game: type[Game], optimum: Callable[[Game, BitProblem], float]
+) -> None:
     rng = np.random.default_rng(seed)
     n = 6
-    game = LevelGame(n, 3, seed)
+    game = level_game(n, 3, seed)
     sizes = np.full(n, 4096) if seed % 2 else rng.choice([4096, 8192], size=n)
     for budget in (2.5, 3.0, 3.5):
         problem = _problem(sizes, budget, (2, 3, 4))
         result = evopress(game, problem, 400, offspring=12, initial=8, seed=seed)
         assert problem.feasible(result.choice)
-        assert result.value == pytest.approx(_optimum(game, problem), abs=1e-12), budget
+        assert result.value == pytest.approx(optimum(game, problem), abs=1e-12), budget
         np.testing.assert_array_equal(result.coalition, levels_of(problem, result.choice))
         assert result.known_values[0] == result.value  # known: lowest first
         assert np.array_equal(result.known[0], result.choice)
@@ -120,9 +89,9 @@ def test_random_starts_begin_at_the_smallest_uniform_that_reaches_the_budget() -
         assert set(start.tolist()) <= {0, 1}  # from all-3 down to 2, never 4 or 8
 
 
-def test_a_search_from_given_starts_selects_among_them_first() -> None:
+def test_a_search_from_given_starts_selects_among_them_first(level_game: type[Game]) -> None:
     n = 6
-    game = LevelGame(n, 3, 0)
+    game = level_game(n, 3, 0)
     problem = _problem(np.full(n, 4096), 3.0, (2, 3, 4))
     starts = [np.full(n, 1), np.array([2, 0, 2, 0, 1, 1]), np.full(n, 1)]
     states: list[SearchState] = []
@@ -137,8 +106,8 @@ def test_a_search_from_given_starts_selects_among_them_first() -> None:
         evopress(game, problem, 20, starts=[np.full(n, 3)])
 
 
-def test_a_three_level_search_resumed_ends_as_an_uninterrupted_one() -> None:
-    game = LevelGame(8, 3, 4)
+def test_a_three_level_search_resumed_ends_as_an_uninterrupted_one(level_game: type[Game]) -> None:
+    game = level_game(8, 3, 4)
     problem = _problem(np.full(8, 4096), 2.75, (2, 3, 4))
 
     def run(resume: SearchState | None, stop: int | None) -> tuple[object, list[SearchState]]:
