@@ -30,6 +30,7 @@ __all__ = [
     "BaselineInputs",
     "Need",
     "assign_by_scores",
+    "fixed_bits",
     "get_baseline",
     "level_order",
     "parse_baseline",
@@ -144,7 +145,7 @@ FIXED_BITS: dict[str, str] = {"uniform": "impq.baselines.simple:UniformBaseline"
 built with ``bits``."""
 
 
-def _fixed_bits(method: str) -> tuple[str, int] | None:
+def fixed_bits(method: str) -> tuple[str, int] | None:
     """``(family, bits)`` of a ``<family>-<bits>`` name of :data:`FIXED_BITS`, else None."""
     family, _, bits = method.rpartition("-")
     if family in FIXED_BITS and bits.isdigit() and int(bits) > 0:
@@ -161,7 +162,7 @@ def parse_baseline(method: str) -> tuple[str, int | None]:
         ValueError: ``method`` is neither a registered baseline, a replicate of a seeded
             one nor ``uniform-<bits>``; the message lists the valid names.
     """
-    if method in BASELINES or _fixed_bits(method) is not None:
+    if method in BASELINES or fixed_bits(method) is not None:
         return method, None
     base, _, index = method.rpartition("-")
     if base in BASELINES and index.isdigit() and get_baseline(base).seeded:
@@ -181,7 +182,7 @@ def get_baseline(name: str) -> Baseline:
     Raises:
         ValueError: ``name`` is not a baseline; the message lists the valid names.
     """
-    if fixed := _fixed_bits(name):
+    if fixed := fixed_bits(name):
         family, bits = fixed
         built: Baseline = lookup(FIXED_BITS, family, "baseline")(bits)
         return built

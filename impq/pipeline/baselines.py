@@ -5,7 +5,10 @@ replicate ``<name>-<k>`` of a seeded one: ``random-1`` is the random order with 
 ``eval.seed + 1``), score the blocks once and write
 ``artifacts/baselines/<method>/<budget>.json`` for every budget, under the same byte
 budget as IMPQ (:class:`~impq.solve.problem.BitProblem` with ``solver.precisions`` and
-``backends.group_size``). The stage's one output is the folder ``artifacts/baselines``,
+``backends.group_size``). ``uniform-<bits>`` (every block at those bits) is written at
+every budget as a reference point with its own stored bytes; where they exceed the
+budget its assignment says so (``extra.over_budget``) and the sweep reports it without
+the budget check. The stage's one output is the folder ``artifacts/baselines``,
 whichever methods and budgets are configured (DVC empties it before the stage runs, so it
 never holds a stale assignment).
 """
@@ -22,6 +25,7 @@ import numpy as np
 from impq.artifacts import read_tensors
 from impq.assignment import Assignment
 from impq.baselines import BaselineInputs, get_baseline, parse_baseline
+from impq.baselines.base import fixed_bits
 from impq.config import Params
 from impq.estimate.result import ShapleyResult
 from impq.models import block_param_counts, load_model
@@ -116,11 +120,16 @@ def run_method(
         }
         if baseline.seeded:
             extra["seed"] = inputs.seed
+        stored = int(problem.stored_bytes(choice))
+        if stored > problem.budget_bytes:
+            if fixed_bits(method) is None:
+                raise RuntimeError(f"{method} @ {budget} bits is over the budget; this is a bug")
+            extra["over_budget"] = True
         assignment = Assignment(
             bits=bits,
             method=method,
             budget_bits=float(budget),
-            stored_bytes=int(problem.stored_bytes(choice)),
+            stored_bytes=stored,
             avg_bits=problem.avg_bits(choice),
             extra=extra,
         )
