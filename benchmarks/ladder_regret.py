@@ -156,6 +156,17 @@ Method = Callable[[Case, BitProblem], np.ndarray]
 """``(case, problem) -> choice`` (an index into ``problem.precisions`` per block)."""
 
 
+def predicted(cost: np.ndarray, pair: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """A level objective's prediction ``sum_i cost[i, x_i] + sum_{i<j} pair[i, x_i, j, x_j]``
+    on every row of ``levels`` (vectorized over the rows, one pass per pair of blocks)."""
+    x = levels.astype(np.int64)
+    n = x.shape[1]
+    f = cost[np.arange(n), x].sum(axis=1)
+    for i, j in combinations(range(n), 2):
+        f += pair[i, :, j, :][x[:, i], x[:, j]]
+    return f
+
+
 def uniform_fit(case: Case, problem: BitProblem) -> np.ndarray:
     """The best uniform that fits (``uniform-fit``)."""
     return problem.choice(get_baseline("uniform-fit").assign(np.zeros(case.n_blocks), problem))

@@ -45,7 +45,6 @@ from impq.pipeline.paths import evopress_dir as output_dir
 from impq.pipeline.paths import evopress_metrics_path as metrics_path
 from impq.pipeline.spqe import load_samples
 from impq.search import SearchState, evopress
-from impq.search.coalition import choice_of
 from impq.search.stages import model_stages
 
 __all__ = [
@@ -205,7 +204,7 @@ def run(params: Params) -> list[Path]:
                 resume=resume,
                 on_generation=partial(_checkpoint, checkpoint, budget, evaluations),
             )
-            choice = choice_of(problem, result.coalition)
+            choice = result.choice
             facts: dict[str, Any] = {
                 "evaluations": result.evaluations,
                 "evaluations_per_stage": result.evaluations_per_stage,
