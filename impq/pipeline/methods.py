@@ -3,7 +3,8 @@
 A method of ``eval.methods`` is an objective method (:data:`impq.estimate.OBJECTIVES`:
 ``impq``, ``sii``, ``surrogate``; stage ``assign``), ``evopress`` (stage ``evopress``),
 ``verified`` (stage ``verify``) or a baseline (stage ``baselines``: a
-registered name, or ``<name>-<k>`` for a replicate of a seeded one such as ``random-1``).
+registered name, ``<name>-<k>`` for a replicate of a seeded one such as ``random-1``, or
+``uniform-<bits>``, every block at ``<bits>``).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def _unknown(methods: list[str]) -> ValueError:
     return ValueError(
         f"eval.methods: unknown {methods}; choose from "
         f"{[*OBJECTIVES, *STAGE_METHODS, *sorted(BASELINES)]} "
-        "(seeded baselines as <name>-<k>, e.g. random-0)"
+        "(seeded baselines as <name>-<k>, e.g. random-0; uniform-<bits> for every block at "
+        "<bits>)"
     )
 
 
