@@ -107,9 +107,7 @@ def check_choices(params: Params) -> None:
             "it cannot run inside the SPQE game; estimate with a data-free backend "
             "(quanto, hqq) and apply the assignment with it afterwards"
         )
-    if spqe.low_bits >= spqe.high_bits:
-        raise ValueError(f"spqe.low_bits {spqe.low_bits} must be below high_bits {spqe.high_bits}")
-    _check_bits(spqe.backend, "spqe.backend", [spqe.low_bits, spqe.high_bits], "spqe.*_bits")
+    _check_bits(spqe.backend, "spqe.backend", sorted(spqe.ladder), "spqe.ladder")
     _check_methods(params)
     from impq.backends.base import BACKENDS
 

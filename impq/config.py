@@ -169,8 +169,14 @@ class SpqeConfig(_Section):
         ),
     )
     backend: str = Field("quanto", description="Quantizer used inside the game.")
-    high_bits: int = 4
-    low_bits: int = 2
+    ladder: list[int] = Field(
+        [4, 2],
+        description=(
+            "Precisions (bits) the game lowers each block through, strictly descending: "
+            "[4, 2] is the paper's game; [4, 3, 2] or [8, 4, 3, 2] measure every step. "
+            "A walk costs L*(len(ladder)-1) - 1 evaluations."
+        ),
+    )
     group_size: int = Field(
         64,
         gt=0,
@@ -195,6 +201,26 @@ class SpqeConfig(_Section):
             "three prefix chains when that is more. Changes speed only, never a value."
         ),
     )
+
+    @field_validator("ladder")
+    @classmethod
+    def _descending_ladder(cls, ladder: list[int]) -> list[int]:
+        if len(ladder) < 2 or any(a <= b for a, b in itertools.pairwise(ladder)) or ladder[-1] < 1:
+            raise ValueError(
+                f"spqe.ladder {ladder} must list at least two precisions (bits >= 1), strictly "
+                "descending from the top one, e.g. [4, 2] or [4, 3, 2]"
+            )
+        return ladder
+
+    @property
+    def high_bits(self) -> int:
+        """The top of the ladder: the precision every walk starts from."""
+        return self.ladder[0]
+
+    @property
+    def low_bits(self) -> int:
+        """The bottom of the ladder: the precision every walk ends at."""
+        return self.ladder[-1]
 
 
 class SolverConfig(_Section):

@@ -2,7 +2,15 @@
 
 from impq.estimate.base import ESTIMATORS, Estimate, Estimator, get_estimator
 from impq.estimate.checkpoint import Checkpoint
-from impq.estimate.exact import MAX_EXACT_PLAYERS, ExactEstimator, all_coalitions, exact_values
+from impq.estimate.exact import (
+    MAX_EXACT_PLAYERS,
+    ExactEstimator,
+    all_coalitions,
+    all_level_vectors,
+    exact_ladder_values,
+    exact_values,
+)
+from impq.estimate.level_objective import LevelObjective
 from impq.estimate.objectives import (
     OBJECTIVES,
     Objective,
@@ -34,6 +42,7 @@ __all__ = [
     "Estimate",
     "Estimator",
     "ExactEstimator",
+    "LevelObjective",
     "Objective",
     "ObjectiveFit",
     "PermutationSampling",
@@ -43,8 +52,10 @@ __all__ = [
     "ShapleyResult",
     "Walks",
     "all_coalitions",
+    "all_level_vectors",
     "cap_nonfinite",
     "covariance_interactions",
+    "exact_ladder_values",
     "exact_values",
     "fit_quadratic",
     "get_estimator",

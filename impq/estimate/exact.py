@@ -1,4 +1,5 @@
-"""Exact Shapley values and pairwise Shapley interaction index by enumeration (≤ 14 players)."""
+"""Exact Shapley values and pairwise Shapley interaction index by enumeration (≤ 14 players),
+and exact ladder Shapley values (one per player and step) of games over levels."""
 
 from __future__ import annotations
 
@@ -9,9 +10,19 @@ import numpy as np
 from impq.estimate.base import Estimate
 from impq.game.base import Game
 
-__all__ = ["MAX_EXACT_PLAYERS", "ExactEstimator", "all_coalitions", "exact_values"]
+__all__ = [
+    "MAX_EXACT_CONFIGURATIONS",
+    "MAX_EXACT_PLAYERS",
+    "ExactEstimator",
+    "all_coalitions",
+    "all_level_vectors",
+    "exact_ladder_values",
+    "exact_values",
+]
 
 MAX_EXACT_PLAYERS = 14
+MAX_EXACT_CONFIGURATIONS = 2**20
+"""Level vectors :func:`exact_ladder_values` enumerates at most (``(S + 1)^L``)."""
 
 
 def all_coalitions(n_players: int) -> np.ndarray:
@@ -67,6 +78,61 @@ def exact_values(game: Game) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                 delta = v[out | bi | bj] - v[out | bi] - v[out | bj] + v[out]
                 sii[i, j] = sii[j, i] = np.sum(w2[out] * delta)
     return values, sii, v
+
+
+def all_level_vectors(n_players: int, n_levels: int) -> np.ndarray:
+    """Every level vector of ``n_players`` players over ``n_levels`` levels:
+    ``(n_levels^n_players, n_players)``; row ``r`` is ``r`` in base ``n_levels``, the
+    last player the lowest digit."""
+    r = np.arange(n_levels**n_players, dtype=np.int64)
+    digits = n_levels ** np.arange(n_players - 1, -1, -1, dtype=np.int64)
+    return (r[:, None] // digits % n_levels).astype(np.uint8)
+
+
+def exact_ladder_values(game: Game) -> tuple[np.ndarray, np.ndarray]:
+    """Exact Shapley values of every (player, step) of a game over ``S + 1`` levels.
+
+    A ladder walk is a uniformly random order of the multiset in which every player
+    appears ``S`` times; player ``i``'s ``k``-th occurrence raises its level from
+    ``k - 1`` to ``k``. The value of step ``(i, k)`` is its expected change in value: the
+    Shapley value of the game whose players are the steps, under the precedence
+    constraint that a player's steps come in order. From the level vector ``x`` (with
+    ``R = L·S - sum(x)`` steps left) the next step is player ``i``'s with probability
+    ``(S - x_i) / R``, so the probability of passing through each ``x`` follows by
+    dynamic programming over the level vectors, in order of ``sum(x)``.
+
+    Returns:
+        ``(values, v)``: values (L, S) with ``values[i, k - 1]`` the value of step
+        ``(i, k)`` (all of them sum to ``v(all at level S) - v(all at level 0)``), and
+        ``v`` the value of every level vector in :func:`all_level_vectors` order.
+
+    Raises:
+        ValueError: the game has more than :data:`MAX_EXACT_CONFIGURATIONS` level vectors.
+    """
+    n, levels = game.n_players, game.n_levels
+    steps = levels - 1
+    if levels**n > MAX_EXACT_CONFIGURATIONS:
+        raise ValueError(
+            f"exact ladder values enumerate {levels}^{n} level vectors; at most "
+            f"{MAX_EXACT_CONFIGURATIONS} are allowed"
+        )
+    x = all_level_vectors(n, levels).astype(np.int64)
+    v = game(x)
+    digits = levels ** np.arange(n - 1, -1, -1, dtype=np.int64)
+    height = x.sum(axis=1)
+    reach = np.zeros(len(x))
+    reach[0] = 1.0
+    values = np.zeros((n, steps))
+    for h in range(n * steps):
+        rows = np.flatnonzero(height == h)
+        left = n * steps - h
+        for i in range(n):
+            movable = rows[x[rows, i] < steps]
+            nxt = movable + digits[i]
+            p = reach[movable] * (steps - x[movable, i]) / left
+            reach[nxt] += p
+            np.add.at(values[i], x[movable, i], p * (v[nxt] - v[movable]))
+    return values, v
 
 
 class ExactEstimator:

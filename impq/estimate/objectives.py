@@ -189,8 +189,8 @@ class SurrogateObjective:
         rows, values, groups = walk_coalitions(walks)
         fit = fit_quadratic(rows, values, groups)
         n = walks.n_players
-        k = fit.pairwise / 2
-        phi = fit.linear + k.sum(axis=1)
+        k = fit.pair[:, 1, :, 1] / 2
+        phi = fit.cost[:, 1] + k.sum(axis=1)
         estimate = Estimate(
             values=phi,
             values_se=np.full(n, np.nan),

@@ -6,6 +6,14 @@ value at each step is that player's marginal contribution. The empty and the ful
 coalition are the same in every permutation, so they are evaluated once: a permutation
 costs ``n - 1`` evaluations (SPQE) or ``2(n - 1)`` (SII), plus 2 for the whole run.
 
+Over a ladder of ``S + 1`` levels (precisions ``ladder[0] > ... > ladder[S]``), a walk
+is a random order of the multiset in which every player appears ``S`` times; player
+``i``'s ``k``-th occurrence lowers it from level ``k - 1`` to level ``k``. Its change in
+value is the marginal of step ``(i, k)``, and the mean over walks is the Shapley value
+of the game whose players are the steps, under the precedence constraints that a
+player's steps come in order. A walk costs ``L·S - 1`` evaluations; for ``S = 1`` it is
+the permutation walk above, to the bit.
+
 Non-finite values (an NLL that overflowed) are replaced, before marginals are taken,
 by the largest finite value seen in the run: the configuration counts as the worst one
 observed. Every permutation's marginals then still sum to ``v(N) - v(∅)`` and the
@@ -21,15 +29,15 @@ assembled.
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from impq.estimate.base import Estimate
 from impq.estimate.checkpoint import Checkpoint
+from impq.estimate.driver import drive_walks
 from impq.game.base import Game
 
 __all__ = [
@@ -41,8 +49,10 @@ __all__ = [
     "Walks",
     "cap_nonfinite",
     "covariance_interactions",
+    "level_coalitions",
     "pair_statistics",
     "seeded_permutations",
+    "step_indices",
     "walk_estimate",
     "walks_from_samples",
 ]
@@ -91,14 +101,40 @@ def covariance_interactions(marginals: np.ndarray, alpha: float) -> tuple[np.nda
     return k, k_se
 
 
-def seeded_permutations(seed: int, indices: range | np.ndarray, n: int) -> np.ndarray:
-    """Permutations number ``indices`` of ``n`` players for the run seeded ``seed``.
+def seeded_permutations(
+    seed: int, indices: range | np.ndarray, n: int, steps: int = 1
+) -> np.ndarray:
+    """Walk orders number ``indices`` of ``n`` players for the run seeded ``seed``.
 
-    Permutation ``k`` depends on ``(seed, k)`` alone, so any subset of a run's
-    permutations (a chunk on one worker) is drawn without drawing the others, and the
-    same seed gives the same permutations however the work is split.
+    Each is a random order of the multiset in which every player appears ``steps``
+    times, shape ``(len(indices), n·steps)``; with one step, a permutation. Order ``k``
+    depends on ``(seed, k)`` alone, so any subset of a run's walks (a chunk on one
+    worker) is drawn without drawing the others, and the same seed gives the same walks
+    however the work is split.
     """
-    return np.stack([np.random.default_rng([seed, int(k)]).permutation(n) for k in indices])
+    if steps < 1:
+        raise ValueError(f"a walk needs at least one step per player, got {steps}")
+    players = np.repeat(np.arange(n), steps)
+    return np.stack(
+        [np.random.default_rng([seed, int(k)]).permutation(players) for k in indices]
+    ).reshape(-1, n * steps)
+
+
+def step_indices(orders: np.ndarray, n_players: int) -> np.ndarray:
+    """``(M, T)``: which step of its player each entry of the walk orders ``orders`` is
+    (0 for a player's first occurrence, 1 for its second, ...)."""
+    onehot = orders[..., None] == np.arange(n_players)
+    seen = np.cumsum(onehot, axis=-2) - 1
+    return np.take_along_axis(seen, orders[..., None], axis=-1)[..., 0]
+
+
+def level_coalitions(order: np.ndarray, n_players: int, n_steps: int) -> np.ndarray:
+    """The inner prefixes of the walk ``order`` as level vectors, ``(L·S - 1, L)``:
+    row ``t`` holds each player's level after the first ``t + 1`` steps. Boolean for
+    one step (coalitions), ``uint8`` levels otherwise."""
+    onehot = np.zeros((len(order) - 1, n_players), dtype=np.int64)
+    onehot[np.arange(len(order) - 1), order[:-1]] = 1
+    return np.cumsum(onehot, axis=0).astype(bool if n_steps == 1 else np.uint8)
 
 
 def run_seed(rng: np.random.Generator | int) -> int:
@@ -112,35 +148,53 @@ def run_seed(rng: np.random.Generator | int) -> int:
 
 @dataclass(frozen=True)
 class Walks:
-    """Sampled permutation walks with capped values, as coalitions and as marginals.
+    """Sampled walks with capped values, as level vectors and as marginals.
+
+    Over a two-level ladder (the paper's game) a walk is a permutation of the players and
+    a level vector a coalition (boolean); over ``S + 1`` levels a walk is an order of
+    ``L·S`` steps (see the module docstring).
 
     Attributes:
         kind: the walk kind (a key of :data:`WALK_SAMPLERS`): ``prefix`` or ``sii``.
-        permutations: (M, L) the permutations walked.
-        coalitions: (M, s, L) the coalitions each walk evaluated, endpoints excluded.
+        ladder: the precisions of the levels, top first (nominal ``(S, ..., 0)`` for a
+            game without precisions).
+        permutations: (M, L·S) the walk orders (for one step: the permutations walked).
+        coalitions: (M, s, L) the level vectors each walk evaluated, endpoints excluded
+            (boolean for one step, ``uint8`` otherwise).
         values: (M, s) their values, non-finite ones capped.
-        endpoints: (2,) capped values of the empty and the full coalition.
-        prefix: (M, L + 1) capped value of each prefix of each permutation, endpoints
+        endpoints: (2,) capped values of the all-top and the all-bottom configuration.
+        prefix: (M, L·S + 1) capped value of each prefix of each walk, endpoints
             included.
-        marginals: (M, L) marginal contribution of each player in each permutation.
+        step_marginals: (M, L, S) marginal of player ``i``'s ``k``-th step in each walk.
         n_nonfinite: values that were NaN/inf before capping (endpoints included).
-        max_permutations: permutations the budget bought (``M`` may be fewer).
+        max_permutations: walks the budget bought (``M`` may be fewer).
     """
 
     kind: str
+    ladder: tuple[int, ...]
     permutations: np.ndarray
     coalitions: np.ndarray
     values: np.ndarray
     endpoints: np.ndarray
     prefix: np.ndarray
-    marginals: np.ndarray
+    step_marginals: np.ndarray
     n_nonfinite: int
     max_permutations: int
 
     @property
+    def n_steps(self) -> int:
+        """Steps per player S (``len(ladder) - 1``)."""
+        return len(self.ladder) - 1
+
+    @property
+    def marginals(self) -> np.ndarray:
+        """(M, L) marginal of each player in each walk, its steps summed."""
+        return self.step_marginals.sum(axis=2)
+
+    @property
     def n_players(self) -> int:
         """Number of players L."""
-        return int(self.permutations.shape[1])
+        return int(self.step_marginals.shape[1])
 
     @property
     def n_permutations(self) -> int:
@@ -197,10 +251,27 @@ def pair_statistics(walks: Walks) -> PairStatistics:
     return PairStatistics(mean=mean, se=se, count=count.astype(np.int64))
 
 
+@dataclass(frozen=True)
+class _Walked:
+    """One chunk of walks computed in this process (a :class:`ChunkOutcome`)."""
+
+    indices: np.ndarray
+    walks: np.ndarray
+
+
+def game_ladder(game: Game) -> tuple[int, ...]:
+    """The precisions of ``game``'s levels, top first: its ``ladder`` when it has one
+    (the model game), else the nominal ``(S, ..., 1, 0)``."""
+    ladder = getattr(game, "ladder", None)
+    if ladder is not None:
+        return tuple(int(b) for b in ladder)
+    return tuple(range(game.n_levels - 1, -1, -1))
+
+
 class PermutationWalk:
-    """Base of the permutation estimators: budget, seeded permutations, checkpoints,
-    progress and the stopping rule (every Shapley SE below ``tolerance``, checked from
-    ``min_permutations`` on)."""
+    """Base of the walk estimators: budget, seeded walks, and the stopping rule (every
+    Shapley SE below ``tolerance``, checked from ``min_permutations`` on); the sampling
+    itself is the driver's (:func:`~impq.estimate.driver.drive_walks`)."""
 
     name = ""
     kind = ""
@@ -221,28 +292,34 @@ class PermutationWalk:
         self.checkpoint = checkpoint
         self.progress = progress
 
-    def evaluations_per_permutation(self, n_players: int) -> int:
-        """Evaluations one permutation costs, beyond the two shared endpoints."""
-        return self.steps_per_permutation_factor * (n_players - 1)
+    def check_steps(self, n_steps: int) -> None:
+        """Raise ValueError when this kind of walk cannot walk ``n_steps`` steps per player."""
+        if n_steps < 1:
+            raise ValueError(f"a walk needs at least one step per player, got {n_steps}")
 
-    def budget_for(self, n_players: int, permutations: int) -> int:
-        """The evaluation budget that buys exactly ``permutations`` permutations."""
-        return 2 + permutations * self.evaluations_per_permutation(n_players)
+    def evaluations_per_permutation(self, n_players: int, n_steps: int = 1) -> int:
+        """Evaluations one walk costs, beyond the two shared endpoints."""
+        self.check_steps(n_steps)
+        return self.steps_per_permutation_factor * (n_players * n_steps - 1)
 
-    def permutation_count(self, n_players: int, budget: int) -> int:
-        """The permutations ``budget`` evaluations buy (warning when fewer than ``2L``).
+    def budget_for(self, n_players: int, permutations: int, n_steps: int = 1) -> int:
+        """The evaluation budget that buys exactly ``permutations`` walks."""
+        return 2 + permutations * self.evaluations_per_permutation(n_players, n_steps)
+
+    def permutation_count(self, n_players: int, budget: int, n_steps: int = 1) -> int:
+        """The walks ``budget`` evaluations buy (warning when fewer than ``2L``).
 
         Raises:
-            ValueError: fewer than 2 players, or the budget does not buy two permutations.
+            ValueError: fewer than 2 players, or the budget does not buy two walks.
         """
         n = n_players
         if n < 2:
             raise ValueError("permutation sampling needs at least 2 players")
-        max_perms = (budget - 2) // self.evaluations_per_permutation(n)
+        max_perms = (budget - 2) // self.evaluations_per_permutation(n, n_steps)
         if max_perms < 2:
             raise ValueError(
-                f"budget {budget} buys {max(max_perms, 0)} permutations of {n} players; "
-                f"need at least {self.budget_for(n, 2)} evaluations for two"
+                f"budget {budget} buys {max(max_perms, 0)} walks of {n} players; "
+                f"need at least {self.budget_for(n, 2, n_steps)} evaluations for two"
             )
         if max_perms < 2 * n:
             log.warning(
@@ -256,7 +333,7 @@ class PermutationWalk:
 
     def walk(self, game: Game, perms: np.ndarray) -> np.ndarray:
         """(len(perms), steps) values of the walks along ``perms`` (one chunk of a run)."""
-        steps = self.evaluations_per_permutation(perms.shape[1])
+        steps = self.evaluations_per_permutation(game.n_players, game.n_levels - 1)
         if not len(perms):
             return np.empty((0, steps))
         return np.stack([game(self.coalitions(p)) for p in perms])
@@ -264,11 +341,11 @@ class PermutationWalk:
     def stopping_point(
         self, perms: np.ndarray, walks: np.ndarray, endpoints: np.ndarray, start: int = 0
     ) -> int | None:
-        """The first count ``d > start`` of permutations (of these, a prefix of the run)
-        at which :meth:`sample` stops on ``tolerance``; None when it would go on.
+        """The first count ``d > start`` of walks (of these, a prefix of the run) at
+        which the run stops on ``tolerance``; None when it would go on.
 
-        So a run whose permutations are computed out of order (chunks on workers) stops
-        where the one-after-another run stops.
+        So a run whose walks are computed out of order (chunks on workers) stops where
+        the one-after-another run stops.
         """
         if self.tolerance is None:
             return None
@@ -278,11 +355,11 @@ class PermutationWalk:
         return None
 
     def coalitions(self, perm: np.ndarray) -> np.ndarray:
-        """Coalitions one permutation evaluates, in order, endpoints excluded."""
+        """Configurations one walk evaluates, in order, endpoints excluded."""
         raise NotImplementedError
 
     def _prefix_values(self, steps: np.ndarray) -> np.ndarray:
-        """(M, n-1) values of the inner prefixes of each walk, from its step values."""
+        """(M, T-1) values of the inner prefixes of each walk, from its step values."""
         raise NotImplementedError
 
     def _interactions(self, walks: Walks) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -290,100 +367,90 @@ class PermutationWalk:
         raise NotImplementedError
 
     def _marginals(
-        self, perms: np.ndarray, steps: np.ndarray, endpoints: np.ndarray
+        self, perms: np.ndarray, steps: np.ndarray, endpoints: np.ndarray, n_steps: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(M, L) marginals and (M, L+1) prefix values along each permutation."""
-        m = len(perms)
+        """(M, L, S) step marginals and (M, L·S+1) prefix values along each walk."""
+        m, length = perms.shape
+        n = length // n_steps
         prefix = np.column_stack(
             [np.full(m, endpoints[0]), self._prefix_values(steps), np.full(m, endpoints[1])]
         )
-        marginals = np.empty(perms.shape)
-        np.put_along_axis(marginals, perms, np.diff(prefix, axis=1), axis=1)
+        marginals = np.zeros((m, n, n_steps))
+        rows = np.arange(m)[:, None]
+        marginals[rows, perms, step_indices(perms, n)] = np.diff(prefix, axis=1)
         return marginals, prefix
 
     def estimate(self, game: Game, budget: int, rng: np.random.Generator | int) -> Estimate:
-        """Sample permutations until the budget (or the tolerance) is reached.
+        """Sample walks until the budget (or the tolerance) is reached.
 
         The same as :meth:`assemble` of :meth:`sample`.
 
         Raises:
-            ValueError: the budget does not buy two permutations.
+            ValueError: the budget does not buy two walks.
         """
         return self.assemble(self.sample(game, budget, rng))
 
     def sample(
         self, game: Game, budget: int, rng: np.random.Generator | int
     ) -> dict[str, np.ndarray]:
-        """The raw walks: ``permutations`` (M, L), ``walks`` (M, steps), ``endpoints``
-        (2,) and ``max_permutations`` (scalar), as :meth:`assemble` takes them.
+        """The raw walks: ``permutations`` (M, L·S) walk orders, ``walks`` (M, steps),
+        ``endpoints`` (2,), ``max_permutations`` (scalar) and ``ladder``, as
+        :meth:`assemble` takes them. A game of ``S + 1`` levels is walked over its ladder.
 
-        ``rng`` is the run seed (or a generator that draws one); permutation ``k``
-        derives from it and ``k`` alone (:func:`seeded_permutations`), so a run resumed
-        from a checkpoint uses the same ones and ends with exactly the same numbers.
+        ``rng`` is the run seed (or a generator that draws one); walk ``k`` derives from
+        it and ``k`` alone (:func:`seeded_permutations`), so a run resumed from a
+        checkpoint uses the same ones and ends with exactly the same numbers.
 
         Raises:
-            ValueError: the budget does not buy two permutations.
+            ValueError: the budget does not buy two walks, or this kind of walk cannot
+                walk the game's levels.
         """
-        n = game.n_players
-        per_perm = self.evaluations_per_permutation(n)
-        max_perms = self.permutation_count(n, budget)
-        all_perms = seeded_permutations(run_seed(rng), range(max_perms), n)
+        n, n_steps = game.n_players, game.n_levels - 1
+        max_perms = self.permutation_count(n, budget, n_steps)
+        orders = seeded_permutations(run_seed(rng), range(max_perms), n, n_steps)
 
-        start_evals = game.n_evaluations
-        state = self._resume(all_perms, n)
-        endpoints: np.ndarray
-        walks: np.ndarray
-        if state is None:
-            endpoints = game(np.array([np.zeros(n, bool), np.ones(n, bool)]))
-            walks = np.empty((0, per_perm))
-        else:
-            endpoints, walks = state
-        done = len(walks)
+        def ends() -> np.ndarray:
+            top = np.zeros((1, n), dtype=np.uint8)
+            return game(np.concatenate([top, top + n_steps]))
 
-        bar = tqdm(
-            total=max_perms, initial=done, desc=self.name, unit="perm", disable=not self.progress
+        def run_chunks(chunks: list[np.ndarray]) -> Iterator[_Walked]:
+            for indices in chunks:
+                yield _Walked(indices, self.walk(game, orders[indices]))
+
+        run = drive_walks(
+            orders,
+            self.evaluations_per_permutation(n, n_steps),
+            ends,
+            run_chunks,
+            stopping_point=self.stopping_point,
+            checkpoint=self.checkpoint,
+            progress=self.progress,
+            desc=self.name,
         )
-        t0 = time.perf_counter()
-        max_se = self._max_se(all_perms[:done], walks, endpoints) if done >= 2 else np.inf
-        while done < max_perms and not (
-            self.tolerance is not None and done >= self.min_permutations and max_se < self.tolerance
-        ):
-            walk = game(self.coalitions(all_perms[done]))
-            walks = np.concatenate([walks, walk[None, :]])
-            done += 1
-            if self.checkpoint is not None:
-                self.checkpoint.save(
-                    {"permutations": all_perms[:done], "walks": walks, "endpoints": endpoints}
-                )
-            if done >= 2 and (self.progress or self.tolerance is not None):
-                max_se = self._max_se(all_perms[:done], walks, endpoints)
-            evals = game.n_evaluations - start_evals
-            bar.set_postfix(
-                evals_per_s=f"{evals / max(time.perf_counter() - t0, 1e-9):.1f}",
-                max_se=f"{max_se:.3g}",
-            )
-            bar.update(1)
-        bar.close()
-        return {
-            "permutations": all_perms[:done],
-            "walks": walks,
-            "endpoints": np.asarray(endpoints),
-            "max_permutations": np.array(max_perms),
-        }
+        return {**run.samples, "ladder": np.array(game_ladder(game), dtype=np.int64)}
 
     def walks(self, samples: dict[str, np.ndarray]) -> Walks:
         """The :class:`Walks` view of :meth:`sample`'s output, non-finite values capped.
+
+        Samples without a ``ladder`` (written before ladders) are two-level walks.
 
         Raises:
             ValueError: the walks are not this estimator's (another walk length).
         """
         perms, steps = samples["permutations"], samples["walks"]
         endpoints, max_perms = samples["endpoints"], int(samples["max_permutations"])
-        done, n = perms.shape
-        if steps.shape != (done, self.evaluations_per_permutation(n)):
+        ladder = tuple(int(b) for b in samples.get("ladder", (1, 0)))
+        n_steps = len(ladder) - 1
+        done, length = perms.shape
+        n = length // n_steps
+        if length != n * n_steps or steps.shape != (
+            done,
+            self.evaluations_per_permutation(n, n_steps),
+        ):
             raise ValueError(
-                f"walks of shape {steps.shape} were not sampled by {self.name} "
-                f"({self.evaluations_per_permutation(n)} steps per permutation)"
+                f"walks of shape {steps.shape} over a ladder of {n_steps} step(s) were not "
+                f"sampled by {self.name} ({self.evaluations_per_permutation(n, n_steps)} "
+                "values per walk)"
             )
         raw = np.concatenate([endpoints, steps.ravel()])
         capped, n_bad = cap_nonfinite(raw)
@@ -395,20 +462,21 @@ class PermutationWalk:
                 raw[np.isfinite(raw)].max(),
             )
         endpoints_c, steps_c = capped[:2], capped[2:].reshape(steps.shape)
-        marginals, prefix = self._marginals(perms, steps_c, endpoints_c)
+        marginals, prefix = self._marginals(perms, steps_c, endpoints_c, n_steps)
         coalitions = (
             np.stack([self.coalitions(p) for p in perms])
             if done
-            else np.empty((0, steps.shape[1], n), dtype=bool)
+            else np.empty((0, steps.shape[1], n), dtype=bool if n_steps == 1 else np.uint8)
         )
         return Walks(
             kind=self.kind,
+            ladder=ladder,
             permutations=perms,
             coalitions=coalitions,
             values=steps_c,
             endpoints=endpoints_c,
             prefix=prefix,
-            marginals=marginals,
+            step_marginals=marginals,
             n_nonfinite=n_bad,
             max_permutations=max_perms,
         )
@@ -426,28 +494,12 @@ class PermutationWalk:
         interactions, interactions_se, meta = self._interactions(walks)
         return walk_estimate(walks, interactions, interactions_se, {"estimator": self.name, **meta})
 
-    def _resume(self, all_perms: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray] | None:
-        if self.checkpoint is None:
-            return None
-        saved = self.checkpoint.load()
-        if saved is None:
-            return None
-        perms, walks = saved["permutations"], saved["walks"]
-        if (
-            len(perms) > len(all_perms)
-            or not np.array_equal(perms, all_perms[: len(perms)])
-            or walks.shape != (len(perms), self.evaluations_per_permutation(n))
-        ):
-            log.warning(
-                "checkpoint %s does not match this run; starting over", self.checkpoint.path
-            )
-            return None
-        log.info("resuming from %s: %d permutations done", self.checkpoint.path, len(perms))
-        return saved["endpoints"], walks
-
     def _max_se(self, perms: np.ndarray, walks: np.ndarray, endpoints: np.ndarray) -> float:
+        """The largest standard error of a (player, step) value over these walks."""
         raw, _ = cap_nonfinite(np.concatenate([endpoints, walks.ravel()]))
-        marginals, _ = self._marginals(perms, raw[2:].reshape(walks.shape), raw[:2])
+        length = perms.shape[1]
+        n_steps = length // (int(perms.max()) + 1)
+        marginals, _ = self._marginals(perms, raw[2:].reshape(walks.shape), raw[:2], n_steps)
         return float((marginals.std(axis=0, ddof=1) / np.sqrt(len(perms))).max())
 
 
@@ -494,11 +546,8 @@ class PermutationSampling(PermutationWalk):
         self.alpha = alpha
 
     def coalitions(self, perm: np.ndarray) -> np.ndarray:
-        n = len(perm)
-        steps = np.zeros((n - 1, n), dtype=bool)
-        for t in range(n - 1):
-            steps[t:, perm[t]] = True
-        return steps
+        n = int(perm.max()) + 1  # every player appears S times in a walk order
+        return level_coalitions(perm, n, len(perm) // n)
 
     def _prefix_values(self, steps: np.ndarray) -> np.ndarray:
         return steps
@@ -519,6 +568,13 @@ class PermutationSamplingSII(PermutationWalk):
     name = "permutation-sii"
     kind = "sii"
     steps_per_permutation_factor = 2
+
+    def check_steps(self, n_steps: int) -> None:
+        if n_steps != 1:
+            raise ValueError(
+                f"SII walks exist for two-level ladders only, not {n_steps + 1} levels: "
+                "sample ladder games with spqe.walks: prefix"
+            )
 
     def coalitions(self, perm: np.ndarray) -> np.ndarray:
         n = len(perm)
@@ -560,14 +616,15 @@ def walks_from_samples(samples: dict[str, np.ndarray]) -> Walks:
     """The :class:`Walks` of raw samples of either kind, told apart by the walk length.
 
     Raises:
-        ValueError: the walk length is neither kind's (``L - 1`` or ``2(L - 1)`` steps).
+        ValueError: the walk length is neither kind's (``T - 1`` or ``2(T - 1)`` values
+            for walk orders of length ``T``).
     """
-    n = samples["permutations"].shape[1]
+    length = samples["permutations"].shape[1]
     steps = samples["walks"].shape[1]
     for cls in WALK_SAMPLERS.values():
-        if cls().evaluations_per_permutation(n) == steps:
+        if cls().evaluations_per_permutation(length) == steps:
             return cls().walks(samples)
     raise ValueError(
-        f"walks of {steps} steps for {n} players are neither prefix walks ({n - 1} steps) "
-        f"nor SII walks ({2 * (n - 1)} steps)"
+        f"walks of {steps} values for walk orders of length {length} are neither prefix "
+        f"walks ({length - 1} values) nor SII walks ({2 * (length - 1)} values)"
     )

@@ -1,4 +1,4 @@
-"""Reusing evaluated coalitions: a game that answers recorded values and asks for the rest.
+"""Reusing evaluated configurations: a game that answers recorded values and asks for the rest.
 
 Prefix walks and SII walks of the same run seed walk the same permutations, and SII walks
 evaluate every prefix: topping a prefix run up to SII walks needs only the ``S ∪ {b}``
@@ -11,29 +11,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from impq.estimate.permutation import WALK_SAMPLERS
-from impq.game.base import Game
+from impq.estimate.permutation import walks_from_samples
+from impq.game.base import Game, check_coalitions
 
 __all__ = ["RecordedGame", "recorded_coalitions"]
 
 
 def recorded_coalitions(samples: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Every coalition raw samples (either walk kind) evaluated, and its raw value.
+    """Every configuration raw samples (either walk kind) evaluated, and its raw value.
 
     Values are as the game returned them (NaN/inf included): capping is the assembly's.
 
     Raises:
         ValueError: the walks are neither prefix nor SII walks.
     """
-    perms, steps = samples["permutations"], samples["walks"]
-    n = perms.shape[1]
-    for cls in WALK_SAMPLERS.values():
-        sampler = cls()
-        if sampler.evaluations_per_permutation(n) == steps.shape[1]:
-            ends = np.array([np.zeros(n, dtype=bool), np.ones(n, dtype=bool)])
-            rows = [ends, *(sampler.coalitions(p) for p in perms)]
-            return np.concatenate(rows), np.concatenate([samples["endpoints"], steps.ravel()])
-    raise ValueError(f"walks of {steps.shape[1]} steps for {n} players are of no known kind")
+    walks = walks_from_samples(samples)
+    n, top = walks.n_players, np.zeros((1, walks.n_players), dtype=np.uint8)
+    ends = np.concatenate([top, top + walks.n_steps]).astype(walks.coalitions.dtype)
+    rows = np.concatenate([ends, walks.coalitions.reshape(-1, n)])
+    return rows, np.concatenate([samples["endpoints"], samples["walks"].ravel()])
 
 
 class RecordedGame(Game):
@@ -46,21 +42,27 @@ class RecordedGame(Game):
     """
 
     def __init__(self, game: Game, coalitions: np.ndarray, values: np.ndarray) -> None:
-        super().__init__(game.n_players)
-        rows = np.asarray(coalitions, dtype=bool)
-        if rows.shape[1:] != (game.n_players,) or len(rows) != len(values):
+        super().__init__(game.n_players, game.n_levels)
+        rows = np.asarray(coalitions)
+        if rows.ndim != 2 or rows.shape[1] != game.n_players or len(rows) != len(values):
             raise ValueError(
                 f"recorded coalitions {rows.shape} and values {np.shape(values)} do not fit "
                 f"a game of {game.n_players} players"
             )
+        rows = check_coalitions(rows, game.n_players, game.n_levels)
         self.game = game
         self._record = {
-            r.tobytes(): float(v) for r, v in zip(np.packbits(rows, axis=1), values, strict=True)
+            k: float(v) for k, v in zip(self._keys(rows), np.asarray(values), strict=True)
         }
         self.n_recorded_answers = 0
 
+    @staticmethod
+    def _keys(rows: np.ndarray) -> list[bytes]:
+        """One key per row: its levels as bytes."""
+        return [r.tobytes() for r in np.asarray(rows, dtype=np.uint8)]
+
     def value_function(self, coalitions: np.ndarray) -> np.ndarray:
-        keys = [r.tobytes() for r in np.packbits(coalitions, axis=1)]
+        keys = self._keys(coalitions)
         missing = {k: i for i, k in enumerate(keys) if k not in self._record}
         if missing:
             rows = list(missing.values())

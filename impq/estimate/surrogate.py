@@ -1,19 +1,26 @@
-"""A second-order surrogate of a game fitted to coalitions already evaluated.
+"""A second-order surrogate of a game fitted to configurations already evaluated.
 
-``v(S) ≈ c + Σ_i β_i x_i + Σ_{i<j} Γ_ij x_i x_j`` (``x`` the coalition's indicator) by
-ridge regression that penalises only ``Γ``: the intercept and the linear terms are left
-free, so a large penalty gives back the additive least-squares fit and the penalty moves
-the model between additive and fully pairwise. The penalty is chosen by leaving whole
+Over level vectors ``x`` (``x_i`` in ``0..S``; a boolean coalition is ``S = 1``), with
+one-hot indicators ``e_{i,k} = [x_i = k]`` for ``k >= 1``,
+
+    v(x) ≈ c + Σ_{i,k} β_{i,k} e_{i,k} + Σ_{i<j} Σ_{k,l} Γ_{i,k,j,l} e_{i,k} e_{j,l},
+
+(for ``S = 1``: ``c + Σ_i β_i x_i + Σ_{i<j} Γ_ij x_i x_j``) by ridge regression that
+penalises only ``Γ``: the intercept and the per-(block, level) terms are left free, so a
+large penalty gives back the additive least-squares fit and the penalty moves the model
+between additive and fully pairwise. The fit is a level objective
+(:mod:`impq.estimate.forms`): ``cost[i, k] = β_{i,k}``, ``pair[i, k, j, l] = Γ_{i,k,j,l}``. The penalty is chosen by leaving whole
 groups (the walks of :class:`~impq.estimate.permutation.Walks`) out, computed exactly
 and without refitting from the hat matrix: the residuals of group ``g`` left out are
 ``(I - S_gg)^{-1} e_g`` for any penalised least-squares fit with hat matrix ``S``.
 
-With the intercept and the linear terms profiled out, ``P' = (I - H_A) P`` (``P`` the
-pair products, ``H_A`` the projection onto the intercept and linear columns) and its
+With the intercept and the one-hot terms profiled out, ``P' = (I - H_A) P`` (``P`` the
+pair products, ``H_A`` the projection onto the intercept and one-hot columns) and its
 thin SVD ``P' = U diag(σ) Vᵀ``, the hat matrix of penalty ``λ`` is
 ``S = H_A + U diag(σ²/(σ²+λ)) Uᵀ``: one SVD serves every penalty of the grid, and
 ``λ = ∞`` is the additive model. The cost is that of the SVD, ``O(N p min(N, p))`` for
-``N`` coalitions and ``p = L(L-1)/2`` pairs (a second for L = 30 and 60 walks).
+``N`` configurations and ``p = S²·L(L-1)/2`` pair products (a second for L = 30, one step
+and 60 walks).
 """
 
 from __future__ import annotations
@@ -23,7 +30,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["RELATIVE_RIDGES", "QuadraticFit", "fit_quadratic", "pair_products"]
+from impq.estimate.forms import level_values
+
+__all__ = ["RELATIVE_RIDGES", "QuadraticFit", "fit_quadratic", "level_features", "pair_products"]
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +44,23 @@ _SINGULAR = 1e-9
 at that penalty (the rest of the data does not determine it); the penalty is skipped."""
 
 
+def level_features(levels: np.ndarray, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """One-hot indicators (N, L·S) ``[x_i = k]`` (column ``i·S + k - 1``, ``k >= 1``) and
+    their products between blocks (N, S²·L(L-1)/2), pairs ``i < j`` in
+    ``numpy.triu_indices`` order, each with its ``(k, l)`` in row-major order."""
+    x = np.asarray(levels, dtype=np.int64)
+    onehot = (x[:, :, None] == np.arange(1, n_steps + 1)).reshape(len(x), -1)
+    onehot = onehot.astype(np.float64)
+    s = n_steps
+    iu, ju = np.triu_indices(x.shape[1], 1)
+    a = onehot.reshape(len(x), -1, s)[:, iu, :, None]
+    b = onehot.reshape(len(x), -1, s)[:, ju, None, :]
+    return onehot, (a * b).reshape(len(x), -1)
+
+
 def pair_products(coalitions: np.ndarray) -> np.ndarray:
     """(N, L(L-1)/2) products ``x_i x_j`` for ``i < j`` in ``numpy.triu_indices`` order."""
-    x = np.asarray(coalitions, dtype=np.float64)
-    iu, ju = np.triu_indices(x.shape[1], 1)
-    return x[:, iu] * x[:, ju]
+    return level_features(coalitions, 1)[1]
 
 
 @dataclass(frozen=True)
@@ -48,8 +69,8 @@ class QuadraticFit:
 
     Attributes:
         constant: ``c``.
-        linear: (L,) ``β``.
-        pairwise: (L, L) ``Γ``, symmetric with zero diagonal (``Γ_ij`` for ``i < j``).
+        cost: (L, S+1) ``β_{i,k}`` (column 0 is zero).
+        pair: (L, S+1, L, S+1) ``Γ``, symmetric, zero where ``i == j`` or a level is 0.
         ridge: the chosen penalty (absolute units; 0 is least squares).
         cv_r2: cross-validated R² at ``ridge``: ``1 - SSE / SST`` over the held-out rows,
             each predicted by the fit without its group (NaN when they are all equal).
@@ -58,17 +79,21 @@ class QuadraticFit:
     """
 
     constant: float
-    linear: np.ndarray
-    pairwise: np.ndarray
+    cost: np.ndarray
+    pair: np.ndarray
     ridge: float
     cv_r2: float
     additive_cv_r2: float
     n_coalitions: int
 
-    def predict(self, coalitions: np.ndarray) -> np.ndarray:
-        """The model's value of each row of a boolean coalition matrix."""
-        x = np.asarray(coalitions, dtype=np.float64)
-        return self.constant + x @ self.linear + 0.5 * np.einsum("ni,ij,nj->n", x, self.pairwise, x)
+    @property
+    def n_steps(self) -> int:
+        """Number of levels below the top, S."""
+        return int(self.cost.shape[1]) - 1
+
+    def predict(self, levels: np.ndarray) -> np.ndarray:
+        """The model's value of each row of a level (or boolean coalition) matrix."""
+        return self.constant + level_values(self.cost, self.pair, np.asarray(levels))
 
 
 def _r2(sse: float, sst: float) -> float:
@@ -95,26 +120,35 @@ def fit_quadratic(
     values: np.ndarray,
     groups: np.ndarray,
     relative_ridges: tuple[float, ...] = RELATIVE_RIDGES,
+    n_steps: int | None = None,
 ) -> QuadraticFit:
-    """Fit ``c + βᵀx + Σ_{i<j} Γ_ij x_i x_j`` with the penalty on ``Γ`` chosen by
+    """Fit the pairwise model of the module docstring with the penalty on ``Γ`` chosen by
     leaving each group out in turn.
 
     Args:
-        coalitions: (N, L) booleans.
+        coalitions: (N, L) level matrix (integers in ``0..S``) or boolean coalitions.
         values: (N,) finite values.
         groups: (N,) group of each row; rows with a negative group are never held out
             (the empty and full coalitions every walk shares).
         relative_ridges: penalties to try, relative to the mean squared singular value
             of the profiled pair products.
+        n_steps: S (default: 1 for booleans, else the highest level in ``coalitions``).
 
     Raises:
-        ValueError: shapes disagree, values are not finite, fewer than two groups, or
-            the intercept and linear terms are not determined by the rows.
+        ValueError: shapes disagree, values are not finite, levels outside ``0..S``,
+            fewer than two groups, or the intercept and one-hot terms are not determined
+            by the rows.
     """
-    x = np.asarray(coalitions, dtype=bool)
+    x = np.asarray(coalitions)
     y = np.asarray(values, dtype=np.float64)
     g = np.asarray(groups)
+    if x.ndim != 2:
+        raise ValueError(f"coalitions must be an (N, L) matrix, got shape {x.shape}")
     n_rows, n = x.shape
+    x = x.astype(np.int64)
+    s = n_steps if n_steps is not None else max(int(x.max(initial=1)), 1)
+    if x.min(initial=0) < 0 or x.max(initial=0) > s:
+        raise ValueError(f"levels must lie in 0..{s}, got {x.min()}..{x.max()}")
     if y.shape != (n_rows,) or g.shape != (n_rows,):
         raise ValueError(f"coalitions {x.shape}, values {y.shape} and groups {g.shape} disagree")
     if not np.isfinite(y).all():
@@ -122,11 +156,13 @@ def fit_quadratic(
     ids = np.unique(g[g >= 0])
     if len(ids) < 2:
         raise ValueError(f"leaving groups out needs at least two groups, got {len(ids)}")
-    a = np.column_stack([np.ones(n_rows), x.astype(np.float64)])
+    onehot, p = level_features(x, s)
+    a = np.column_stack([np.ones(n_rows), onehot])
     q_a, r_a = np.linalg.qr(a)
     if np.abs(np.diag(r_a)).min() <= 1e-10 * np.abs(np.diag(r_a)).max():
-        raise ValueError("the coalitions do not determine an intercept and one term per player")
-    p = pair_products(x)
+        raise ValueError(
+            "the configurations do not determine an intercept and one term per (block, level)"
+        )
     p_res = p - q_a @ (q_a.T @ p)
     u, sigma, vt = np.linalg.svd(p_res, full_matrices=False)
     keep = sigma > 1e-10 * max(float(sigma.max(initial=0.0)), 1e-300)
@@ -170,13 +206,17 @@ def fit_quadratic(
     else:
         gamma = np.zeros(p.shape[1])
     theta = np.linalg.solve(r_a, q_a.T @ (y - p @ gamma))
-    pairwise = np.zeros((n, n))
+    cost = np.zeros((n, s + 1))
+    cost[:, 1:] = theta[1:].reshape(n, s)
+    pair = np.zeros((n, s + 1, n, s + 1))
     iu, ju = np.triu_indices(n, 1)
-    pairwise[iu, ju] = pairwise[ju, iu] = gamma
+    block = gamma.reshape(len(iu), s, s)
+    pair[iu, 1:, ju, 1:] = block
+    pair[ju, 1:, iu, 1:] = block.transpose(0, 2, 1)
     return QuadraticFit(
         constant=float(theta[0]),
-        linear=theta[1:],
-        pairwise=pairwise,
+        cost=cost,
+        pair=pair,
         ridge=float(lam),
         cv_r2=_r2(sse_best, sst),
         additive_cv_r2=additive_r2,

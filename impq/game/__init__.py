@@ -2,11 +2,12 @@
 
 from impq.game.base import Game, check_coalitions
 from impq.game.model import ModelGame, WeightQuantizer, model_fingerprint, weight_quantizer
-from impq.game.synthetic import AdditiveGame, QuadraticGame, RandomGame, TableGame
+from impq.game.synthetic import AdditiveGame, LevelGame, QuadraticGame, RandomGame, TableGame
 
 __all__ = [
     "AdditiveGame",
     "Game",
+    "LevelGame",
     "ModelGame",
     "QuadraticGame",
     "RandomGame",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from impq.artifacts import fingerprint
 from impq.game.base import Game
 
-__all__ = ["AdditiveGame", "QuadraticGame", "RandomGame", "TableGame"]
+__all__ = ["AdditiveGame", "LevelGame", "QuadraticGame", "RandomGame", "TableGame"]
 
 
 class QuadraticGame(Game):
@@ -99,3 +101,100 @@ class RandomGame(TableGame):
         table = rng.normal(size=2**n_players)
         table[0] = 0.0
         super().__init__(table)
+
+
+class LevelGame(Game):
+    """A game over levels ``0..S`` with terms of order one, two and (optionally) three.
+
+    ``v(x) = c + sum_i cost[i, x_i] + sum_{i<j} pair[i, x_i, j, x_j]
+    + sum_{i<j<k} triple[i, x_i, j, x_j, k, x_k]``: every term is zero where a level is 0
+    (the top) or a player repeats, so ``v(0) = c``. Values are computed exactly, so its
+    ladder Shapley values come from :func:`impq.estimate.exact_ladder_values` and its
+    pairwise part is what an interaction model over levels should recover.
+
+    Args:
+        cost: (L, S+1) effect of each player alone at each level.
+        pair: (L, S+1, L, S+1) pairwise terms, made symmetric.
+        triple: (L, S+1, L, S+1, L, S+1) third-order terms, or None; made symmetric.
+        constant: ``v`` of the all-top configuration.
+    """
+
+    def __init__(
+        self,
+        cost: np.ndarray,
+        pair: np.ndarray | None = None,
+        triple: np.ndarray | None = None,
+        constant: float = 0.0,
+    ) -> None:
+        cost = np.array(cost, dtype=np.float64)
+        if cost.ndim != 2 or cost.shape[1] < 2:
+            raise ValueError(f"cost must have shape (L, S+1) with S >= 1, got {cost.shape}")
+        n, s1 = cost.shape
+        super().__init__(n, s1)
+        cost[:, 0] = 0.0
+        players = np.arange(n)
+        shape2 = (n, s1, n, s1)
+        p = np.zeros(shape2) if pair is None else np.asarray(pair, dtype=np.float64)
+        if p.shape != shape2:
+            raise ValueError(f"pair must have shape {shape2}, got {p.shape}")
+        p = (p + p.transpose(2, 3, 0, 1)) / 2
+        p[:, 0], p[:, :, :, 0] = 0.0, 0.0
+        p[players, :, players, :] = 0.0
+        t = None
+        if triple is not None:
+            t = np.asarray(triple, dtype=np.float64)
+            if t.shape != (n, s1) * 3:
+                raise ValueError(f"triple must have shape {(n, s1) * 3}, got {t.shape}")
+            t = np.mean(
+                [
+                    t.transpose(*(a for axis in order for a in (2 * axis, 2 * axis + 1)))
+                    for order in itertools.permutations(range(3))
+                ],
+                axis=0,
+            )
+            t[:, 0], t[:, :, :, 0], t[:, :, :, :, :, 0] = 0.0, 0.0, 0.0
+            distinct = (
+                (players[:, None, None] != players[None, :, None])
+                & (players[:, None, None] != players[None, None, :])
+                & (players[None, :, None] != players[None, None, :])
+            )
+            t *= distinct[:, None, :, None, :, None]
+        self.cost, self.pair, self.triple, self.constant = cost, p, t, float(constant)
+
+    @classmethod
+    def random(
+        cls,
+        n_players: int,
+        n_levels: int,
+        rng: np.random.Generator,
+        scale: float = 0.3,
+        third_order: float = 0.0,
+    ) -> LevelGame:
+        """Costs that grow with the level (positive steps), pairwise terms of size
+        ``scale`` and third-order terms of size ``third_order`` (none when 0)."""
+        steps = rng.gamma(2.0, 1.0, size=(n_players, n_levels - 1))
+        cost = np.concatenate([np.zeros((n_players, 1)), np.cumsum(steps, axis=1)], axis=1)
+        shape = (n_players, n_levels)
+        pair = rng.normal(0.0, scale, size=shape * 2)
+        triple = rng.normal(0.0, third_order, size=shape * 3) if third_order else None
+        return cls(cost, pair, triple)
+
+    def value_function(self, coalitions: np.ndarray) -> np.ndarray:
+        x = coalitions.astype(np.intp)
+        players = np.arange(self.n_players)
+        out = self.constant + self.cost[players, x].sum(axis=1)
+        pairs = self.pair[players[:, None], x[:, :, None], players[None, :], x[:, None, :]]
+        out += pairs.sum(axis=(1, 2)) / 2
+        if self.triple is not None:
+            i, j, k = players[:, None, None], players[None, :, None], players[None, None, :]
+            terms = self.triple[
+                i, x[:, :, None, None], j, x[:, None, :, None], k, x[:, None, None, :]
+            ]
+            out += terms.sum(axis=(1, 2, 3)) / 6
+        return out
+
+    def fingerprint(self) -> str:
+        parts: list[bytes | str] = [self.cost.tobytes(), self.pair.tobytes(), str(self.constant)]
+        if self.triple is not None:
+            parts.append(self.triple.tobytes())
+        return fingerprint(type(self).__name__, *parts)

@@ -27,19 +27,24 @@ class Encoding:
     it sits at ``precisions[m]`` when its first ``m`` variables are 1 and the rest 0, so
     one flip moves a block one precision up or down. With two precisions this is one
     binary per block, ``t_i = 1 - q_i`` (1 = the higher precision). A code that is not
-    of that form is read as its leading ones (and penalised in the BQM).
+    of that form is read as its leading ones (and penalised in the BQM). The one-hot
+    indicator of block ``i`` at ``precisions[m]`` is ``t_{i,m} - t_{i,m+1}`` (``t_{i,0} =
+    1``, ``t_{i,P} = 0``), so ``t_{i,k}`` carries the first differences of ``cost`` along
+    the precisions and ``t_{i,k} t_{j,l}`` the mixed second differences of ``pair``: the
+    encoding is exact.
 
     Attributes:
         n_steps: P - 1 variables per block.
-        base: (L,) level of every block when all its variables are 0.
-        level_map: (L, V) level added by each variable.
+        onehot_map: (L·P, V) one-hot indicators added by each variable.
+        onehot_base: (L·P,) one-hot indicators when all variables are 0 (every block at
+            the lowest precision).
         byte_map: (V,) bytes added by each variable.
-        base_bytes: bytes when all variables are 0 (every block at the lowest precision).
+        base_bytes: bytes when all variables are 0.
     """
 
     n_steps: int
-    base: np.ndarray
-    level_map: np.ndarray
+    onehot_map: np.ndarray
+    onehot_base: np.ndarray
     byte_map: np.ndarray
     base_bytes: int
 
@@ -48,13 +53,17 @@ class Encoding:
         """The encoding used for ``problem``."""
         n, p = problem.sizes.shape
         steps = p - 1
-        level_map = np.zeros((n, n * steps))
-        for i in range(n):
-            level_map[i, i * steps : (i + 1) * steps] = np.diff(problem.levels)
+        # within a block: column k (variable t_k) adds 1 at precision k and takes 1 away
+        # from precision k - 1
+        block = np.zeros((p, steps))
+        block[np.arange(1, p), np.arange(steps)] = 1.0
+        block[np.arange(steps), np.arange(steps)] -= 1.0
+        base = np.zeros((n, p))
+        base[:, 0] = 1.0
         return cls(
             n_steps=steps,
-            base=np.full(n, problem.levels[0]),
-            level_map=level_map,
+            onehot_map=np.kron(np.eye(n), block),
+            onehot_base=base.ravel(),
             byte_map=np.diff(problem.sizes, axis=1).ravel().astype(np.int64),
             base_bytes=problem.min_bytes,
         )
@@ -84,22 +93,24 @@ def problem_bqm(
         The BQM, the variable encoding and the penalty weight used.
     """
     enc = Encoding.of(problem)
-    m = enc.level_map
-    k = problem.interactions
-    quad = m.T @ k @ m
-    lin = m.T @ (problem.linear + 2 * k @ enc.base)
-    offset = float(problem.linear @ enc.base + enc.base @ k @ enc.base)
+    m, x0 = enc.onehot_map, enc.onehot_base
+    n, p = problem.sizes.shape
+    c = problem.cost.ravel()
+    pm = problem.pair.reshape(n * p, n * p)
+    quad = 0.5 * m.T @ pm @ m
+    lin = m.T @ (c + pm @ x0)
+    offset = float(c @ x0 + 0.5 * x0 @ pm @ x0)
     single = np.abs(lin + np.diag(quad))
     if penalty is None:
         penalty = 0.2 * float(np.median(single)) or 1.0
     pairs = np.abs(quad + quad.T - 2 * np.diag(np.diag(quad))).sum(axis=1)
     order = 2 * float(np.max(single + pairs)) or 1.0
-    c = enc.byte_map.astype(np.float64)
+    w = enc.byte_map.astype(np.float64)
     unit = float(np.mean(np.diff(problem.sizes, axis=1).min(axis=1))) or 1.0
-    c /= unit
+    w /= unit
     r = (problem.budget_bytes - enc.base_bytes) / unit
-    quad = quad + penalty * np.outer(c, c)
-    lin = lin - 2 * penalty * r * c
+    quad = quad + penalty * np.outer(w, w)
+    lin = lin - 2 * penalty * r * w
     offset += penalty * r * r
     steps = enc.n_steps
     for i in range(problem.n_blocks):

@@ -106,8 +106,9 @@ def milp_choice(
 ) -> tuple[np.ndarray, bool, float, dict[str, float | str]]:
     """Solve the program as a MILP with HiGHS, products linearised.
 
-    Block ``i`` has one-hot binaries ``x_{i,k}`` (block at ``precisions[k]``). Every
-    product ``x_ik x_jl`` with a nonzero coefficient ``c = 2 K_ij s_k s_l`` becomes a
+    Block ``i`` has one-hot binaries ``x_{i,k}`` (block at ``precisions[k]``) with cost
+    ``cost[i, k]``. Every product ``x_ik x_jl`` (``i < j``) with a nonzero coefficient
+    ``c = pair[i, k, j, l]`` becomes a
     continuous ``y`` in [0, 1] under the standard linearisation, of which only the side
     that can bind is written: ``y >= x_ik + x_jl - 1`` when ``c > 0`` (the objective
     pushes ``y`` down), ``y <= x_ik`` and ``y <= x_jl`` when ``c < 0``; at any integer
@@ -119,9 +120,8 @@ def milp_choice(
         objective, and facts (status, MIP gap, nodes, product variables).
     """
     n, p = problem.sizes.shape
-    s, k, a = problem.levels, problem.interactions, problem.linear
     nx = n * p
-    x_cost = (a[:, None] * s[None, :] + np.diag(k)[:, None] * s[None, :] ** 2).ravel()
+    x_cost = problem.cost.ravel()
     onehot = np.arange(nx).reshape(n, p)
     groups: list[_Rows] = [(onehot, np.ones((n, p)), np.ones(n), np.ones(n))]
     extra = (problem.sizes - problem.sizes[:, :1]).ravel()
@@ -134,7 +134,7 @@ def milp_choice(
     ki0, kj0 = (m.ravel() for m in np.meshgrid(np.arange(p), np.arange(p), indexing="ij"))
     i, j = np.repeat(iu, p * p), np.repeat(ju, p * p)
     ki, kj = np.tile(ki0, len(iu)), np.tile(kj0, len(iu))
-    coef = 2 * k[i, j] * s[ki] * s[kj]
+    coef = problem.pair[i, ki, j, kj]
     keep = coef != 0
     coef, xi, xj = coef[keep], (i * p + ki)[keep], (j * p + kj)[keep]
     y = nx + np.arange(len(coef))

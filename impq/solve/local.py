@@ -1,8 +1,10 @@
 """Budget repair and local-search polish of choice vectors.
 
 Both work on a choice vector (L,) (index into ``problem.precisions`` per block) and use
-exact objective deltas: changing block ``i`` alone, or two blocks at once, costs O(1)
-given ``g = K q``, so a whole neighbourhood is one vectorised numpy expression.
+exact objective deltas: with ``g[i, p] = Σ_j pair[i, p, j, c_j]`` the objective change of
+block ``i`` to precision ``p`` is ``cost[i, p] - cost[i, c_i] + g[i, p] - g[i, c_i]``, and
+two changes at once add their mixed pair term, so a whole neighbourhood is one vectorised
+numpy expression.
 """
 
 from __future__ import annotations
@@ -14,30 +16,33 @@ from impq.solve.problem import BitProblem
 __all__ = ["polish", "repair"]
 
 
-def _moves(problem: BitProblem, choice: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For every (block, precision): the level change, the objective change, the byte change."""
-    n = problem.n_blocks
-    k = problem.interactions
-    diag = np.diag(k)
-    q = problem.levels[choice]
-    rest = k @ q - diag * q
-    delta = problem.levels[None, :] - q[:, None]
-    new = q[:, None] + delta
-    d_obj = (
-        problem.linear[:, None] * delta
-        + diag[:, None] * (new**2 - (q**2)[:, None])
-        + 2 * delta * rest[:, None]
-    )
-    d_bytes = problem.sizes - problem.sizes[np.arange(n), choice][:, None]
-    return delta, d_obj, d_bytes
+def _pair_matrix(problem: BitProblem) -> np.ndarray:
+    """``pair`` as an (L·P, L·P) matrix over (block, precision) moves."""
+    n, p = problem.sizes.shape
+    return problem.pair.reshape(n * p, n * p)
+
+
+def _moves(
+    problem: BitProblem, choice: np.ndarray, pm: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every (block, precision): the index of the block's current move, the objective
+    change and the byte change."""
+    n, p = problem.sizes.shape
+    current = np.arange(n) * p + choice
+    g = pm[:, current].sum(axis=1).reshape(n, p)
+    rows = np.arange(n)
+    d_obj = (problem.cost + g) - (problem.cost + g)[rows, choice][:, None]
+    d_bytes = problem.sizes - problem.sizes[rows, choice][:, None]
+    return current, d_obj, d_bytes
 
 
 def repair(problem: BitProblem, choice: np.ndarray) -> np.ndarray:
     """Lower precisions until the choice fits the budget, losing the least per byte saved."""
     choice = np.array(choice, dtype=np.int64)
+    pm = _pair_matrix(problem)
     used = int(problem.stored_bytes(choice))
     while used > problem.budget_bytes:
-        _, d_obj, d_bytes = _moves(problem, choice)
+        _, d_obj, d_bytes = _moves(problem, choice, pm)
         saves = d_bytes < 0
         ratio = np.where(saves, d_obj / np.where(saves, -d_bytes, 1), np.inf)
         i, p = np.unravel_index(int(np.argmin(ratio)), ratio.shape)
@@ -58,21 +63,22 @@ def polish(problem: BitProblem, choice: np.ndarray, max_moves: int | None = None
     used = int(problem.stored_bytes(choice))
     if used > problem.budget_bytes:
         raise ValueError("polish needs a feasible starting point; repair it first")
-    k = problem.interactions
+    pm = _pair_matrix(problem)
     block_of = np.repeat(np.arange(n), n_prec)
     prec_of = np.tile(np.arange(n_prec), n)
     same_block = block_of[:, None] == block_of[None, :]
-    k_pairs = k[block_of][:, block_of]
     max_moves = max_moves if max_moves is not None else 4 * n * n_prec
-    scale = np.abs(problem.linear).sum() + np.abs(k).sum()
+    scale = np.abs(problem.cost).sum() + np.abs(pm).sum()
     tol = 1e-12 * max(scale, 1e-300)
     slack0 = problem.budget_bytes
     for _ in range(max_moves):
-        delta, d_obj, d_bytes = _moves(problem, choice)
+        current, d_obj, d_bytes = _moves(problem, choice, pm)
+        cur = current[block_of]  # the current move of each move's block
         slack = slack0 - used
-        dv, ov, bv = delta.ravel(), d_obj.ravel(), d_bytes.ravel()
+        ov, bv = d_obj.ravel(), d_bytes.ravel()
         single = np.where(bv <= slack, ov, np.inf)
-        pair = ov[:, None] + ov[None, :] + 2 * k_pairs * np.outer(dv, dv)
+        mixed = pm - pm[:, cur] - pm[cur, :] + pm[np.ix_(cur, cur)]
+        pair = ov[:, None] + ov[None, :] + mixed
         ok = (bv[:, None] + bv[None, :] <= slack) & ~same_block
         pair = np.where(ok, pair, np.inf)
         best_single = int(np.argmin(single))

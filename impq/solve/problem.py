@@ -1,26 +1,28 @@
-"""The bit-assignment problem: a quadratic objective over per-block precisions and a budget.
+"""The bit-assignment problem: one precision per block, a pairwise objective, a budget.
 
-The core is IMPQ's binary quadratic program. Block ``i`` carries a degradation level
-``q_i`` (1 at the SPQE low precision, 0 at the SPQE high precision) and the predicted
-loss increase of an assignment is
+Block ``i`` takes one of ``precisions`` (ascending); a choice vector (L,) indexes them.
+The predicted loss increase of a choice is a pairwise function
 
-    f(q) = a^T q + q^T K q,   a_i = phi_i - sum_{j != i} K_ij,
+    f(c) = Σ_i cost[i, c_i] + Σ_{i<j} pair[i, c_i, j, c_j],
 
-with ``phi`` the Shapley values and ``K`` the interaction matrix of one method's
-interaction model (:mod:`impq.estimate.objectives`: the paper's covariance form, the
-Shapley interaction index halved, or a fitted quadratic surrogate). The budget is a hard limit on stored bytes, counted
-with :func:`impq.footprint.quantized_bytes` (packed codes plus per-group scales and zeros)
-in integers, so rounding can never let an assignment exceed it.
+read off a method's :class:`~impq.estimate.LevelObjective` (``f`` over ladder levels,
+:mod:`impq.estimate.forms`): a precision on the ladder takes its level's terms. The budget
+is a hard limit on stored bytes, counted with :func:`impq.footprint.quantized_bytes`
+(packed codes plus per-group scales and zeros) in integers, so rounding can never let an
+assignment exceed it.
 
-More than two precisions use the same objective with one choice per block and the level
+IMPQ's binary program is the two-level case: ``f(q) = aᵀq + qᵀKq`` with ``q_i = 1`` for
+a block at the low precision, ``a_i = φ_i - Σ_{j≠i} K_ij`` (``cost[i, 1] = a_i + K_ii``,
+``pair[i, 1, j, 1] = 2 K_ij``). A two-level ladder extends to precisions off the ladder
+with the level
 
     s(b) = (1/(2^b - 1) - 1/(2^hi - 1)) / (1/(2^lo - 1) - 1/(2^hi - 1)),
 
 proportional to the step of a ``b``-bit round-to-nearest quantizer over a fixed range,
-normalised so that ``s(lo) = 1`` and ``s(hi) = 0`` (``lo``/``hi`` = the precisions SPQE
-measured, 2 and 4 by default). With {2, 3, 4, 8}: s = 1, 0.286, 0, -0.235; 8 bits is
-predicted slightly better than 4. With precisions {lo, hi} this is exactly the binary
-program.
+normalised so that ``s(lo) = 1`` and ``s(hi) = 0`` (``hi``/``lo`` = the ladder): ``q_i =
+s(b)`` in the same form. With {2, 3, 4, 8}: s = 1, 0.286, 0, -0.235; 8 bits is predicted
+slightly better than 4. That is an extrapolation from a formula, never measured; a ladder
+of three or more levels is measured at every step and admits only its own precisions.
 """
 
 from __future__ import annotations
@@ -32,12 +34,15 @@ from typing import Any
 
 import numpy as np
 
+from impq.estimate.forms import level_shapley, level_values, quadratic_form
+from impq.estimate.level_objective import LevelObjective
 from impq.estimate.result import ShapleyResult
 from impq.footprint import quantized_bytes
 
 __all__ = [
     "BitProblem",
     "budget_bytes",
+    "choice_form",
     "degradation_level",
     "problem_from_shapley",
 ]
@@ -75,41 +80,43 @@ def budget_bytes(avg_bits: float, min_bytes: int, max_bytes: int, lo: int, hi: i
     return min_bytes + int(frac * (max_bytes - min_bytes))
 
 
-def _nonfinite_blocks(arr: np.ndarray) -> list[int]:
-    bad = ~np.isfinite(arr)
-    if arr.ndim == 2:
-        bad = bad.any(axis=1) | bad.any(axis=0)
-    return [int(i) for i in np.flatnonzero(bad)]
+def choice_form(
+    objective: LevelObjective, precisions: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(cost, pair)`` of ``objective`` over ``precisions`` (ascending) instead of levels.
+
+    A precision on the ladder takes its level's terms; with a two-level ladder, others
+    are extrapolated by ``s(b)`` (module docstring).
+
+    Raises:
+        ValueError: a precision is off a ladder of three or more levels.
+    """
+    ladder = objective.ladder
+    off = [b for b in precisions if b not in ladder]
+    if not off:
+        levels = np.array([ladder.index(b) for b in precisions])
+        return objective.cost[:, levels], objective.pair[:, levels][:, :, :, levels]
+    if objective.n_steps > 1:
+        raise ValueError(
+            f"precisions {off} are not on the ladder {list(ladder)}: with three or more "
+            "levels every precision is measured, none is extrapolated; set "
+            f"solver.precisions to precisions of spqe.ladder (or null for all of {list(ladder)})"
+        )
+    hi, lo = ladder
+    n = objective.n_blocks
+    diag = np.zeros(n) if objective.self_interaction is None else objective.self_interaction
+    k = objective.pair[:, 1, :, 1] / 2
+    k[np.arange(n), np.arange(n)] = diag
+    a = objective.cost[:, 1] - diag
+    s = np.array([[degradation_level(b, lo, hi)] for b in precisions])
+    return quadratic_form(a[:, None], k[:, None, :, None], s)
 
 
-def _checked(
-    phi: Any, interactions: Any, block_params: Any, precisions: Any
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, ...]]:
-    """Validated, normalised copies of the inputs (K symmetrised, precisions sorted)."""
-    phi = np.asarray(phi, dtype=np.float64)
-    k = np.asarray(interactions, dtype=np.float64)
-    params = np.asarray(block_params)
-    if phi.ndim != 1 or phi.shape[0] == 0:
-        raise ValueError(f"phi must be a non-empty vector, got shape {phi.shape}")
-    n = phi.shape[0]
-    if k.shape != (n, n):
-        raise ValueError(f"interactions K has shape {k.shape}, expected ({n}, {n}) for {n} blocks")
-    if params.shape != (n,):
-        raise ValueError(f"block_params has shape {params.shape}, expected ({n},) for {n} blocks")
-    if bad := _nonfinite_blocks(phi):
-        raise ValueError(f"phi (Shapley values) is NaN or infinite for blocks {bad}")
-    if bad := _nonfinite_blocks(k):
-        raise ValueError(f"interactions K hold NaN or infinite entries for blocks {bad}")
-    if (
-        not np.all(np.isfinite(params))
-        or not np.all(params == np.round(params))
-        or params.min() <= 0
-    ):
-        raise ValueError(f"block_params must be positive integers, got {params.tolist()}")
+def _checked_precisions(precisions: Any) -> tuple[int, ...]:
     ps = tuple(sorted({int(p) for p in precisions}))
     if len(ps) < 2 or ps[0] <= 0:
         raise ValueError(f"need at least two distinct positive precisions, got {list(precisions)}")
-    return phi, (k + k.T) / 2, params.astype(np.int64), ps
+    return ps
 
 
 def _sizes(block_params: np.ndarray, precisions: tuple[int, ...], group_size: int) -> np.ndarray:
@@ -119,58 +126,65 @@ def _sizes(block_params: np.ndarray, precisions: tuple[int, ...], group_size: in
     )
 
 
+def _checked_params(block_params: np.ndarray) -> np.ndarray:
+    params = np.asarray(block_params)
+    if (
+        not np.all(np.isfinite(params))
+        or not np.all(params == np.round(params))
+        or params.min() <= 0
+    ):
+        raise ValueError(f"block_params must be positive integers, got {params.tolist()}")
+    return params.astype(np.int64)
+
+
 @dataclass(frozen=True, eq=False)
 class BitProblem:
-    """One instance of the bit-assignment program.
+    """One instance of the bit-assignment program: a method's objective, the precisions a
+    block may take and a budget in stored bytes.
 
-    Build it with :meth:`build` (from a target average precision) or
-    :func:`problem_from_shapley`; the constructor checks shapes, values and the budget.
-    A choice vector (L,) of integers indexes ``precisions`` per block.
+    Build it with :meth:`from_objective` or :meth:`build` (from a target average
+    precision) or :func:`problem_from_shapley`; the constructor checks the precisions and
+    the budget. A choice vector (L,) of integers indexes ``precisions`` per block.
 
     Attributes:
-        phi: (L,) Shapley values (loss increase when the block goes to ``low_bits``).
-        interactions: (L, L) interaction matrix K (symmetrised).
-        block_params: (L,) quantizable parameters per block.
+        source: the objective over its ladder.
         precisions: allowed precisions, ascending.
         group_size: quantization group size used to count bytes.
         budget_bytes: hard limit on the blocks' stored bytes.
         budget_bits: the target average precision the budget came from (or None).
-        low_bits: precision of level 1 (what SPQE lowered blocks to).
-        high_bits: precision of level 0 (what SPQE started from).
     """
 
-    phi: np.ndarray
-    interactions: np.ndarray
-    block_params: np.ndarray
+    source: LevelObjective
     precisions: tuple[int, ...]
     group_size: int
     budget_bytes: int
     budget_bits: float | None = None
-    low_bits: int = 2
-    high_bits: int = 4
+    block_params: np.ndarray = field(init=False, repr=False)
+    """(L,) quantizable parameters per block."""
     sizes: np.ndarray = field(init=False, repr=False)
     """(L, P) stored bytes of block i at ``precisions[k]``."""
-    levels: np.ndarray = field(init=False, repr=False)
-    """(P,) degradation level s(b) of each precision."""
-    linear: np.ndarray = field(init=False, repr=False)
-    """(L,) linear coefficients a_i = phi_i - sum_{j != i} K_ij."""
+    cost: np.ndarray = field(init=False, repr=False)
+    """(L, P) objective of block i alone at ``precisions[k]``."""
+    pair: np.ndarray = field(init=False, repr=False)
+    """(L, P, L, P) pairwise terms between blocks at their precisions (symmetric)."""
+    phi: np.ndarray = field(init=False, repr=False)
+    """(L,) each block's Shapley value from the top of the ladder to its bottom (the
+    greedy solver's ranking)."""
 
     def __post_init__(self) -> None:
-        phi, k, params, ps = _checked(
-            self.phi, self.interactions, self.block_params, self.precisions
-        )
+        ps = _checked_precisions(self.precisions)
         if self.group_size <= 0:
             raise ValueError(f"group_size must be positive, got {self.group_size}")
+        params = _checked_params(self.source.block_params)
         sizes = _sizes(params, ps, self.group_size)
-        levels = np.array([degradation_level(b, self.low_bits, self.high_bits) for b in ps])
+        cost, pair = choice_form(self.source, ps)
         for name, value in (
-            ("phi", phi),
-            ("interactions", k),
-            ("block_params", params),
             ("precisions", ps),
+            ("block_params", params),
             ("sizes", sizes),
-            ("levels", levels),
-            ("linear", phi - (k.sum(axis=1) - np.diag(k))),
+            ("cost", cost),
+            ("pair", pair),
+            ("phi", self._scores()),
         ):
             object.__setattr__(self, name, value)
         lo, hi = self.min_bytes, self.max_bytes
@@ -180,6 +194,41 @@ class BitProblem:
                 f"all at {ps[0]} bits and {hi} bytes all at {ps[-1]} bits; choose a budget "
                 f"in [{lo}, {hi}] bytes, i.e. [{ps[0]}, {ps[-1]}] average bits"
             )
+
+    def _scores(self) -> np.ndarray:
+        """Summed step values, or the objective's own where the method has none."""
+        values = self.source.values
+        if not np.isfinite(values).all():
+            values = level_shapley(self.source.cost, self.source.pair)
+        return np.asarray(values.sum(axis=1), dtype=np.float64)
+
+    @classmethod
+    def from_objective(
+        cls,
+        objective: LevelObjective,
+        budget_bits: float,
+        *,
+        precisions: tuple[int, ...] | list[int] | None = None,
+        group_size: int = 64,
+    ) -> BitProblem:
+        """The program of ``objective`` under the target average precision ``budget_bits``.
+
+        Args:
+            objective: a method's objective over its ladder.
+            budget_bits: target average precision, within the precisions' range.
+            precisions: the precisions a block may take (default: the ladder's).
+            group_size: quantization group size used to count bytes.
+
+        Raises:
+            ValueError: a precision off a ladder of three or more levels, fewer than two
+                precisions, or a budget outside ``[min(precisions), max(precisions)]``.
+        """
+        ps = _checked_precisions(objective.ladder if precisions is None else precisions)
+        sizes = _sizes(_checked_params(objective.block_params), ps, group_size)
+        b = budget_bytes(
+            budget_bits, int(sizes[:, 0].sum()), int(sizes[:, -1].sum()), ps[0], ps[-1]
+        )
+        return cls(objective, ps, group_size, b, float(budget_bits))
 
     @classmethod
     def build(
@@ -194,21 +243,21 @@ class BitProblem:
         low_bits: int = 2,
         high_bits: int = 4,
     ) -> BitProblem:
-        """A problem whose budget is the target average precision ``budget_bits``.
+        """The program of a two-level objective ``(φ, K)`` measured between ``high_bits``
+        and ``low_bits``, under the target average precision ``budget_bits``.
 
         Raises:
             ValueError: mismatched shapes, non-finite ``phi`` or ``K`` (naming the blocks),
                 or a budget outside ``[min(precisions), max(precisions)]`` bits.
         """
-        _, _, params, ps = _checked(phi, interactions, block_params, precisions)
-        sizes = _sizes(params, ps, group_size)
-        b = budget_bytes(
-            budget_bits, int(sizes[:, 0].sum()), int(sizes[:, -1].sum()), ps[0], ps[-1]
+        if low_bits >= high_bits:
+            raise ValueError(f"low_bits {low_bits} must be below high_bits {high_bits}")
+        objective = LevelObjective.from_two_level(
+            phi, interactions, block_params, (high_bits, low_bits)
         )
-        return cls(
-            phi, interactions, block_params, ps, group_size, b, float(budget_bits),
-            low_bits, high_bits,
-        )  # fmt: skip
+        return cls.from_objective(
+            objective, budget_bits, precisions=precisions, group_size=group_size
+        )
 
     def with_budget(self, budget_bits: float) -> BitProblem:
         """The same program under another target average precision."""
@@ -220,7 +269,7 @@ class BitProblem:
     @property
     def n_blocks(self) -> int:
         """Number of decoder blocks L."""
-        return int(self.phi.shape[0])
+        return int(self.block_params.shape[0])
 
     @property
     def min_bytes(self) -> int:
@@ -232,6 +281,30 @@ class BitProblem:
         """Stored bytes with every block at the highest precision (B_high)."""
         return int(self.sizes[:, -1].sum())
 
+    @property
+    def interactions(self) -> np.ndarray:
+        """(L, L) the interaction matrix K of a two-level objective (``pair / 2``, with
+        ``self_interaction`` on the diagonal).
+
+        Raises:
+            ValueError: the objective's ladder has three or more levels.
+        """
+        if self.source.n_steps != 1:
+            raise ValueError(
+                f"K is the two-level form; the ladder {list(self.source.ladder)} has "
+                f"{self.source.n_steps + 1} levels (use pair)"
+            )
+        k = self.source.pair[:, 1, :, 1] / 2
+        diag = self.source.self_interaction
+        k[np.arange(self.n_blocks), np.arange(self.n_blocks)] = 0.0 if diag is None else diag
+        return k
+
+    @property
+    def linear(self) -> np.ndarray:
+        """(L,) ``a_i = φ_i - Σ_{j≠i} K_ij`` of a two-level objective (see
+        :attr:`interactions`)."""
+        return self.source.cost[:, 1] - np.diag(self.interactions)
+
     def stored_bytes(self, choice: np.ndarray) -> np.ndarray | int:
         """Stored bytes of one choice vector (L,) or of a batch (n, L)."""
         choice = np.asarray(choice)
@@ -239,10 +312,9 @@ class BitProblem:
         return int(total) if choice.ndim == 1 else total
 
     def objective(self, choice: np.ndarray) -> np.ndarray | float:
-        """Predicted loss increase a^T q + q^T K q of one choice vector or a batch."""
+        """Predicted loss increase of one choice vector or a batch."""
         choice = np.asarray(choice)
-        q = self.levels[choice]
-        value = q @ self.linear + np.einsum("...i,...i->...", q @ self.interactions, q)
+        value = level_values(self.cost, self.pair, choice)
         return float(value) if choice.ndim == 1 else value
 
     def feasible(self, choice: np.ndarray) -> bool:
@@ -281,8 +353,8 @@ def problem_from_shapley(
     low_bits: int = 2,
     high_bits: int = 4,
 ) -> BitProblem:
-    """The program of a method's objective ``(φ, K)`` (values and interactions of
-    ``result``, as the ``interactions`` stage writes them per method).
+    """The program of a method's two-level objective ``(φ, K)`` (values and interactions
+    of ``result``).
 
     Warns when a covariance ``K`` came from fewer permutations than blocks: it then has
     rank at most M - 1 and its quadratic term is mostly noise.

@@ -24,7 +24,7 @@ BASE: dict[str, Any] = {"model": {"source": "org/model"}}
         ({"spqe": {"backend": "gptq"}}, ["spqe.backend", "gptq", "inside the SPQE game"]),
         ({"spqe": {"backend": "nope"}}, ["spqe.backend", "nope", "quanto"]),
         ({"solver": {"precisions": [2, 3, 4]}}, ["backends.names", "quanto", "[3]"]),
-        ({"spqe": {"low_bits": 3}}, ["spqe.backend", "[3]"]),
+        ({"spqe": {"ladder": [4, 3]}}, ["spqe.backend", "[3]"]),
         ({"budgets": [4.5]}, ["budgets", "4.5", "solver.precisions"]),
         (
             {"spqe": {"group_size": 32}, "backends": {"group_size": 64}},

@@ -186,7 +186,7 @@ def test_surrogate_beats_the_additive_fit_on_held_out_coalitions() -> None:
         return 1 - np.sum((truth - pred) ** 2) / np.sum((truth - truth.mean()) ** 2)
 
     additive = fit_quadratic(rows, values, groups, relative_ridges=(1e12,))
-    assert np.abs(additive.pairwise).max() < 1e-6  # a huge penalty is the additive model
+    assert np.abs(additive.pair).max() < 1e-6  # a huge penalty is the additive model
     assert r2(fit.predict(held)) > r2(additive.predict(held)) + 0.05
     assert fit.cv_r2 > fit.additive_cv_r2
     assert 0 < fit.ridge < np.inf  # neither least squares nor additive: a real trade-off

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ def _problem(sizes: list[int], budget_bytes: int | None = None, **kw: Any) -> Bi
     p = BitProblem.build(np.zeros(n), np.zeros((n, n)), np.array(sizes) * 4096, 2.0, **kw)
     if budget_bytes is None:
         return p
-    return BitProblem(p.phi, p.interactions, p.block_params, p.precisions, 64, budget_bytes)
+    return replace(p, budget_bytes=budget_bytes)
 
 
 def test_most_important_blocks_get_the_bits() -> None:

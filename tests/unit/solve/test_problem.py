@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -30,7 +31,7 @@ def test_budget_outside_range_says_the_range() -> None:
         with pytest.raises(ValueError, match=r"feasible range is \[2, 4\]"):
             BitProblem.build(np.ones(2), np.zeros((2, 2)), [64, 64], bad)
     with pytest.raises(ValueError, match=r"choose a budget in \[\d+, \d+\] bytes"):
-        BitProblem(np.ones(2), np.zeros((2, 2)), np.array([64, 64]), (2, 4), 64, 10)
+        replace(BitProblem.build(np.ones(2), np.zeros((2, 2)), [64, 64], 3.0), budget_bytes=10)
     p = BitProblem.build(np.ones(2), np.zeros((2, 2)), [64, 64], 8.0, precisions=[2, 4, 8])
     assert p.budget_bytes == p.max_bytes
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -63,9 +64,9 @@ def test_budget_on_a_block_boundary(make_problem: MakeProblem) -> None:
     base = BitProblem.build(phi, k, sizes, 2.0)
     exact_fit = base.min_bytes + int(base.sizes[2, 1] - base.sizes[2, 0])
     for solver in (ANNEAL, MILP, get_solver("greedy")):
-        fit = solver.solve(BitProblem(phi, k, sizes, (2, 4), 64, exact_fit))
+        fit = solver.solve(replace(base, budget_bytes=exact_fit))
         assert fit.bits == {0: 2, 1: 2, 2: 4, 3: 2} and fit.stored_bytes == exact_fit
-        short = solver.solve(BitProblem(phi, k, sizes, (2, 4), 64, exact_fit - 1))
+        short = solver.solve(replace(base, budget_bytes=exact_fit - 1))
         assert short.bits[2] == 2 and short.stored_bytes <= exact_fit - 1
 
 
