@@ -12,6 +12,7 @@ baseline is a fixed-bits family, so the two forms never meet: ``uniform-3`` is 3
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from impq.estimate.level_objective import LevelObjective
 from impq.estimate.result import ShapleyResult
 from impq.registry import lookup
 from impq.solve.problem import BitProblem
@@ -30,6 +32,7 @@ __all__ = [
     "BaselineInputs",
     "Need",
     "assign_by_scores",
+    "budget_problem",
     "fixed_bits",
     "get_baseline",
     "level_order",
@@ -80,6 +83,44 @@ class Baseline(Protocol):
     def assign(self, scores: np.ndarray, problem: BitProblem) -> dict[int, int]:
         """The assignment ``{block: bits}`` for ``problem``'s budget."""
         ...
+
+
+def budget_problem(
+    block_params: Sequence[int] | np.ndarray,
+    budget_bits: float,
+    ladder: Sequence[int] = (4, 2),
+    *,
+    precisions: Sequence[int] | None = None,
+    group_size: int = 64,
+) -> BitProblem:
+    """A program of the byte budget alone (a zero objective over ``ladder``): all that the
+    rankings and the searches on the game read (sizes, precisions, budget, ladder).
+
+    Args:
+        block_params: (L,) quantizable parameters per block.
+        budget_bits: target average precision.
+        ladder: the game's ladder, strictly descending.
+        precisions: the precisions a block may take (default: the ladder's).
+        group_size: quantization group size used to count bytes.
+    """
+    n, width = len(block_params), len(ladder)
+    if width == 2:  # precisions off a two-level ladder stay allowed (extrapolated)
+        return BitProblem.build(
+            np.zeros(n), np.zeros((n, n)), block_params, budget_bits,
+            precisions=tuple(ladder if precisions is None else precisions),
+            group_size=group_size, low_bits=ladder[1], high_bits=ladder[0],
+        )  # fmt: skip
+    pair = np.zeros((n, width, n, width))
+    objective = LevelObjective(
+        tuple(ladder), np.zeros((n, width)), pair, np.zeros((n, width - 1)),
+        np.full((n, width - 1), np.nan), np.full(pair.shape, np.nan), np.asarray(block_params),
+    )  # fmt: skip
+    return BitProblem.from_objective(
+        objective,
+        budget_bits,
+        precisions=None if precisions is None else tuple(precisions),
+        group_size=group_size,
+    )
 
 
 def level_order(scores: np.ndarray, problem: BitProblem) -> np.ndarray:

@@ -3,9 +3,10 @@
 A choice vector indexes ``problem.precisions`` (ascending) per block; a game scores level
 vectors, level ``k`` meaning precision ``ladder[k]`` of the game's ladder (descending,
 level 0 = the top). This module is the one place where one becomes the other: level of
-block ``i`` = ``ladder.index(precisions[choice_i])``. Unless a ladder is given, the
-problem's precisions in descending order are the ladder, so a two-precision problem's
-levels are today's boolean coalitions (``True`` = the block at the lower precision).
+block ``i`` = ``ladder.index(precisions[choice_i])``. Unless a ladder is given, it is the
+ladder of the problem's objective (``problem.source.ladder``), so a two-precision
+problem's levels are today's boolean coalitions (``True`` = the block at the lower
+precision).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def level_table(problem: BitProblem, ladder: Sequence[int] | None = None) -> np.
         ValueError: a precision of the problem is not on the ladder (the game cannot
             score it), or the ladder is not strictly descending.
     """
-    ladder = tuple(sorted(problem.precisions, reverse=True) if ladder is None else ladder)
+    ladder = _ladder(problem, ladder)
     if any(b <= a for a, b in zip(ladder[1:], ladder, strict=False)) or len(ladder) < 2:
         raise ValueError(f"a ladder is >= 2 strictly descending precisions, got {list(ladder)}")
     if missing := [p for p in problem.precisions if p not in ladder]:
@@ -37,9 +38,12 @@ def level_table(problem: BitProblem, ladder: Sequence[int] | None = None) -> np.
     return np.array([ladder.index(p) for p in problem.precisions], dtype=np.int64)
 
 
+def _ladder(problem: BitProblem, ladder: Sequence[int] | None) -> tuple[int, ...]:
+    return tuple(int(b) for b in (problem.source.ladder if ladder is None else ladder))
+
+
 def _dtype(ladder: Sequence[int] | None, problem: BitProblem) -> type:
-    n_levels = len(problem.precisions) if ladder is None else len(ladder)
-    return bool if n_levels == 2 else np.uint8
+    return bool if len(_ladder(problem, ladder)) == 2 else np.uint8
 
 
 def levels_of(

@@ -3,6 +3,8 @@ best uniform that fits, and method names that cannot be confused."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -49,10 +51,7 @@ def test_a_step_that_does_not_fit_is_skipped_for_a_smaller_one() -> None:
     problem = _problem(2.0, params, (2, 3, 4))
     # room for exactly one 2->3 step of a small block
     small_step = int(problem.sizes[1, 1] - problem.sizes[1, 0])
-    problem = BitProblem(
-        np.zeros(3), np.zeros((3, 3)), np.array(params), (2, 3, 4), 64,
-        problem.min_bytes + small_step,
-    )  # fmt: skip
+    problem = replace(problem, budget_bytes=problem.min_bytes + small_step)
     choice = level_order(np.array([3.0, 2.0, 1.0]), problem)
     assert problem.bits(choice) == {0: 2, 1: 3, 2: 2}
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from impq.game import Game
+from impq.game import LevelGame
 from impq.search.coalition import levels_of
 from impq.solve.problem import BitProblem
 
@@ -23,30 +23,10 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-class LevelGame(Game):
-    """A random pairwise game over level vectors (0 = top): a cost per (block, level) and
-    a term per pair of blocks and their levels; counts its evaluations."""
-
-    def __init__(self, n: int, n_levels: int, seed: int) -> None:
-        super().__init__(n)
-        rng = np.random.default_rng(seed)
-        self.n_levels = n_levels
-        self.cost = np.cumsum(np.abs(rng.normal(0.3, 0.2, (n, n_levels))), axis=1)
-        self.cost[:, 0] = 0.0
-        self.pair = np.triu(rng.normal(0.0, 0.05, (n, n)), 1)
-
-    def __call__(self, coalitions: np.ndarray) -> np.ndarray:
-        levels = np.asarray(coalitions).astype(np.int64)
-        assert levels.ndim == 2 and levels.shape[1] == self.n_players
-        assert levels.min() >= 0 and levels.max() < self.n_levels
-        self.n_evaluations += len(levels)
-        return self.value_function(levels)
-
-    def value_function(self, coalitions: np.ndarray) -> np.ndarray:
-        x = np.asarray(coalitions, dtype=np.int64)
-        main = self.cost[np.arange(self.n_players), x].sum(axis=-1)
-        depth = x.astype(np.float64)
-        return 3.0 + main + np.einsum("ci,ij,cj->c", depth, self.pair, depth)
+def random_level_game(n: int, n_levels: int, seed: int) -> LevelGame:
+    """A random pairwise game over level vectors (0 = top): costs growing with the level
+    and pairwise terms between blocks' levels."""
+    return LevelGame.random(n, n_levels, np.random.default_rng(seed), scale=0.05)
 
 
 def level_optimum(game: LevelGame, problem: BitProblem) -> float:
@@ -58,9 +38,9 @@ def level_optimum(game: LevelGame, problem: BitProblem) -> float:
 
 
 @pytest.fixture
-def level_game() -> type[LevelGame]:
-    """:class:`LevelGame`, for tests of searches over more than two precisions."""
-    return LevelGame
+def level_game() -> Callable[[int, int, int], LevelGame]:
+    """:func:`random_level_game`, for tests of searches over more than two precisions."""
+    return random_level_game
 
 
 @pytest.fixture

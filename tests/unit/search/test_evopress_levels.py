@@ -8,6 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
+from impq.baselines.base import budget_problem
 from impq.game import Game
 from impq.search import SearchState, Stage, evopress
 from impq.search.coalition import choice_of, levels_of
@@ -16,15 +17,17 @@ from impq.solve.problem import BitProblem
 
 
 def _problem(sizes: np.ndarray, budget: float, precisions: tuple[int, ...]) -> BitProblem:
-    n = len(sizes)
-    return BitProblem.build(np.zeros(n), np.zeros((n, n)), sizes, budget, precisions=precisions)
+    """The budget alone, over the ladder of ``precisions`` (descending)."""
+    return budget_problem(sizes, budget, sorted(precisions, reverse=True))
 
 
 def test_levels_and_choices_are_one_conversion() -> None:
     problem = _problem(np.full(3, 4096), 3.0, (2, 3, 4))
+    wide = budget_problem(np.full(3, 4096), 3.0, (8, 4, 3, 2), precisions=(2, 3, 4))
     choice = np.array([0, 1, 2])
     assert levels_of(problem, choice).tolist() == [2, 1, 0]
     assert levels_of(problem, choice, ladder=(8, 4, 3, 2)).tolist() == [3, 2, 1]
+    assert levels_of(wide, choice).tolist() == [3, 2, 1]  # the objective's ladder
     np.testing.assert_array_equal(choice_of(problem, levels_of(problem, choice)), choice)
     two = _problem(np.full(3, 4096), 3.0, (2, 4))
     assert levels_of(two, np.array([0, 1, 1])).tolist() == [True, False, False]
@@ -36,7 +39,9 @@ def test_levels_and_choices_are_one_conversion() -> None:
 
 @pytest.mark.parametrize("seed", range(4))
 def test_finds_the_optimum_of_small_three_level_games(
-    seed: int, level_game: type[Game], optimum: Callable[[Game, BitProblem], float]
+    seed: int,
+    level_game: Callable[[int, int, int], Game],
+    optimum: Callable[[Game, BitProblem], float],
 ) -> None:
     rng = np.random.default_rng(seed)
     n = 6
@@ -89,7 +94,9 @@ def test_random_starts_begin_at_the_smallest_uniform_that_reaches_the_budget() -
         assert set(start.tolist()) <= {0, 1}  # from all-3 down to 2, never 4 or 8
 
 
-def test_a_search_from_given_starts_selects_among_them_first(level_game: type[Game]) -> None:
+def test_a_search_from_given_starts_selects_among_them_first(
+    level_game: Callable[[int, int, int], Game],
+) -> None:
     n = 6
     game = level_game(n, 3, 0)
     problem = _problem(np.full(n, 4096), 3.0, (2, 3, 4))
@@ -106,7 +113,9 @@ def test_a_search_from_given_starts_selects_among_them_first(level_game: type[Ga
         evopress(game, problem, 20, starts=[np.full(n, 3)])
 
 
-def test_a_three_level_search_resumed_ends_as_an_uninterrupted_one(level_game: type[Game]) -> None:
+def test_a_three_level_search_resumed_ends_as_an_uninterrupted_one(
+    level_game: Callable[[int, int, int], Game],
+) -> None:
     game = level_game(8, 3, 4)
     problem = _problem(np.full(8, 4096), 2.75, (2, 3, 4))
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
+from impq.baselines.base import budget_problem
 from impq.game import Game
 from impq.search import seeded
 from impq.search.coalition import levels_of
@@ -15,9 +16,7 @@ from impq.solve.problem import BitProblem
 
 
 def _problem(n: int, budget: float) -> BitProblem:
-    return BitProblem.build(
-        np.zeros(n), np.zeros((n, n)), np.full(n, 4096), budget, precisions=(2, 3, 4)
-    )
+    return budget_problem(np.full(n, 4096), budget, (4, 3, 2))
 
 
 def _starts(problem: BitProblem) -> dict[str, np.ndarray]:
@@ -29,7 +28,9 @@ def _starts(problem: BitProblem) -> dict[str, np.ndarray]:
     }
 
 
-def test_the_first_selection_is_among_the_starts(level_game: type[Game]) -> None:
+def test_the_first_selection_is_among_the_starts(
+    level_game: Callable[[int, int, int], Game],
+) -> None:
     game = level_game(6, 3, 1)
     problem = _problem(6, 3.0)
     starts = _starts(problem)
@@ -43,7 +44,9 @@ def test_the_first_selection_is_among_the_starts(level_game: type[Game]) -> None
 
 @pytest.mark.parametrize("seed", range(3))
 def test_it_never_ends_worse_than_its_best_start_and_finds_small_optima(
-    seed: int, level_game: type[Game], optimum: Callable[[Game, BitProblem], float]
+    seed: int,
+    level_game: Callable[[int, int, int], Game],
+    optimum: Callable[[Game, BitProblem], float],
 ) -> None:
     game = level_game(6, 3, 10 + seed)
     problem = _problem(6, 2.75)
@@ -59,21 +62,16 @@ class _Shifted(Game):
     """``game`` with one point made much cheaper: a held-back game that disagrees."""
 
     def __init__(self, game: Game, point: np.ndarray) -> None:
-        super().__init__(game.n_players)
+        super().__init__(game.n_players, game.n_levels)
         self.game, self.point = game, point
 
-    def __call__(self, coalitions: np.ndarray) -> np.ndarray:
-        levels = np.asarray(coalitions).astype(np.int64)
-        self.n_evaluations += len(levels)
-        values = self.game.value_function(levels)
-        return np.where((levels == self.point).all(axis=1), values - 10.0, values)
-
     def value_function(self, coalitions: np.ndarray) -> np.ndarray:
-        return self.game.value_function(coalitions)
+        values = self.game.value_function(coalitions)
+        return np.where((coalitions == self.point).all(axis=1), values - 10.0, values)
 
 
 def test_the_final_pick_is_made_on_the_held_back_game_within_the_budget(
-    level_game: type[Game],
+    level_game: Callable[[int, int, int], Game],
 ) -> None:
     game = level_game(6, 3, 2)
     problem = _problem(6, 3.0)
@@ -89,7 +87,7 @@ def test_the_final_pick_is_made_on_the_held_back_game_within_the_budget(
     assert result.final.pick.name == "seeded#2" and result.final.reference.name == "seeded"
 
 
-def test_bad_arguments_are_errors(level_game: type[Game]) -> None:
+def test_bad_arguments_are_errors(level_game: Callable[[int, int, int], Game]) -> None:
     game = level_game(4, 3, 0)
     problem = _problem(4, 3.0)
     with pytest.raises(ValueError, match="at least one start"):

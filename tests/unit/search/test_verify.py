@@ -116,7 +116,8 @@ def test_best_level_step_over_three_precisions_by_enumeration() -> None:
     )  # fmt: skip
     start = np.array([0, 1, 2, 1, 0, 2])
     assert problem.feasible(start)
-    found = best_swap(problem, levels_of(problem, start))
+    ladder = (4, 3, 2)  # the objective is the two-level form extrapolated to 3 bits
+    found = best_swap(problem, levels_of(problem, start, ladder), ladder)
     best, want = np.inf, None
     for i, j in itertools.permutations(range(n), 2):
         c = start.copy()
@@ -127,11 +128,11 @@ def test_best_level_step_over_three_precisions_by_enumeration() -> None:
             best, want = float(problem.objective(c)), c
     assert found is not None and want is not None
     assert found.dtype == np.uint8  # levels of a three-level ladder: 0 = 4 bits
-    np.testing.assert_array_equal(choice_of(problem, found), want)
+    np.testing.assert_array_equal(choice_of(problem, found, ladder), want)
     # on a wider ladder the same neighbour, as that ladder's levels
     wide = best_swap(problem, levels_of(problem, start, (8, 4, 3, 2)), (8, 4, 3, 2))
     assert wide is not None
     np.testing.assert_array_equal(choice_of(problem, wide, (8, 4, 3, 2)), want)
-    cands = candidates(problem, {"impq": levels_of(problem, start)}, reference="impq")
+    cands = candidates(problem, {"impq": levels_of(problem, start, ladder)}, "impq", ladder)
     assert [c.name for c in cands] == ["impq", "impq+swap"]
     np.testing.assert_array_equal(cands[1].coalition, found)
