@@ -20,11 +20,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from impq.artifacts import read_tensors
 from impq.assignment import Assignment
-from impq.baselines import BaselineInputs, get_baseline, parse_baseline
+from impq.baselines import BaselineInputs, base, get_baseline, parse_baseline
 from impq.baselines.base import fixed_bits
 from impq.config import Params
 from impq.estimate.result import ShapleyResult
@@ -65,17 +63,14 @@ def method_seed(params: Params, method: str) -> int:
 
 
 def budget_problem(params: Params, block_params: list[int], budget: float) -> BitProblem:
-    """The byte budget IMPQ works under, without an objective (for greedy rankings)."""
-    n = len(block_params)
-    return BitProblem.build(
-        np.zeros(n),
-        np.zeros((n, n)),
+    """The byte budget IMPQ works under over ``spqe.ladder``, without an objective (for
+    the rankings and the searches)."""
+    return base.budget_problem(
         block_params,
         budget,
+        params.spqe.ladder,
         precisions=params.solver.precisions,
         group_size=params.backends.group_size,
-        low_bits=params.spqe.low_bits,
-        high_bits=params.spqe.high_bits,
     )
 
 

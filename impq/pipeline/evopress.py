@@ -106,7 +106,7 @@ def search_key(params: Params, game_inputs: str, budget: float, evaluations: int
     """
     spqe = params.spqe
     settings = {
-        "game": [spqe.backend, spqe.group_size, spqe.high_bits, spqe.low_bits],
+        "game": [spqe.backend, spqe.group_size, *spqe.ladder],  # [4, 2]: the keys of before
         "search": params.evopress.model_dump(mode="json", exclude={"max_evaluations"}),
         "budget": float(budget),
         "group_size": params.backends.group_size,
