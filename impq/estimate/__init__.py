@@ -13,6 +13,7 @@ from impq.estimate.exact import (
 from impq.estimate.level_objective import LevelObjective
 from impq.estimate.objectives import (
     OBJECTIVES,
+    AdditiveObjective,
     Objective,
     ObjectiveFit,
     get_objective,
@@ -38,6 +39,7 @@ __all__ = [
     "MAX_EXACT_PLAYERS",
     "OBJECTIVES",
     "WALK_SAMPLERS",
+    "AdditiveObjective",
     "Checkpoint",
     "Estimate",
     "Estimator",

@@ -39,7 +39,8 @@ class LevelObjective:
     """Predicted loss increase of every level vector, over the ladder it was measured on.
 
     Attributes:
-        ladder: precisions, strictly descending; level ``k`` is ``ladder[k]``.
+        ladder: precisions, strictly descending; level ``k`` is ``ladder[k]`` (a game
+            without precisions has the nominal ladder ``(S, ..., 1, 0)``).
         cost: (L, S+1) loss increase of block ``i`` alone at level ``k``; ``cost[:, 0] = 0``.
         pair: (L, S+1, L, S+1) symmetric pairwise terms; zero where ``i == j`` or either
             level is 0.
@@ -69,8 +70,8 @@ class LevelObjective:
         ladder = tuple(int(b) for b in np.asarray(self.ladder).ravel())
         if len(ladder) < 2 or any(a <= b for a, b in itertools.pairwise(ladder)):
             raise ValueError(f"ladder must hold >= 2 strictly descending precisions, got {ladder}")
-        if ladder[-1] <= 0:
-            raise ValueError(f"ladder precisions must be positive, got {ladder}")
+        if ladder[-1] < 0:
+            raise ValueError(f"ladder precisions must be non-negative, got {ladder}")
         self.ladder = ladder
         cost = np.asarray(self.cost, dtype=np.float64)
         n, width = cost.shape[0], len(ladder)

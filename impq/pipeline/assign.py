@@ -2,9 +2,10 @@
 budget.
 
 For every method of ``eval.methods`` that is a registered objective
-(:data:`~impq.estimate.OBJECTIVES`: ``impq``, ``sii``, ``surrogate``), read its objective
-``(φ, K)`` from the ``interactions`` stage and solve the program for every budget with
-``solver``; write ``artifacts/assign/<method>/<budget>.json``. The stage's one output is
+(:data:`~impq.estimate.OBJECTIVES`: ``impq``, ``sii``, ``surrogate``), read its
+:class:`~impq.estimate.LevelObjective` from the ``interactions`` stage and solve the
+program over ``solver.precisions`` for every budget with ``solver`` (a ladder of three or
+more levels admits only its own precisions); write ``artifacts/assign/<method>/<budget>.json``. The stage's one output is
 the folder ``artifacts/assign``, whichever methods and budgets are configured (DVC
 empties it before the stage runs, so it never holds a stale assignment).
 """
@@ -19,12 +20,12 @@ import numpy as np
 
 from impq.assignment import Assignment
 from impq.config import Params
-from impq.estimate import objective_methods
-from impq.estimate.result import ShapleyResult
+from impq.estimate import LevelObjective, objective_methods
 from impq.pipeline.paths import assign_dir as output_dir
 from impq.pipeline.paths import assignment_path, objective_path, objectives_dir
 from impq.pipeline.paths import shapley_path as shapley_input_path
-from impq.solve import BitProblem, Solution, get_solver, problem_from_shapley
+from impq.solve import BitProblem, Solution, get_solver
+from impq.solve.problem import warn_few_walks
 
 __all__ = [
     "assignment_path",
@@ -47,27 +48,39 @@ def methods(params: Params) -> list[str]:
     return objective_methods(params.eval.methods, params.spqe.walks)
 
 
-def objective_problem(params: Params, result: ShapleyResult, budget: float) -> BitProblem:
-    """The program of an objective ``(φ, K)`` at ``budget``, under the configured precisions,
-    group size and bit range."""
-    return problem_from_shapley(
-        result,
+def objective_problem(params: Params, objective: LevelObjective, budget: float) -> BitProblem:
+    """The program of a method's objective at ``budget``, under the configured precisions
+    and group size.
+
+    Raises:
+        ValueError: the objective was measured on another ladder than ``spqe.ladder``, a
+            precision is off a ladder of three or more levels, or the budget is outside
+            the precisions' range.
+    """
+    ladder = tuple(params.spqe.ladder)
+    if objective.ladder != ladder:
+        raise ValueError(
+            f"the objective was measured on the ladder {list(objective.ladder)}, but "
+            f"spqe.ladder is {list(ladder)}; run `impq spqe` and `impq interactions` again"
+        )
+    warn_few_walks(objective.meta, objective.n_blocks)
+    return BitProblem.from_objective(
+        objective,
         budget,
         precisions=params.solver.precisions,
         group_size=params.backends.group_size,
-        low_bits=params.spqe.low_bits,
-        high_bits=params.spqe.high_bits,
     )
 
 
 def solve_assignment(
-    params: Params, result: ShapleyResult, budget: float, method: str
+    params: Params, objective: LevelObjective, budget: float, method: str
 ) -> Assignment:
     """Solve ``method``'s program for one budget with the configured solver (and exact check)."""
     cfg = params.solver
-    problem = objective_problem(params, result, budget)
+    problem = objective_problem(params, objective, budget)
     solution = get_solver(cfg.name, cfg).solve(problem)
     off = ~np.eye(problem.n_blocks, dtype=bool)
+    interacting = np.any(problem.pair != 0, axis=(1, 3))
     extra: dict[str, Any] = {
         "objective": solution.objective,
         "solver": solution.solver,
@@ -78,8 +91,9 @@ def solve_assignment(
         "max_bytes": problem.max_bytes,
         "precisions": list(problem.precisions),
         "group_size": problem.group_size,
-        "objective_source": result.meta.get("interaction_source"),
-        "interactions_kept": int(np.count_nonzero(problem.interactions[off])),
+        "ladder": list(objective.ladder),
+        "objective_source": objective.meta.get("interaction_source"),
+        "interactions_kept": int(np.count_nonzero(interacting[off])),
         "interactions_total": int(off.sum()),
         "seed": cfg.seed,
         "gap_to_exact": None,
@@ -128,7 +142,8 @@ def run(params: Params, budget: float | None = None, method: str | None = None) 
     Raises:
         FileNotFoundError: a method's objective is missing (run ``impq interactions``).
         ValueError: a budget outside the feasible range, a method that is not an
-            objective method of ``eval.methods``, or a malformed objective.
+            objective method of ``eval.methods``, a malformed objective or one of another
+            ladder, or a precision off a ladder of three or more levels.
     """
     chosen = methods(params)
     if method is not None:
@@ -145,8 +160,8 @@ def run(params: Params, budget: float | None = None, method: str | None = None) 
                 f"{path}: no objective for {m!r} in {objectives_dir(params)}; run "
                 "`impq interactions` first"
             )
-        result = ShapleyResult.load(path)
+        objective = LevelObjective.load(path)
         for b in budgets:
-            assignment = solve_assignment(params, result, b, m)
+            assignment = solve_assignment(params, objective, b, m)
             written.append(assignment.save(assignment_path(params, b, m)))
     return written

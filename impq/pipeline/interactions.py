@@ -7,9 +7,10 @@ Reads ``artifacts/spqe/samples.npz`` (written by the ``spqe`` stage) and writes
   and, for prefix walks, the covariance ``K`` with ``spqe.alpha``; for SII walks, the
   raw pairwise Shapley interaction index), byte-identical to a one-shot
   :meth:`~impq.estimate.PermutationWalk.estimate` with the same params;
-- ``artifacts/spqe/objectives/<method>.npz``: the objective ``(φ, K)`` of every
-  registered method (:data:`~impq.estimate.OBJECTIVES`) the walks support, which the
-  ``assign`` stage solves;
+- ``artifacts/spqe/objectives/<method>.npz``: the
+  :class:`~impq.estimate.LevelObjective` over ``spqe.ladder`` of every registered method
+  (:data:`~impq.estimate.OBJECTIVES`) the walks support, which the ``assign`` stage
+  solves;
 - ``artifacts/spqe/marginals.npy`` (M × L) and the flat ``metrics/spqe.json``, with the
   surrogate's cross-validated R² beside the additive model's.
 
@@ -48,6 +49,13 @@ __all__ = ["objective_path", "objectives_dir", "run"]
 log = logging.getLogger(__name__)
 
 
+def _samples_ladder(provenance: dict[str, Any], ladder: list[int]) -> np.ndarray:
+    """The ladder of samples that do not record one: the two precisions of their game."""
+    top = provenance.get("high_bits", ladder[0])
+    bottom = provenance.get("low_bits", ladder[-1])
+    return np.array(provenance.get("ladder", [top, bottom]), dtype=np.int64)
+
+
 def run(params: Params) -> list[Path]:
     """Assemble values, interactions and every objective; return the files written.
 
@@ -67,7 +75,7 @@ def run(params: Params) -> list[Path]:
     objective_methods(params.eval.methods, cfg.walks)
     options: dict[str, Any] = {"alpha": cfg.alpha} if sampler is PermutationSampling else {}
     estimator = sampler(**options)
-    walks = estimator.walks(samples)
+    walks = estimator.walks({"ladder": _samples_ladder(provenance, cfg.ladder), **samples})
     estimate = estimator.assemble_walks(walks)
     result = estimate.to_result(block_params, provenance)
     out_result = result.save(shapley_path(params))
@@ -78,7 +86,7 @@ def run(params: Params) -> list[Path]:
     written_objectives = []
     for method in objectives_for(walks.kind):
         fit = get_objective(method).build(walks, cfg)
-        path = fit.estimate.to_result(block_params, provenance).save(objective_path(params, method))
+        path = fit.to_objective(block_params, provenance).save(objective_path(params, method))
         written_objectives.append(path)
         objective_metrics.update(fit.metrics)
     for stale in set(objectives_dir(params).glob("*.npz")) - set(written_objectives):

@@ -26,7 +26,7 @@ import torch
 from impq.artifacts import read_tensors, write_json
 from impq.assignment import Assignment
 from impq.config import Params
-from impq.estimate.result import ShapleyResult
+from impq.estimate.level_objective import LevelObjective
 from impq.game import ModelGame, weight_quantizer
 from impq.models import block_param_counts, load_model
 from impq.pipeline import methods
@@ -89,7 +89,7 @@ def held_back_game(params: Params, model: torch.nn.Module, held_back: torch.Tens
 
 
 def _verify_budget(
-    params: Params, game: ModelGame, result: ShapleyResult, budget: float, n_held_back: int
+    params: Params, game: ModelGame, result: LevelObjective, budget: float, n_held_back: int
 ) -> tuple[Assignment, dict[str, Any]]:
     problem = objective_problem(params, result, budget)
     others = [m for m in params.eval.methods if m != METHOD]
@@ -155,10 +155,10 @@ def run(params: Params) -> list[Path]:
         )
     methods.check_methods(params)
     held_back = held_back_sequences(params)
-    result = ShapleyResult.load(objective_path(params, REFERENCE))
+    result = LevelObjective.load(objective_path(params, REFERENCE))
     model = load_model(params.model)
-    if len(block_param_counts(model)) != result.n_players:
-        raise ValueError(f"SPQE result has {result.n_players} blocks; the model has others")
+    if len(block_param_counts(model)) != result.n_blocks:
+        raise ValueError(f"SPQE result has {result.n_blocks} blocks; the model has others")
     setup = time.perf_counter()
     written: list[Path] = []
     metrics: dict[str, Any] = {

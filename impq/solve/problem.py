@@ -45,6 +45,7 @@ __all__ = [
     "choice_form",
     "degradation_level",
     "problem_from_shapley",
+    "warn_few_walks",
 ]
 
 log = logging.getLogger(__name__)
@@ -344,6 +345,19 @@ class BitProblem:
         return float(b @ self.block_params / self.block_params.sum())
 
 
+def warn_few_walks(meta: dict[str, Any], n_blocks: int) -> None:
+    """Warn when a covariance objective came from fewer walks than blocks: its pairwise
+    terms then have rank at most M - 1 and are mostly noise."""
+    perms = meta.get("permutations", meta.get("n_permutations"))
+    covariance = meta.get("interaction_source", "covariance") == "covariance"
+    if covariance and perms is not None and int(perms) < n_blocks:
+        log.warning(
+            "SPQE used %s permutations for %d blocks: K has rank <= %s and its quadratic "
+            "term is mostly noise; raise spqe.permutations above %d",
+            perms, n_blocks, int(perms) - 1, n_blocks,
+        )  # fmt: skip
+
+
 def problem_from_shapley(
     result: ShapleyResult,
     budget_bits: float,
@@ -354,20 +368,9 @@ def problem_from_shapley(
     high_bits: int = 4,
 ) -> BitProblem:
     """The program of a method's two-level objective ``(φ, K)`` (values and interactions
-    of ``result``).
-
-    Warns when a covariance ``K`` came from fewer permutations than blocks: it then has
-    rank at most M - 1 and its quadratic term is mostly noise.
+    of ``result``); warns as :func:`warn_few_walks`.
     """
-    n = result.n_players
-    perms = result.meta.get("permutations", result.meta.get("n_permutations"))
-    covariance = result.meta.get("interaction_source", "covariance") == "covariance"
-    if covariance and perms is not None and int(perms) < n:
-        log.warning(
-            "SPQE used %s permutations for %d blocks: K has rank <= %s and its quadratic "
-            "term is mostly noise; raise spqe.permutations above %d",
-            perms, n, int(perms) - 1, n,
-        )  # fmt: skip
+    warn_few_walks(result.meta, result.n_players)
     return BitProblem.build(
         result.values,
         result.interactions,

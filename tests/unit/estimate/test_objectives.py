@@ -4,6 +4,7 @@ and the surrogate against exact games."""
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from impq.config import SpqeConfig
 from impq.estimate import (
     OBJECTIVES,
+    LevelObjective,
     PermutationSampling,
     PermutationSamplingSII,
     all_coalitions,
@@ -29,6 +31,12 @@ from impq.solve import BitProblem
 def _problem(phi: np.ndarray, k: np.ndarray) -> BitProblem:
     n = len(phi)
     return BitProblem.build(phi, k, [64] * n, 3.0)
+
+
+def _solvable(objective: LevelObjective) -> BitProblem:
+    """The program of an objective of a synthetic game (nominal ladder (1, 0)) as if it
+    had been measured between 4 and 2 bits."""
+    return BitProblem.from_objective(replace(objective, ladder=(4, 2)), 3.0)
 
 
 def _choices(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -66,15 +74,17 @@ def test_paper_form_is_a_mean_variance_rule(alpha: float) -> None:
     game = RandomGame(7, np.random.default_rng(3))
     sampler = PermutationSampling()
     walks = sampler.walks(sampler.sample(game, sampler.budget_for(7, 20), 1))
-    fit = get_objective("impq").build(walks, SpqeConfig(alpha=alpha)).estimate
+    fit = get_objective("impq").build(walks, SpqeConfig(alpha=alpha)).objective
     c = np.cov(walks.marginals, rowvar=False)
     np.testing.assert_allclose(c.sum(axis=1), 0.0, atol=1e-12 * np.abs(c).max())
-    problem = _problem(fit.values, fit.interactions)
-    np.testing.assert_allclose(problem.linear, fit.values + (1 - alpha) * np.diag(c), atol=1e-12)
+    problem = _solvable(fit)
+    phi = fit.values[:, 0]
+    np.testing.assert_allclose(problem.linear, phi + (1 - alpha) * np.diag(c), atol=1e-12)
+    np.testing.assert_array_equal(problem.phi, walks.marginals.mean(axis=0))
     s, choice = _choices(7)
     x = s.astype(np.float64)
     var = np.var(walks.marginals @ x.T, axis=0, ddof=1)
-    expected = x @ fit.values + x @ np.diag(c) + (1 - alpha) * var
+    expected = x @ phi + x @ np.diag(c) + (1 - alpha) * var
     np.testing.assert_allclose(problem.objective(choice), expected, atol=1e-10)
 
 
@@ -112,7 +122,7 @@ def test_sii_objective_from_walks_is_exact_on_the_pairs_it_keeps() -> None:
     walks = sampler.walks(sampler.sample(game, sampler.budget_for(6, 12), 0))
     cfg = SpqeConfig(min_pair_samples=3)
     fit = get_objective("sii").build(walks, cfg)
-    k, count = fit.estimate.interactions, np.zeros((6, 6), dtype=int)
+    k, count = _solvable(fit.objective).interactions, np.zeros((6, 6), int)
     for perm in walks.permutations:
         for a, b in itertools.pairwise(perm):
             count[a, b] += 1
@@ -123,7 +133,7 @@ def test_sii_objective_from_walks_is_exact_on_the_pairs_it_keeps() -> None:
     np.testing.assert_allclose(k[kept], game.pairwise[kept] / 2, atol=1e-12)
     assert np.all(k[off & ~kept] == 0) and (off & ~kept).any()
     assert fit.metrics["sii_pairs_kept"] == kept.sum() // 2
-    assert fit.estimate.meta["objective"] == "sii"
+    assert fit.objective.meta["objective"] == "sii"
 
 
 def test_sii_needs_sii_walks() -> None:
@@ -147,11 +157,10 @@ def test_surrogate_recovers_a_pairwise_game_exactly(cls) -> None:
     sampler = cls()
     walks = walks_from_samples(sampler.sample(game, sampler.budget_for(8, 16), 0))
     fit = get_objective("surrogate").build(walks, SpqeConfig())
-    est = fit.estimate
-    np.testing.assert_allclose(est.interactions, game.pairwise / 2, atol=1e-9)
-    problem = _problem(est.values, est.interactions)
+    problem = _solvable(fit.objective)
+    np.testing.assert_allclose(problem.interactions, game.pairwise / 2, atol=1e-9)
     np.testing.assert_allclose(problem.linear, game.linear, atol=1e-9)
-    np.testing.assert_allclose(est.values, game.shapley_values(), atol=1e-9)
+    np.testing.assert_allclose(problem.phi, game.shapley_values(), atol=1e-9)
     assert fit.metrics["surrogate_cv_r2"] == pytest.approx(1.0, abs=1e-12)
     assert fit.metrics["additive_cv_r2"] < 1.0 - 1e-6
 
@@ -209,6 +218,7 @@ def test_every_objective_copes_with_capped_nonfinite_values(name: str) -> None:
     walks = sampler.walks(sampler.sample(_Overflowing(), sampler.budget_for(6, 12), 0))
     assert walks.n_nonfinite > 0
     fit = get_objective(name).build(walks, SpqeConfig())
-    assert np.isfinite(fit.estimate.values).all() and np.isfinite(fit.estimate.interactions).all()
+    assert np.isfinite(fit.objective.values).all()
     assert all(np.isfinite(v) for v in fit.metrics.values())
-    _problem(fit.estimate.values, fit.estimate.interactions)  # a valid program
+    problem = _solvable(fit.objective)  # a valid program
+    assert np.isfinite(problem.interactions).all()

@@ -14,6 +14,7 @@ import yaml
 from impq.artifacts import read_json, write_tensors
 from impq.config import ConfigError, Params, SpqeConfig, parse_params
 from impq.estimate import (
+    LevelObjective,
     PermutationSampling,
     PermutationSamplingSII,
     ShapleyResult,
@@ -21,7 +22,7 @@ from impq.estimate import (
 )
 from impq.models.tiny import tiny_model
 from impq.pipeline import interactions, spqe
-from impq.solve import problem_from_shapley
+from impq.solve import BitProblem
 
 
 @pytest.fixture(autouse=True)
@@ -82,7 +83,7 @@ def test_stage_writes_result_marginals_objectives_and_flat_metrics(
     result = ShapleyResult.load(written[0])
     assert result.meta["interaction_source"] == source
     for m in objectives:
-        objective = ShapleyResult.load(interactions.objective_path(params, m))
+        objective = LevelObjective.load(interactions.objective_path(params, m))
         assert objective.meta["objective"] == m
         np.testing.assert_array_equal(objective.block_params, result.block_params)
     assert result.meta["calibration_shape"] == [2, 24]
@@ -115,12 +116,13 @@ def test_paper_form_on_real_walks_is_the_mean_variance_rule(
     # marginals of a permutation sum to v(N) - v(∅): every row of C sums to zero
     np.testing.assert_allclose(marginals.sum(axis=1), marginals.sum(axis=1)[0], rtol=1e-12)
     np.testing.assert_allclose(c.sum(axis=1), 0.0, atol=1e-12 * np.abs(c).max())
-    objective = ShapleyResult.load(interactions.objective_path(params, "impq"))
-    problem = problem_from_shapley(objective, 3.0, group_size=16)
-    np.testing.assert_allclose(problem.linear, objective.values + 0.7 * np.diag(c), rtol=1e-10)
+    objective = LevelObjective.load(interactions.objective_path(params, "impq"))
+    problem = BitProblem.from_objective(objective, 3.0, group_size=16)
+    phi = objective.values[:, 0]
+    np.testing.assert_allclose(problem.linear, phi + 0.7 * np.diag(c), rtol=1e-10)
     s = all_coalitions(4)
     x = s.astype(np.float64)
-    mean_variance = x @ objective.values + x @ np.diag(c) + 0.7 * np.var(marginals @ x.T, 0, ddof=1)
+    mean_variance = x @ phi + x @ np.diag(c) + 0.7 * np.var(marginals @ x.T, 0, ddof=1)
     np.testing.assert_allclose(
         problem.objective((~s).astype(np.int64)), mean_variance, rtol=1e-10, atol=1e-12
     )

@@ -14,9 +14,10 @@ import yaml
 
 from impq.assignment import Assignment
 from impq.config import Params, load_params
+from impq.estimate import LevelObjective
 from impq.pipeline import assign
 from impq.pipeline.interactions import objective_path
-from impq.solve.synthetic import synthetic_shapley
+from impq.solve.synthetic import synthetic_level_objective, synthetic_shapley
 
 
 def _params(tmp_path: Path, methods: list[str], walks: str = "prefix") -> Params:
@@ -46,7 +47,7 @@ def params(tmp_path: Path) -> Params:
 def test_assign_writes_one_feasible_artifact_per_method_and_budget(params: Params) -> None:
     for seed, method in enumerate(("impq", "surrogate")):
         result = synthetic_shapley(12, block_params=np.arange(1, 13) * 4096, seed=3 + seed)
-        result.save(objective_path(params, method))
+        LevelObjective.from_shapley(result).save(objective_path(params, method))
 
     written = assign.run(params, budget=3.0, method="impq")
     assert written == [assign.assignment_path(params, 3.0, "impq")]
@@ -73,8 +74,35 @@ def test_assign_reports_a_missing_objective_a_bad_method_and_a_bad_budget(
         assign.run(params)
     with pytest.raises(ValueError, match="not among the objective methods"):
         assign.run(params, method="lim")
-    synthetic_shapley(6, seed=0).save(objective_path(params, "surrogate"))
+    LevelObjective.from_shapley(synthetic_shapley(6, seed=0)).save(
+        objective_path(params, "surrogate")
+    )
     with pytest.raises(ValueError, match=r"feasible range is \[2, 4\]"):
         assign.run(params, budget=4.5, method="surrogate")
     with pytest.raises(ValueError, match=r"method 'sii' needs spqe\.walks"):
         assign.run(_params(tmp_path, ["sii"], walks="prefix"))
+
+
+def test_assign_over_a_three_level_ladder(tmp_path: Path) -> None:
+    params = _params(tmp_path, ["impq"])
+    ladder = params.spqe.model_copy(update={"ladder": [4, 3, 2]})
+    params = params.model_copy(
+        update={
+            "spqe": ladder,
+            "solver": params.solver.model_copy(update={"precisions": [2, 3, 4]}),
+        }
+    )
+    objective = synthetic_level_objective(8, (4, 3, 2), block_params=np.arange(1, 9) * 4096, seed=1)
+    objective.save(objective_path(params, "impq"))
+    written = assign.run(params, budget=3.0)
+    a = Assignment.load(written[0])
+    assert set(a.bits.values()) <= {2, 3, 4} and a.stored_bytes <= a.extra["budget_bytes"]
+    assert a.extra["ladder"] == [4, 3, 2] and a.extra["gap_to_exact"] == pytest.approx(0, abs=1e-9)
+    off_ladder = params.model_copy(
+        update={"solver": params.solver.model_copy(update={"precisions": [2, 4, 8]})}
+    )
+    with pytest.raises(ValueError, match=r"precisions \[8\] are not on the ladder \[4, 3, 2\]"):
+        assign.run(off_ladder, budget=3.0)
+    two = params.model_copy(update={"spqe": params.spqe.model_copy(update={"ladder": [4, 2]})})
+    with pytest.raises(ValueError, match=r"measured on the ladder \[4, 3, 2\], but spqe.ladder"):
+        assign.run(two, budget=3.0)
