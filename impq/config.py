@@ -212,6 +212,15 @@ class SpqeConfig(_Section):
             )
         return ladder
 
+    @model_validator(mode="after")
+    def _sii_walks_are_two_level(self) -> SpqeConfig:
+        if self.walks == "sii" and len(self.ladder) > 2:
+            raise ValueError(
+                f"spqe.walks 'sii' needs a two-level spqe.ladder, got {self.ladder}: the "
+                "pairwise interaction index exists for two levels only; use walks: prefix"
+            )
+        return self
+
     @property
     def high_bits(self) -> int:
         """The top of the ladder: the precision every walk starts from."""

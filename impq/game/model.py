@@ -1,8 +1,11 @@
-"""The model game: mean calibration NLL of a model whose blocks are at high or low bits.
+"""The model game: mean calibration NLL of a model whose blocks are at given precisions.
 
-Every block's linear weights are quantized once at both precisions and kept; a
-configuration installs them by reference. The hidden state entering block ``i`` depends
-only on the precisions of blocks ``0..i-1``, so states are cached under that prefix
+The precisions are a ladder, top first (``(4, 2)``: the paper's game, where a
+configuration is a coalition of blocks at 2 bits); a configuration gives every block a
+level, an index into the ladder. Every block's linear weights are quantized once at each
+precision of the ladder and kept; a configuration installs them by reference. The hidden
+state entering block ``i`` depends only on the levels of blocks ``0..i-1``, so states
+are cached under that prefix
 (:class:`~impq.game.states.StateCache`): a configuration restarts at the deepest block
 whose prefix was seen before. Along a permutation walk that is at least the first block
 whose precision changed, and prefixes shared across permutations are reused as well.
@@ -12,6 +15,7 @@ same inputs either way.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -50,17 +54,19 @@ def weight_quantizer(backend: str, group_size: int) -> WeightQuantizer:
     """The weight quantizer of a registered backend, for use inside the game.
 
     Raises:
-        UnsupportedError: the backend cannot quantize a weight on its own (GPTQ needs
-            Hessians from calibration data, so it cannot run inside SPQE).
+        UnsupportedError: the backend cannot quantize a weight on its own (it is not
+            ``data_free``: GPTQ needs Hessians from calibration data, llama.cpp an
+            importance matrix), so it cannot run inside SPQE.
         ValueError: ``backend`` is not registered.
     """
-    if backend == "gptq":
-        raise UnsupportedError(
-            "spqe.backend 'gptq' cannot run inside SPQE: GPTQ needs per-layer Hessians, "
-            "not a weight alone. Estimate with 'quanto' or 'hqq' (the paper uses quanto) "
-            "and apply the assignment with gptq afterwards."
-        )
     impl = get_backend(backend)
+    if not impl.data_free:
+        raise UnsupportedError(
+            f"spqe.backend {backend!r} cannot run inside SPQE: it needs calibration data "
+            "to quantize a weight (GPTQ: per-layer Hessians), not a weight alone. Estimate "
+            "with 'quanto' or 'hqq' (the paper uses quanto) and apply the assignment with "
+            f"{backend!r} afterwards."
+        )
 
     def quantize(weight: torch.Tensor, bits: int) -> torch.Tensor:
         return impl.dequantize_weight(weight, bits, group_size)
@@ -78,13 +84,15 @@ def model_fingerprint(model: nn.Module) -> str:
 
 
 class ModelGame(Game):
-    """Players are decoder blocks; ``v(S)`` is the mean per-token calibration NLL with the
-    blocks in ``S`` at ``low_bits`` and every other block at ``high_bits``.
+    """Players are decoder blocks; ``v(x)`` is the mean per-token calibration NLL with
+    every block ``i`` at precision ``ladder[x_i]`` (for the two-level ladder ``(4, 2)``:
+    the blocks of the coalition at 2 bits, the others at 4).
 
     The model's weights are swapped while the game lives; :meth:`restore` (or leaving a
     ``with`` block) puts the original weights back.
 
     Args:
+        ladder: the precisions of the levels, strictly descending, at least two.
         cache_mb: memory for cached hidden states, in MiB. None: :data:`DEFAULT_CACHE_MB`,
             or room for three prefix chains (``3 · n_players`` states, what a permutation
             walk needs not to thrash, see :mod:`impq.game.states`) when that is more.
@@ -107,19 +115,23 @@ class ModelGame(Game):
         model: nn.Module,
         input_ids: torch.Tensor,
         quantize: WeightQuantizer,
-        high_bits: int = 4,
-        low_bits: int = 2,
+        ladder: Sequence[int] = (4, 2),
         batch_size: int | None = None,
         progress: bool = True,
         cache_mb: float | None = None,
         timed: bool = False,
     ) -> None:
+        ladder = tuple(int(b) for b in ladder)
+        if len(ladder) < 2 or any(a <= b for a, b in itertools.pairwise(ladder)):
+            raise ValueError(
+                f"ladder {ladder} must list at least two precisions, strictly descending"
+            )
         blocks = decoder_blocks(model)
-        super().__init__(len(blocks))
+        super().__init__(len(blocks), len(ladder))
         if input_ids.ndim != 2 or input_ids.shape[1] < 2:
             raise ValueError(f"input_ids must be (n, T>=2) token ids, got {tuple(input_ids.shape)}")
         self.model, self.blocks = model, blocks
-        self.high_bits, self.low_bits = high_bits, low_bits
+        self.ladder = ladder
         self.device = next(model.parameters()).device
         ids = input_ids.to(self.device)
         step = batch_size or len(ids)
@@ -150,22 +162,33 @@ class ModelGame(Game):
         self.n_block_evaluations = 0  # the check is not an evaluation
         self.seconds = dict.fromkeys(self.seconds, 0.0)
 
+    @property
+    def high_bits(self) -> int:
+        """The top of the ladder (level 0)."""
+        return self.ladder[0]
+
+    @property
+    def low_bits(self) -> int:
+        """The bottom of the ladder (the last level)."""
+        return self.ladder[-1]
+
     def _quantize_all(
         self, quantize: WeightQuantizer, progress: bool
-    ) -> list[dict[bool, list[nn.Parameter]]]:
+    ) -> list[list[list[nn.Parameter]]]:
+        """Per block, per level: the block's linear weights at that level's precision."""
         weights = []
         with torch.no_grad():
             for modules in tqdm(self._linears, desc="quantize blocks", disable=not progress):
                 weights.append(
-                    {
-                        low: [
+                    [
+                        [
                             nn.Parameter(
                                 quantize(m.get_parameter("weight").data, bits), requires_grad=False
                             )
                             for m in modules
                         ]
-                        for low, bits in ((False, self.high_bits), (True, self.low_bits))
-                    }
+                        for bits in self.ladder
+                    ]
                 )
         return weights
 
@@ -278,14 +301,15 @@ class ModelGame(Game):
         changed), e.g. to run the model's own forward with the game's weights.
 
         Raises:
-            ValueError: ``config`` is not one boolean per block.
+            ValueError: ``config`` is not one level (a boolean for two levels) per block.
         """
-        config = np.asarray(config, dtype=bool)
+        config = np.asarray(config)
         if config.shape != (self.n_players,):
             raise ValueError(
-                f"a configuration has one boolean per block ({self.n_players}), "
-                f"got shape {config.shape}"
+                f"a configuration has one boolean per block (a level, 0 = top, with more than "
+                f"two precisions) ({self.n_players} blocks), got shape {config.shape}"
             )
+        config = check_coalitions(config, self.n_players, self.n_levels)[0]
         changed = (
             np.arange(self.n_players)
             if self._installed is None
@@ -293,7 +317,7 @@ class ModelGame(Game):
         )
         for i in changed:
             for module, weight in zip(
-                self._linears[i], self._weights[i][bool(config[i])], strict=True
+                self._linears[i], self._weights[i][int(config[i])], strict=True
             ):
                 module._parameters["weight"] = weight
         self._installed = config.copy()
@@ -337,7 +361,7 @@ class ModelGame(Game):
             type(self).__name__,
             self._model_fingerprint,
             self._calibration_fingerprint,
-            f"{self.high_bits}/{self.low_bits}",
+            "/".join(str(b) for b in self.ladder),  # "4/2": as before ladders
         )
 
     @property
@@ -380,7 +404,7 @@ class ModelGame(Game):
             raise ValueError(f"chunks {bad} do not exist; the game has {len(self._chunks)}")
         t0 = time.perf_counter()
         totals = []
-        for config in check_coalitions(coalitions, self.n_players):
+        for config in check_coalitions(coalitions, self.n_players, self.n_levels):
             self.install(config)
             first, cached = self._states.deepest(config)
             totals.append(self._run_blocks(first, cached, chunks=chunks))

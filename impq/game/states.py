@@ -1,17 +1,18 @@
-"""The model game's cache of hidden states, keyed by the precisions of the blocks before.
+"""The model game's cache of hidden states, keyed by the levels of the blocks before.
 
-The hidden state entering block ``d`` depends only on the precisions of blocks
-``0..d-1``, so it is stored under ``(d, packed prefix)``. A configuration restarts at
-the deepest block whose state under its own prefix is stored.
+The hidden state entering block ``d`` depends only on the levels (precisions) of blocks
+``0..d-1``, so it is stored under ``(d, their levels as bytes)``. A configuration
+restarts at the deepest block whose state under its own prefix is stored.
 
 What to keep when the cache is full (measured by replaying SPQE walks of 30 blocks):
 
 1. the *chain* of the configuration evaluated last (its state at every depth): the next
    step of a permutation walk changes one block and restarts from it;
-2. states close to a uniform prefix (all blocks before at high, or all at low
-   precision): every walk starts from the all-high configuration and ends next to the
-   all-low one, so those prefixes recur across walks, while a mixed prefix rarely
-   comes back;
+2. states close to a uniform prefix (all blocks before at one level: the top, the
+   bottom, or one rung between): every walk starts from the all-top configuration and
+   ends next to the all-bottom one, and a ladder walk passes near the uniform rungs
+   between, so those prefixes recur across walks, while a mixed prefix rarely comes
+   back (the distance is the number of blocks before off the prefix's commonest level);
 3. among equals, the most recently used.
 
 Replaying 60 SPQE permutations of 30 blocks: with room for three chains (the least
@@ -30,7 +31,7 @@ import torch
 __all__ = ["StateCache", "StateKey"]
 
 StateKey = tuple[int, bytes]
-"""``(depth, np.packbits(config[:depth]))``."""
+"""``(depth, levels of blocks 0..depth-1 as uint8 bytes)``."""
 
 
 class StateCache:
@@ -54,7 +55,7 @@ class StateCache:
     @staticmethod
     def key(depth: int, config: np.ndarray) -> StateKey:
         """The key of the state entering block ``depth`` under ``config``."""
-        return depth, np.packbits(config[:depth]).tobytes()
+        return depth, np.asarray(config[:depth], dtype=np.uint8).tobytes()
 
     def deepest(self, config: np.ndarray) -> tuple[int, list[torch.Tensor] | None]:
         """The deepest stored depth for ``config`` and its states (``0, None``: none)."""
@@ -72,8 +73,8 @@ class StateCache:
             depth = key[0]
             if depth in fresh:
                 self._states[key] = fresh[depth]
-                lowered = int(np.count_nonzero(config[:depth]))
-                self._distance[key] = min(lowered, depth - lowered)
+                commonest = int(np.bincount(np.asarray(config[:depth], np.uint8)).max())
+                self._distance[key] = depth - commonest
             if key in self._states:
                 self._states.move_to_end(key)
         excess = len(self._states) - self.capacity

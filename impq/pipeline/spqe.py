@@ -1,14 +1,14 @@
 """Stage ``spqe``: coalition sampling of the decoder blocks' game, resumable.
 
-Reads the calibration set, builds the model game (blocks at ``spqe.high_bits`` or
-``spqe.low_bits`` through ``spqe.backend``), samples ``spqe.permutations`` permutations
-and writes their raw walks (``spqe.walks``: prefix or SII walks) to
-``artifacts/spqe/samples.npz`` (with the blocks' parameter counts and the provenance) and
-the evaluation metrics to ``sampling.json``. Values and every method's interaction model
+Reads the calibration set, builds the model game (every block at a precision of
+``spqe.ladder`` through ``spqe.backend``), samples ``spqe.permutations`` walks and writes
+their raw values (``spqe.walks``: prefix or SII walks) to ``artifacts/spqe/samples.npz``
+(with the blocks' parameter counts and the provenance, which names the ladder) and the
+evaluation metrics to ``sampling.json``. The walks run through the one sampling driver
+(:func:`impq.estimate.driver.drive_walks`), in chunks on a :class:`Fanout`. Values and every method's interaction model
 are assembled from them by the ``interactions`` stage (:mod:`impq.pipeline.interactions`),
 so a change of an assembly option (:data:`SAMPLING_EXCLUDES`) samples nothing again:
-nothing here depends on them. After every permutation the work done so far is
-checkpointed; rerunning with the same params, model and calibration resumes and ends
+nothing here depends on them. After every chunk the work done so far is checkpointed; rerunning with the same params, model and calibration resumes and ends
 with the same bytes as an uninterrupted run.
 
 Outside DVC (which deletes a stage's outputs before running it), samples already at
@@ -32,11 +32,11 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from impq.artifacts import atomic_path, fingerprint, read_tensors, write_json
 from impq.config import SPQE_ASSEMBLY_OPTIONS, SPQE_SAMPLING_EXCLUDES, ModelConfig, Params
 from impq.estimate import WALK_SAMPLERS, Checkpoint
+from impq.estimate.driver import ChunksLostError, drive_walks
 from impq.estimate.objectives import objective_methods
 from impq.estimate.permutation import PermutationWalk, run_seed, seeded_permutations
 from impq.estimate.recorded import RecordedGame, recorded_coalitions
@@ -68,6 +68,7 @@ __all__ = [
     "load_samples",
     "marginals_path",
     "metrics_path",
+    "provenance_ladder",
     "run",
     "samples_path",
     "sampling_metrics_path",
@@ -89,12 +90,23 @@ SAME_GAME = (
     "calibration_fingerprint",
     "calibration_shape",
     "backend",
-    "high_bits",
-    "low_bits",
+    "ladder",
     "group_size",
 )
 """Provenance keys on which a coalition's value depends: samples that agree on all of
-them are reused."""
+them are reused (provenance written before ladders names ``high_bits`` and ``low_bits``:
+its ladder is ``[high_bits, low_bits]``, see :func:`provenance_ladder`)."""
+
+
+def provenance_ladder(provenance: dict[str, Any]) -> list[int]:
+    """The ladder samples were walked over, from their provenance.
+
+    Raises:
+        KeyError: the provenance names neither a ladder nor the two precisions.
+    """
+    if "ladder" in provenance:
+        return [int(b) for b in provenance["ladder"]]
+    return [int(provenance["high_bits"]), int(provenance["low_bits"])]
 
 
 @dataclass(frozen=True)
@@ -104,8 +116,7 @@ class GameSpec:
     model: ModelConfig
     backend: str
     group_size: int
-    high_bits: int
-    low_bits: int
+    ladder: tuple[int, ...]
     batch_size: int | None
     cache_mb: float | None
     walks: str
@@ -119,9 +130,14 @@ class GameSpec:
         if Path(model.source).exists():
             model = model.model_copy(update={"source": str(Path(model.source).resolve())})
         return cls(
-            model, cfg.backend, cfg.group_size, cfg.high_bits, cfg.low_bits,
+            model, cfg.backend, cfg.group_size, tuple(cfg.ladder),
             cfg.batch_size, cfg.cache_mb, cfg.walks,
         )  # fmt: skip
+
+    @property
+    def n_steps(self) -> int:
+        """Steps per block of a walk (``len(ladder) - 1``)."""
+        return len(self.ladder) - 1
 
     @property
     def estimator(self) -> PermutationWalk:
@@ -196,7 +212,7 @@ def worker_id() -> str:
 def worker_game(spec: GameSpec, ids: torch.Tensor) -> tuple[ModelGame, float]:
     """This process's game of ``spec`` on ``ids`` and the seconds its setup took.
 
-    The model is loaded and its blocks quantized to both bit widths once per process
+    The model is loaded and its blocks quantized at every rung of the ladder once per process
     (a Ray worker, or the stage itself with the local runner); every chunk reuses them.
     """
     key = fingerprint(repr(spec), _source_stamp(spec.model), fingerprint(ids))
@@ -209,8 +225,7 @@ def worker_game(spec: GameSpec, ids: torch.Tensor) -> tuple[ModelGame, float]:
             load_model(spec.model),
             ids,
             weight_quantizer(spec.backend, spec.group_size),
-            high_bits=spec.high_bits,
-            low_bits=spec.low_bits,
+            ladder=spec.ladder,
             batch_size=spec.batch_size,
             progress=False,
             cache_mb=spec.cache_mb,
@@ -226,8 +241,7 @@ def _game_provenance(spec: GameSpec, ids: torch.Tensor, game: ModelGame) -> dict
         "calibration_fingerprint": game.calibration_fingerprint,
         "calibration_shape": list(ids.shape),
         "backend": spec.backend,
-        "high_bits": spec.high_bits,
-        "low_bits": spec.low_bits,
+        "ladder": list(spec.ladder),
         "group_size": spec.group_size,
     }
 
@@ -256,14 +270,14 @@ def game_facts(spec: GameSpec, ids: torch.Tensor, recorded: Recorded = None) -> 
     game, setup_s = worker_game(spec, ids)
     if recorded is not None:
         mine = _game_provenance(spec, ids, game)
-        differs = [k for k in SAME_GAME if recorded[2].get(k) != mine[k]]
+        theirs = {**recorded[2], "ladder": provenance_ladder(recorded[2])}
+        differs = [k for k in SAME_GAME if theirs.get(k) != mine[k]]
         if differs:
             log.info("not reusing earlier samples: another game (%s differ)", ", ".join(differs))
             recorded = None
     before, blocks = game.n_evaluations, game.n_block_evaluations
-    endpoints = _sampled(game, recorded)(
-        np.array([np.zeros(game.n_players, bool), np.ones(game.n_players, bool)])
-    )
+    top = np.zeros((1, game.n_players), dtype=np.uint8)
+    endpoints = _sampled(game, recorded)(np.concatenate([top, top + spec.n_steps]))
     return GameFacts(
         fingerprint=game.fingerprint(),
         model_fingerprint=game.model_fingerprint,
@@ -283,16 +297,16 @@ def game_facts(spec: GameSpec, ids: torch.Tensor, recorded: Recorded = None) -> 
 def evaluate_chunk(
     spec: GameSpec, ids: torch.Tensor, seed: int, indices: np.ndarray, recorded: Recorded = None
 ) -> ChunkResult:
-    """The walks of permutations ``indices`` of the run seeded ``seed`` (one chunk).
+    """The walks number ``indices`` of the run seeded ``seed`` (one chunk).
 
-    Permutation ``k`` derives from ``(seed, k)`` alone, so a chunk's walks do not depend
-    on which worker computes it, nor on the other chunks.
+    Walk ``k`` derives from ``(seed, k)`` alone, so a chunk's walks do not depend on
+    which worker computes it, nor on the other chunks.
     """
     game, _ = worker_game(spec, ids)
     sampled = _sampled(game, recorded)
     answered = sampled.n_recorded_answers if isinstance(sampled, RecordedGame) else 0
     evals, blocks, t0 = game.n_evaluations, game.n_block_evaluations, time.perf_counter()
-    perms = seeded_permutations(seed, np.asarray(indices), game.n_players)
+    perms = seeded_permutations(seed, np.asarray(indices), game.n_players, spec.n_steps)
     walks = spec.estimator.walk(sampled, perms)
     return ChunkResult(
         indices=np.asarray(indices),
@@ -351,23 +365,15 @@ class LocalFanout:
             yield evaluate_chunk(spec, ids, seed, indices, recorded)
 
 
-class ChunksLostError(RuntimeError):
-    """Some chunks failed (a worker died); the others are checkpointed: rerun to fill in."""
-
-
-def plan_chunks(missing: list[int], size: int) -> list[np.ndarray]:
-    """``missing`` permutation indices, in order, in chunks of at most ``size``."""
-    return [np.array(missing[i : i + size], dtype=np.int64) for i in range(0, len(missing), size)]
-
-
 def run(params: Params, progress: bool = True, fanout: Fanout | None = None) -> list[Path]:
-    """Sample the permutations of the blocks' game; return the files written.
+    """Sample the walks of the blocks' game; return the files written.
 
-    The permutations are computed in chunks of ``runner.chunk_permutations`` by
-    ``fanout`` (default: in this process) and checkpointed here as each chunk arrives,
-    so a failed chunk loses only itself: the run finishes the others, raises
-    :class:`ChunksLostError`, and a rerun computes only what is missing. However the work
-    was split, the samples are the same bytes.
+    The walks are computed in chunks of ``runner.chunk_permutations`` by ``fanout``
+    (default: in this process) through the sampling driver
+    (:func:`~impq.estimate.driver.drive_walks`), which checkpoints them here as each
+    chunk arrives, so a failed chunk loses only itself: the run finishes the others,
+    raises :class:`ChunksLostError`, and a rerun computes only what is missing. However
+    the work was split, the samples are the same bytes.
 
     Raises:
         FileNotFoundError: the calibration set is missing (run ``impq prepare``).
@@ -399,11 +405,10 @@ def run(params: Params, progress: bool = True, fanout: Fanout | None = None) -> 
     key = fingerprint(facts.fingerprint, json.dumps(sampling_cfg, sort_keys=True))
     checkpoint = Checkpoint(checkpoint_path(params), key)
     estimator = WALK_SAMPLERS[cfg.walks](tolerance=cfg.tolerance)
-    n = facts.n_players
-    budget = estimator.budget_for(n, cfg.permutations)
-    max_perms = estimator.permutation_count(n, budget)
+    n, n_steps = facts.n_players, spec.n_steps
+    budget = estimator.budget_for(n, cfg.permutations, n_steps)
+    max_perms = estimator.permutation_count(n, budget, n_steps)
     seed = run_seed(cfg.seed)
-    all_perms = seeded_permutations(seed, range(max_perms), n)
     provenance = {
         "model": params.model.source,
         "model_fingerprint": facts.model_fingerprint,
@@ -411,60 +416,40 @@ def run(params: Params, progress: bool = True, fanout: Fanout | None = None) -> 
         "calibration_shape": list(ids.shape),
         "calibration_source": cal_meta.get("source", ""),
         "backend": cfg.backend,
-        "high_bits": cfg.high_bits,
-        "low_bits": cfg.low_bits,
+        "ladder": list(spec.ladder),
         "group_size": cfg.group_size,
         "seed": cfg.seed,
         "budget": budget,
     }
-    endpoints, done = _resume(checkpoint, all_perms, estimator.evaluations_per_permutation(n))
-    evaluations = block_evaluations = reused = 0
-    chunk_seconds = 0.0
-    if endpoints is None:
-        endpoints, evaluations = facts.endpoints, facts.evaluations
-        reused, block_evaluations = facts.recorded_answers, facts.block_evaluations
-    stop = estimator.stopping_point(*_prefix(all_perms, done, endpoints), endpoints)
-    missing = [k for k in range(max_perms) if k not in done]
-    chunks = plan_chunks(missing, params.runner.chunk_permutations)
-    lost: list[str] = []
+    tally = {"evaluations": 0, "block_evaluations": 0, "reused": 0, "seconds": 0.0}
     builds: dict[str, int] = {}  # worker -> games it built
-    bar = tqdm(total=max_perms, initial=len(done), desc="spqe", unit="perm", disable=not progress)
-    t1 = time.perf_counter()
-    results = fanout.chunks(spec, ids, recorded, seed, chunks if stop is None else [])
-    for result in results:
-        if isinstance(result, BaseException):
-            log.error("a chunk of permutations was lost: %s", result)
-            lost.append(f"{type(result).__name__}: {result}")
-            continue
-        done.update(zip(result.indices.tolist(), result.walks, strict=True))
-        evaluations += result.evaluations
-        block_evaluations += result.block_evaluations
-        reused += result.recorded_answers
-        chunk_seconds += result.seconds
+
+    def count(result: Any) -> None:
+        tally["evaluations"] += result.evaluations
+        tally["block_evaluations"] += result.block_evaluations
+        tally["reused"] += result.recorded_answers
+        tally["seconds"] += result.seconds
         builds[result.worker] = max(builds.get(result.worker, 0), result.game_builds)
-        _save(checkpoint, all_perms, done, endpoints)
-        bar.update(len(result.indices))
-        prefix_perms, prefix_walks = _prefix(all_perms, done, endpoints)
-        stop = estimator.stopping_point(prefix_perms, prefix_walks, endpoints)
-        if stop is not None:
-            results.close()  # the rest is not needed: chunks not started are not run
-            break
-    bar.close()
+
+    t1 = time.perf_counter()
+    sampled = drive_walks(
+        seeded_permutations(seed, range(max_perms), n, n_steps),
+        estimator.evaluations_per_permutation(n, n_steps),
+        lambda: facts.endpoints,
+        lambda chunks: fanout.chunks(spec, ids, recorded, seed, chunks),
+        chunk_size=params.runner.chunk_permutations,
+        stopping_point=estimator.stopping_point,
+        checkpoint=checkpoint,
+        on_chunk=count,
+        progress=progress,
+        desc="spqe",
+    )
     sample_s = time.perf_counter() - t1
-    if lost:
-        raise ChunksLostError(
-            f"{len(lost)} chunk(s) of permutations failed ({lost[0]}); the "
-            f"{len(done)} permutations done are checkpointed in {checkpoint.path}: rerun "
-            "to compute only the missing ones"
-        )
-    count = stop if stop is not None else max_perms
-    walks = np.stack([done[k] for k in range(count)])
-    samples = {
-        "permutations": all_perms[:count],
-        "walks": walks,
-        "endpoints": np.asarray(endpoints),
-        "max_permutations": np.array(max_perms),
-    }
+    if sampled.endpoints_computed:
+        tally["evaluations"] += facts.evaluations
+        tally["reused"] += facts.recorded_answers
+        tally["block_evaluations"] += facts.block_evaluations
+    samples = sampled.samples
 
     with atomic_path(samples_path(params)) as tmp, open(tmp, "wb") as f:
         write_npz(
@@ -476,78 +461,29 @@ def run(params: Params, progress: bool = True, fanout: Fanout | None = None) -> 
                 "provenance": np.array(json.dumps(provenance)),
             },
         )
+    evaluations = int(tally["evaluations"])
     metrics = {
         "evaluations_this_run": evaluations,
-        "block_evaluations_this_run": block_evaluations,
-        "evaluations_reused": reused,
-        "block_evaluations_per_evaluation": block_evaluations / max(evaluations, 1),
+        "block_evaluations_this_run": int(tally["block_evaluations"]),
+        "evaluations_reused": int(tally["reused"]),
+        "block_evaluations_per_evaluation": tally["block_evaluations"] / max(evaluations, 1),
         "state_cache_mb": facts.state_cache_mb,
         "seconds": time.perf_counter() - t0,
         "setup_seconds": facts.setup_seconds,
         "evals_per_s": evaluations / max(sample_s, 1e-9),
-        "chunk_seconds": chunk_seconds,
+        "chunk_seconds": tally["seconds"],
         "workers": len(builds),
         "worker_model_loads": max(builds.values(), default=0),
     }
     out_metrics = write_json(sampling_metrics_path(params), metrics, versioned=False)
     checkpoint.clear()
     log.info(
-        "SPQE sampling: %d permutations, %d evaluations this run (%.1f/s)",
-        count,
+        "SPQE sampling: %d walks, %d evaluations this run (%.1f/s)",
+        len(samples["walks"]),
         evaluations,
         metrics["evals_per_s"],
     )
     return [samples_path(params), out_metrics]
-
-
-def _prefix(
-    all_perms: np.ndarray, done: dict[int, np.ndarray], endpoints: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The permutations and walks of the longest prefix of the run that is done."""
-    count = 0
-    while count in done:
-        count += 1
-    steps = next(iter(done.values())).shape[0] if done else 0
-    walks = np.stack([done[k] for k in range(count)]) if count else np.empty((0, steps))
-    return all_perms[:count], walks
-
-
-def _save(
-    checkpoint: Checkpoint,
-    all_perms: np.ndarray,
-    done: dict[int, np.ndarray],
-    endpoints: np.ndarray,
-) -> None:
-    order = np.array(sorted(done), dtype=np.int64)
-    checkpoint.save(
-        {
-            "indices": order,
-            "permutations": all_perms[order],
-            "walks": np.stack([done[k] for k in order.tolist()]),
-            "endpoints": np.asarray(endpoints),
-        }
-    )
-
-
-def _resume(
-    checkpoint: Checkpoint, all_perms: np.ndarray, steps: int
-) -> tuple[np.ndarray | None, dict[int, np.ndarray]]:
-    """(endpoints, index -> walk) of the checkpoint; (None, {}) when it does not match."""
-    saved = checkpoint.load()
-    if saved is None:
-        return None, {}
-    perms, walks = saved["permutations"], saved["walks"]
-    indices = saved.get("indices", np.arange(len(perms)))
-    if (
-        len(indices) != len(perms)
-        or (len(indices) and (indices.min() < 0 or indices.max() >= len(all_perms)))
-        or not np.array_equal(perms, all_perms[indices])
-        or walks.shape != (len(perms), steps)
-    ):
-        log.warning("checkpoint %s does not match this run; starting over", checkpoint.path)
-        return None, {}
-    log.info("resuming from %s: %d permutations done", checkpoint.path, len(perms))
-    return saved["endpoints"], dict(zip(indices.tolist(), walks, strict=True))
 
 
 def _recorded(params: Params) -> Recorded:
@@ -567,8 +503,12 @@ def _recorded(params: Params) -> Recorded:
 def load_samples(params: Params) -> tuple[dict[str, np.ndarray], np.ndarray, str, dict[str, Any]]:
     """(samples for ``assemble``, block parameter counts, estimator name, provenance).
 
+    The samples hold the ``ladder`` their walks went down (from the provenance; samples
+    written before ladders are the two-level ``[high_bits, low_bits]``).
+
     Raises:
         FileNotFoundError: no samples (run ``impq spqe``).
+        ValueError: the provenance names no ladder (not a samples file of this stage).
     """
     path = samples_path(params)
     if not path.is_file():
@@ -578,4 +518,11 @@ def load_samples(params: Params) -> tuple[dict[str, np.ndarray], np.ndarray, str
     block_params = arrays.pop("block_params")
     name = str(arrays.pop("estimator"))
     provenance = json.loads(str(arrays.pop("provenance")))
+    try:
+        arrays["ladder"] = np.array(provenance_ladder(provenance), dtype=np.int64)
+    except KeyError:
+        raise ValueError(
+            f"{path}: its provenance names no ladder (nor high_bits/low_bits); run "
+            "`impq spqe` again"
+        ) from None
     return arrays, block_params, name, provenance

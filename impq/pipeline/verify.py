@@ -81,8 +81,7 @@ def held_back_game(params: Params, model: torch.nn.Module, held_back: torch.Tens
         model,
         held_back,
         weight_quantizer(spqe.backend, spqe.group_size),
-        spqe.high_bits,
-        spqe.low_bits,
+        ladder=(spqe.high_bits, spqe.low_bits),
         batch_size=spqe.batch_size,
         progress=False,
     )

@@ -23,3 +23,11 @@ def test_a_ladder_that_is_not_strictly_descending_is_an_error(ladder: list[int])
 def test_the_removed_bit_keys_are_errors_that_name_them() -> None:
     with pytest.raises(ConfigError, match="high_bits"):
         parse_params({"model": {"source": "org/model"}, "spqe": {"high_bits": 4}})
+
+
+def test_sii_walks_over_a_longer_ladder_are_a_params_error() -> None:
+    with pytest.raises(ConfigError, match=r"spqe.walks 'sii' needs a two-level spqe.ladder"):
+        parse_params(
+            {"model": {"source": "org/model"}, "spqe": {"walks": "sii", "ladder": [4, 3, 2]}}
+        )
+    assert parse_params({"model": {"source": "org/model"}, "spqe": {"walks": "sii"}})
