@@ -42,9 +42,13 @@ from itertools import combinations
 import numpy as np
 
 from impq.baselines import get_baseline
+from impq.baselines.base import budget_problem as budget_only
+from impq.config import SpqeConfig
+from impq.estimate import WALK_SAMPLERS, Walks, get_objective, walks_from_samples
+from impq.estimate.objectives import AdditiveObjective, Objective
 from impq.game import Game
 from impq.search import evopress, seeded
-from impq.search.coalition import levels_of
+from impq.search.coalition import choice_of, levels_of
 from impq.solve import BitProblem
 
 N_BLOCKS = 12
@@ -67,49 +71,55 @@ def all_levels(n: int = N_BLOCKS) -> np.ndarray:
 
 
 class LevelTableGame(Game):
-    """A game given by its value on every level vector (indexed by code)."""
+    """A game over :data:`LADDER` given by its value on every level vector (by code)."""
+
+    ladder = LADDER
 
     def __init__(self, table: np.ndarray, n_players: int) -> None:
-        super().__init__(n_players)
+        super().__init__(n_players, N_LEVELS)
         self.table = table
         self.codes = N_LEVELS ** np.arange(n_players)
-
-    def __call__(self, coalitions: np.ndarray) -> np.ndarray:
-        levels = np.asarray(coalitions).astype(np.int64).reshape(-1, self.n_players)
-        if levels.min(initial=0) < 0 or levels.max(initial=0) >= N_LEVELS:
-            raise ValueError(f"levels must be in [0, {N_LEVELS - 1}]")
-        self.n_evaluations += len(levels)
-        return self.value_function(levels)
 
     def value_function(self, coalitions: np.ndarray) -> np.ndarray:
         return self.table[np.asarray(coalitions, dtype=np.int64) @ self.codes]
 
 
-def random_game(seed: int, levels: np.ndarray) -> LevelTableGame:
-    """The game of the module docstring, the same for the same seed."""
+def on_grid(n: int, blocks: tuple[int, ...], table: np.ndarray) -> np.ndarray:
+    """``table`` (one axis of N_LEVELS per block of ``blocks``) shaped to broadcast over
+    the grid of every level vector: axis ``n - 1 - i`` is block ``i``, so the grid's
+    C-order flat index is the code of :func:`all_levels`."""
+    axes = [n - 1 - b for b in blocks]
+    shape = [1] * n
+    for a in axes:
+        shape[a] = N_LEVELS
+    return np.transpose(table, np.argsort(axes)).reshape(shape)
+
+
+def random_game(seed: int, n: int = N_BLOCKS) -> LevelTableGame:
+    """The game of the module docstring, the same for the same seed (summed on the grid
+    of every level vector by broadcasting, one term at a time)."""
     rng = np.random.default_rng([seed, N_LEVELS])
-    n = levels.shape[1]
-    x = levels.astype(np.int64)
-    d = DEPTH[x]
     steps = np.exp(rng.normal(np.log([0.08, 0.3]), 0.6, (n, 2)))
     cost = np.concatenate([np.zeros((n, 1)), np.cumsum(steps, axis=1)], axis=1)
-    v = 3.8 + cost[np.arange(n), x].sum(axis=1)
+    v = np.full((N_LEVELS,) * n, 3.8)
+    for i in range(n):
+        v += on_grid(n, (i,), cost[i])
     for i, j in combinations(range(n), 2):
         pair = rng.normal(0.02, 0.08) * np.outer(DEPTH, DEPTH)
         pair[1:, 1:] += rng.normal(0.0, 0.02, (N_LEVELS - 1, N_LEVELS - 1))
-        v += pair[x[:, i], x[:, j]]
+        v += on_grid(n, (i, j), pair)
     for i, j, k in combinations(range(n), 3):
         if rng.random() < 0.2:
-            v += rng.normal(0.05, 0.10) * d[:, i] * d[:, j] * d[:, k]
-    v += rng.normal(0.0, NOISE, len(v))
-    return LevelTableGame(v, n)
+            triple = np.einsum("a,b,c->abc", DEPTH, DEPTH, DEPTH)
+            v += on_grid(n, (i, j, k), rng.normal(0.05, 0.10) * triple)
+    flat = v.ravel()
+    flat += rng.normal(0.0, NOISE, flat.size)
+    return LevelTableGame(flat, n)
 
 
 def budget_problem(budget: float, n: int = N_BLOCKS) -> BitProblem:
     """The byte budget alone (zero objective), for the true optimum and the searches."""
-    return BitProblem.build(
-        np.zeros(n), np.zeros((n, n)), [BLOCK_PARAMS] * n, budget, precisions=sorted(LADDER)
-    )
+    return budget_only([BLOCK_PARAMS] * n, budget, LADDER)
 
 
 def walk_evaluations(n: int, permutations: int) -> int:
@@ -125,7 +135,11 @@ class Case:
 
     game: LevelTableGame
     seed: int
+    levels: np.ndarray
+    feasible: dict[float, np.ndarray]
     picks: dict[tuple[str, float], np.ndarray] = field(default_factory=dict)
+    _walks: Walks | None = None
+    _predicted: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def n_blocks(self) -> int:
@@ -151,20 +165,48 @@ class Case:
         """The true game with its own evaluation counter."""
         return LevelTableGame(self.game.table, self.game.n_players)
 
+    def walks(self) -> Walks:
+        """The M seeded prefix walks over the ladder (sampled once)."""
+        if self._walks is None:
+            sampler = WALK_SAMPLERS["prefix"]()
+            samples = sampler.sample(self.fresh_game(), self.walk_evaluations, self.seed)
+            self._walks = walks_from_samples(samples)
+        return self._walks
+
+    def predicted(self, name: str) -> np.ndarray:
+        """Objective ``name``'s prediction on every level vector (fitted once)."""
+        if name not in self._predicted:
+            fit = OBJECTIVES[name].build(self.walks(), SpqeConfig(ladder=list(LADDER)))
+            objective = fit.objective
+            self._predicted[name] = predicted(objective.cost, objective.pair)
+        return self._predicted[name]
+
 
 Method = Callable[[Case, BitProblem], np.ndarray]
 """``(case, problem) -> choice`` (an index into ``problem.precisions`` per block)."""
 
 
-def predicted(cost: np.ndarray, pair: np.ndarray, levels: np.ndarray) -> np.ndarray:
+def predicted(cost: np.ndarray, pair: np.ndarray) -> np.ndarray:
     """A level objective's prediction ``sum_i cost[i, x_i] + sum_{i<j} pair[i, x_i, j, x_j]``
-    on every row of ``levels`` (vectorized over the rows, one pass per pair of blocks)."""
-    x = levels.astype(np.int64)
-    n = x.shape[1]
-    f = cost[np.arange(n), x].sum(axis=1)
+    on every level vector, indexed by code (as :func:`random_game`'s table)."""
+    n = cost.shape[0]
+    f = np.zeros((N_LEVELS,) * n)
+    for i in range(n):
+        f += on_grid(n, (i,), cost[i])
     for i, j in combinations(range(n), 2):
-        f += pair[i, :, j, :][x[:, i], x[:, j]]
-    return f
+        f += on_grid(n, (i, j), pair[i, :, j, :])
+    return f.ravel()
+
+
+def objective_method(name: str) -> Method:
+    """Objective ``name`` from the walks, minimised exactly under the budget."""
+
+    def choose(case: Case, problem: BitProblem) -> np.ndarray:
+        fits = case.feasible[float(problem.budget_bits or 0)]
+        f = np.where(fits, case.predicted(name), np.inf)
+        return choice_of(problem, case.levels[int(np.argmin(f))])
+
+    return choose
 
 
 def uniform_fit(case: Case, problem: BitProblem) -> np.ndarray:
@@ -195,10 +237,18 @@ def seeded_search(case: Case, problem: BitProblem) -> np.ndarray:
     return found.choice
 
 
+OBJECTIVES: dict[str, Objective] = {
+    "surrogate": get_objective("surrogate"),
+    "covariance": get_objective("impq"),
+    "shapley": AdditiveObjective(),
+}
+"""The interaction models compared, as the pipeline builds them (``covariance`` is the
+pipeline's ``impq``)."""
+
 METHODS: dict[str, Method | None] = {
-    "surrogate": None,
-    "covariance": None,
-    "shapley": None,
+    "surrogate": objective_method("surrogate"),
+    "covariance": objective_method("covariance"),
+    "shapley": objective_method("shapley"),
     "evopress": evopress_search,
     "seeded": seeded_search,
     "uniform": uniform_fit,
@@ -218,14 +268,14 @@ def main() -> None:
     n = args.blocks
     levels = all_levels(n)
     problems = {b: budget_problem(b, n) for b in BUDGETS}
-    choices = (N_LEVELS - 1 - levels).astype(np.int64)  # precisions ascending: 2, 3, 4
+    choices = choice_of(problems[BUDGETS[0]], levels)
     feasible = {b: problems[b].stored_bytes(choices) <= problems[b].budget_bytes for b in BUDGETS}
     codes = N_LEVELS ** np.arange(n)
 
     regret: dict[str, dict[float, list[float]]] = {m: {b: [] for b in BUDGETS} for m in METHODS}
     for g in range(args.games):
         seed = args.seed + g
-        case = Case(random_game(seed, levels), seed)
+        case = Case(random_game(seed, n), seed, levels, feasible)
         v = case.game.table
         for b in BUDGETS:
             best = float(v[feasible[b]].min())
@@ -236,7 +286,7 @@ def main() -> None:
                 case.picks[name, b] = choice
                 if not problems[b].feasible(choice):
                     raise RuntimeError(f"{name} returned an assignment over the budget")
-                level = (N_LEVELS - 1 - choice).astype(np.int64)
+                level = levels_of(problems[b], choice).astype(np.int64)
                 regret[name][b].append(float(v[level @ codes]) - best)
 
     walks = walk_evaluations(n, 2 * n)

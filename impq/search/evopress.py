@@ -175,6 +175,11 @@ def _step(problem: BitProblem, i: int, k: int) -> int:
     return int(problem.sizes[i, k + 1] - problem.sizes[i, k])
 
 
+def _pick(rng: np.random.Generator, indices: np.ndarray) -> int:
+    """``rng.choice(indices)``, draw for draw, without its overhead."""
+    return int(indices[rng.integers(0, len(indices))])
+
+
 def _bytes(problem: BitProblem, choice: np.ndarray) -> int:
     return int(problem.sizes[np.arange(problem.n_blocks), choice].sum())
 
@@ -187,7 +192,7 @@ def random_feasible(problem: BitProblem, rng: np.random.Generator) -> np.ndarray
     choice = np.full(problem.n_blocks, start, dtype=np.int64)
     used = _bytes(problem, choice)
     while used > problem.budget_bytes:
-        i = int(rng.choice(np.flatnonzero(choice > 0)))
+        i = _pick(rng, np.flatnonzero(choice > 0))
         choice[i] -= 1
         used -= _step(problem, i, int(choice[i]))
     return choice
@@ -203,14 +208,14 @@ def mutate(parent: np.ndarray, problem: BitProblem, rng: np.random.Generator) ->
         raisable = np.flatnonzero(child < top)
         if not raisable.size:
             break
-        i = int(rng.choice(raisable))
+        i = _pick(rng, raisable)
         step = _step(problem, i, int(child[i]))
         child[i] += 1
         used += step
         added += step
         changes += 1
     while used > problem.budget_bytes:
-        i = int(rng.choice(np.flatnonzero(child > 0)))
+        i = _pick(rng, np.flatnonzero(child > 0))
         child[i] -= 1
         step = _step(problem, i, int(child[i]))
         used -= step
