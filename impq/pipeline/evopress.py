@@ -1,8 +1,8 @@
 """Stage ``evopress``: the EvoPress baseline at SPQE's evaluation count, one artifact per budget.
 
 When ``evopress`` is in ``eval.methods``, the model game is built as SPQE built it (the
-first ``spqe.n_samples`` calibration sequences, ``spqe.backend`` at ``spqe.high_bits`` /
-``spqe.low_bits``, one sequence per chunk so that a stage can score any number of them),
+first ``spqe.n_samples`` calibration sequences, ``spqe.backend`` over ``spqe.ladder``,
+one sequence per chunk so that a stage can score any number of them),
 and :func:`impq.search.evopress` searches every budget with as many model evaluations
 as the SPQE run spent (``2 + M (L - 1)``, read from its samples; ``evopress.max_evaluations``
 caps it). The searches share the game, so its quantized weights and prefix cache
@@ -132,7 +132,7 @@ def run(params: Params) -> list[Path]:
 
     Raises:
         FileNotFoundError: the calibration set or the SPQE samples are missing.
-        ValueError: ``solver.precisions`` is not ``[spqe.low_bits, spqe.high_bits]``, a
+        ValueError: a precision of ``solver.precisions`` is not on ``spqe.ladder``, a
             stage asks for more sequences than SPQE used, or an infeasible budget.
     """
     output_dir(params).mkdir(parents=True, exist_ok=True)
@@ -140,10 +140,10 @@ def run(params: Params) -> list[Path]:
         log.info("evopress is not in eval.methods: nothing to search")
         return [write_json(metrics_path(params), {"budgets_searched": 0}, versioned=False)]
     cfg, spqe = params.evopress, params.spqe
-    if sorted(params.solver.precisions) != [spqe.low_bits, spqe.high_bits]:
+    if off := sorted(set(params.solver.precisions) - set(spqe.ladder)):
         raise ValueError(
-            f"evopress searches the SPQE game's two precisions: solver.precisions "
-            f"{params.solver.precisions} must be [{spqe.low_bits}, {spqe.high_bits}]"
+            f"evopress searches the SPQE game, which measures spqe.ladder {spqe.ladder}: "
+            f"solver.precisions {params.solver.precisions} has {off} off it"
         )
     evaluations = search_budget(params)
     ids = read_tensors(calibration_path(params))[0]["input_ids"][: spqe.n_samples]
@@ -171,7 +171,7 @@ def run(params: Params) -> list[Path]:
         model,
         ids,
         quantize,
-        ladder=(spqe.high_bits, spqe.low_bits),
+        ladder=tuple(spqe.ladder),
         batch_size=1,
         progress=False,
         cache_mb=spqe.cache_mb,

@@ -226,3 +226,12 @@ def test_every_method_resolves_to_its_stages_file(project: Params) -> None:
                 update={"eval": project.eval.model_copy(update={"methods": ["lim-2"]})}
             )
         )
+
+
+def test_evopress_refuses_precisions_off_the_games_ladder(tmp_path: Path) -> None:
+    params = _params(tmp_path)  # no backend here stores 3 bits yet: past the params check
+    params = params.model_copy(
+        update={"solver": params.solver.model_copy(update={"precisions": [2, 3, 4]})}
+    )
+    with pytest.raises(ValueError, match=r"spqe\.ladder \[4, 2\].*\[3\] off it"):
+        evopress.run(params)
