@@ -2,7 +2,7 @@
 
 A method of ``eval.methods`` is an objective method (:data:`impq.estimate.OBJECTIVES`:
 ``impq``, ``sii``, ``surrogate``; stage ``assign``), ``evopress`` (stage ``evopress``),
-``verified`` (stage ``verify``) or a baseline (stage ``baselines``: a
+``verified`` (stage ``verify``), ``seeded`` (stage ``seeded``) or a baseline (stage ``baselines``: a
 registered name, ``<name>-<k>`` for a replicate of a seeded one such as ``random-1``, or
 ``uniform-<bits>``, every block at ``<bits>``).
 """
@@ -16,13 +16,24 @@ from impq.config import Params
 from impq.estimate import OBJECTIVES
 from impq.registry import lookup
 
-__all__ = ["STAGE_METHODS", "assignment_input_path", "check_methods", "is_baseline"]
+__all__ = [
+    "AFTER_VERIFY",
+    "STAGE_METHODS",
+    "assignment_input_path",
+    "check_methods",
+    "is_baseline",
+]
 
 STAGE_METHODS: dict[str, str] = {
     "evopress": "impq.pipeline.evopress:assignment_path",
     "verified": "impq.pipeline.verify:assignment_path",
+    "seeded": "impq.pipeline.seeded:assignment_path",
 }
 """Method written by a stage of its own -> that stage's ``(params, budget) -> path``."""
+
+AFTER_VERIFY = ("seeded",)
+"""Methods whose stage starts from the verified pick, so runs after ``verify``: the
+verified pick does not read them."""
 
 
 def is_baseline(method: str) -> bool:

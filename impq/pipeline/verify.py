@@ -96,7 +96,7 @@ def _verify_budget(
     loaded = {
         m: Assignment.load(methods.assignment_input_path(params, m, budget))
         for m in params.eval.methods
-        if m != METHOD
+        if m != METHOD and m not in methods.AFTER_VERIFY
     }
     assignments = {  # a reference point over the budget (uniform-<bits>) is no candidate
         m: coalition_of(problem, a.bits)
