@@ -33,7 +33,7 @@ import argparse
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import combinations
 
 import numpy as np
@@ -42,7 +42,7 @@ from impq.baselines import BaselineInputs, get_baseline
 from impq.config import SpqeConfig
 from impq.estimate import (
     WALK_SAMPLERS,
-    ShapleyResult,
+    LevelObjective,
     Walks,
     all_coalitions,
     get_objective,
@@ -52,7 +52,6 @@ from impq.game import TableGame
 from impq.search.coalition import choice_of
 from impq.search.evopress import evopress
 from impq.solve import BitProblem, get_solver
-from impq.solve.problem import problem_from_shapley
 
 N_BLOCKS = 12
 PERMUTATIONS = 2 * N_BLOCKS
@@ -89,7 +88,7 @@ class Case:
     seed: int
     permutations: int = PERMUTATIONS
     _walks: dict[str, Walks] = field(default_factory=dict)
-    _objectives: dict[tuple[str, str], ShapleyResult] = field(default_factory=dict)
+    _objectives: dict[tuple[str, str], LevelObjective] = field(default_factory=dict)
 
     @property
     def evaluations(self) -> int:
@@ -109,12 +108,13 @@ class Case:
             self._walks[kind] = walks_from_samples(samples)
         return self._walks[kind]
 
-    def objective(self, name: str, kind: str) -> ShapleyResult:
-        """The pipeline's objective ``name`` from ``kind`` walks, default options (once)."""
+    def objective(self, name: str, kind: str) -> LevelObjective:
+        """The pipeline's objective ``name`` from ``kind`` walks, default options (once),
+        its levels read as 4 and 2 bits."""
         if (name, kind) not in self._objectives:
             fit = get_objective(name).build(self.walks(kind), SpqeConfig())
-            result = fit.estimate.to_result(np.full(N_BLOCKS, BLOCK_PARAMS))
-            self._objectives[name, kind] = result
+            result = fit.to_objective(np.full(N_BLOCKS, BLOCK_PARAMS))
+            self._objectives[name, kind] = replace(result, ladder=(4, 2))
         return self._objectives[name, kind]
 
 
@@ -125,10 +125,9 @@ def objective_method(name: str, kind: str) -> Method:
     """The pipeline's objective ``name`` built from ``kind`` walks, solved exactly."""
 
     def choose(case: Case, problem: BitProblem) -> np.ndarray:
-        result = case.objective(name, kind)
-        solved = problem_from_shapley(
-            result, float(problem.budget_bits or 0), precisions=problem.precisions,
-            group_size=problem.group_size,
+        solved = BitProblem.from_objective(
+            case.objective(name, kind), float(problem.budget_bits or 0),
+            precisions=problem.precisions, group_size=problem.group_size,
         )  # fmt: skip
         return get_solver("exact").solve(solved).choice
 
@@ -137,7 +136,8 @@ def objective_method(name: str, kind: str) -> Method:
 
 def shapley_greedy(case: Case, problem: BitProblem) -> np.ndarray:
     """The ``shapley`` baseline: prefix-walk Shapley values ranked by the greedy rule."""
-    result = case.objective("impq", "prefix")
+    walks = case.walks("prefix")
+    result = WALK_SAMPLERS["prefix"]().assemble_walks(walks).to_result()
     baseline = get_baseline("shapley")
     scores = baseline.scores(BaselineInputs(shapley=result), N_BLOCKS)
     return problem.choice(baseline.assign(scores, problem))

@@ -174,6 +174,7 @@ def fit_quadratic(
     y_held = y[held]
     sst = float(np.sum((y_held - y_held.mean()) ** 2))
     h_a_blocks = [q_a[r] @ q_a[r].T for r in rows]
+    u_rows = [u[r] for r in rows]
     fit_a = q_a @ (q_a.T @ y)
     uty = u.T @ y
 
@@ -187,7 +188,7 @@ def fit_quadratic(
         lam = rel * scale
         w = sigma**2 / (sigma**2 + lam) if lam > 0 else np.ones_like(sigma)
         fitted = fit_a + u @ (w * uty)
-        blocks = [h + (u[r] * w) @ u[r].T for h, r in zip(h_a_blocks, rows, strict=True)]
+        blocks = [h + (ug * w) @ ug.T for h, ug in zip(h_a_blocks, u_rows, strict=True)]
         resid = _held_out_residuals(y - fitted, blocks, rows)
         if resid is None:
             continue

@@ -1,6 +1,7 @@
-"""Bit assignment: the IMPQ quadratic program under a memory budget and its solvers.
+"""Bit assignment: one precision per block under a memory budget, and its solvers.
 
-``BitProblem`` holds the program (Shapley values, interactions, block sizes, budget);
+``BitProblem`` holds the program (a method's pairwise objective over the precisions,
+block sizes, budget);
 solvers (``anneal``, ``exact``, ``greedy``) sit behind one protocol in ``SOLVERS``.
 ``greedy_assignment(scores, problem)`` is the knapsack rule of the isolated-metric
 baselines.
@@ -11,6 +12,7 @@ from impq.solve.greedy import greedy_assignment
 from impq.solve.problem import (
     BitProblem,
     budget_bytes,
+    choice_form,
     degradation_level,
     problem_from_shapley,
 )
@@ -21,6 +23,7 @@ __all__ = [
     "Solution",
     "Solver",
     "budget_bytes",
+    "choice_form",
     "degradation_level",
     "get_solver",
     "greedy_assignment",

@@ -24,7 +24,7 @@ class Solution:
     Attributes:
         choice: (L,) index into ``problem.precisions`` per block.
         bits: block index -> bits.
-        objective: predicted loss increase a^T q + q^T K q.
+        objective: predicted loss increase (:meth:`BitProblem.objective`).
         stored_bytes: bytes of the blocks under the footprint model (<= the budget).
         avg_bits: parameter-weighted average bits.
         solver: name of the solver that found it.

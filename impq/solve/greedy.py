@@ -56,7 +56,8 @@ def greedy_assignment(scores: np.ndarray, problem: BitProblem) -> dict[int, int]
 
 @dataclass(frozen=True)
 class GreedySolver:
-    """Ranks blocks by their Shapley value alone (ignores interactions)."""
+    """Ranks blocks by their Shapley value alone, summed over the ladder's steps
+    (ignores interactions), and gives the most important the most bits that fit."""
 
     name: str = "greedy"
 
@@ -66,7 +67,7 @@ class GreedySolver:
         return cls()
 
     def solve(self, problem: BitProblem) -> Solution:
-        """Greedy assignment by Shapley value."""
+        """Greedy assignment by :attr:`BitProblem.phi`."""
         start = time.perf_counter()
         choice = greedy_choice(problem.phi, problem)
         return make_solution(problem, choice, self.name, time.perf_counter() - start)
