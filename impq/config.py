@@ -151,8 +151,9 @@ class SpqeConfig(_Section):
     walks: Literal["prefix", "sii"] = Field(
         "prefix",
         description=(
-            "'prefix': the L-1 prefixes of each permutation (methods impq, surrogate, shapley); "
-            "'sii': also S+{b} for each adjacent pair, 2(L-1) per permutation (adds sii)."
+            "'prefix': every inner prefix of each walk, L*(len(ladder)-1) - 1 of them (methods "
+            "impq, surrogate, shapley); 'sii' (two-level ladders only): also S+{b} for each "
+            "adjacent pair, 2(L-1) per permutation (adds sii)."
         ),
     )
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="impq: K = (1-α)C + α diag(C).")

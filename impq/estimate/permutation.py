@@ -49,6 +49,7 @@ __all__ = [
     "Walks",
     "cap_nonfinite",
     "covariance_interactions",
+    "game_ladder",
     "level_coalitions",
     "pair_statistics",
     "seeded_permutations",
@@ -115,9 +116,7 @@ def seeded_permutations(
     if steps < 1:
         raise ValueError(f"a walk needs at least one step per player, got {steps}")
     players = np.repeat(np.arange(n), steps)
-    return np.stack(
-        [np.random.default_rng([seed, int(k)]).permutation(players) for k in indices]
-    ).reshape(-1, n * steps)
+    return np.stack([np.random.default_rng([seed, int(k)]).permutation(players) for k in indices])
 
 
 def step_indices(orders: np.ndarray, n_players: int) -> np.ndarray:

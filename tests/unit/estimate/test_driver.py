@@ -123,11 +123,13 @@ def test_a_lost_chunk_keeps_the_others_and_a_rerun_fills_it_in(tmp_path: Path) -
 
     def failing(chunks: list[np.ndarray]) -> Iterator[_Outcome | BaseException]:
         for i, indices in enumerate(chunks):
-            yield RuntimeError("worker died") if i == 1 else _Outcome(
-                indices, sampler.walk(game, orders[indices])
+            yield (
+                RuntimeError("worker died")
+                if i == 1
+                else _Outcome(indices, sampler.walk(game, orders[indices]))
             )
 
-    with pytest.raises(ChunksLostError, match="1 chunk.*worker died"):
+    with pytest.raises(ChunksLostError, match=r"1 chunk.*worker died"):
         drive_walks(orders, steps, _ends(game), failing, chunk_size=8, checkpoint=checkpoint)
     saved = checkpoint.load()
     assert saved is not None and len(saved["indices"]) == WALKS - 8

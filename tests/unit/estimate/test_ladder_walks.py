@@ -140,3 +140,19 @@ def test_sii_walks_over_a_ladder_are_an_error() -> None:
     game = LevelGame.random(4, 3, np.random.default_rng(0))
     with pytest.raises(ValueError, match="two-level ladders only"):
         PermutationSamplingSII().sample(game, 1000, 0)
+
+
+def test_a_recorded_ladder_run_answers_a_rerun_entirely() -> None:
+    from impq.estimate.recorded import RecordedGame, recorded_coalitions
+
+    game = LevelGame.random(4, 3, np.random.default_rng(5))
+    sampler = PermutationSampling()
+    first = sampler.sample(game, sampler.budget_for(4, 5, 2), 3)
+    rows, values = recorded_coalitions(first)
+    assert rows.dtype == np.uint8 and rows.shape == (2 + 5 * 7, 4)
+    inner = LevelGame(game.cost, game.pair)
+    recorded = RecordedGame(inner, rows, values)
+    again = sampler.sample(recorded, sampler.budget_for(4, 5, 2), 3)
+    assert inner.n_evaluations == 0 and recorded.n_recorded_answers == 2 + 5 * 7
+    for key in first:
+        np.testing.assert_array_equal(again[key], first[key])
