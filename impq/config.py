@@ -39,6 +39,7 @@ __all__ = [
     "Params",
     "PathsConfig",
     "RunnerConfig",
+    "SeededConfig",
     "SolverConfig",
     "SpqeConfig",
     "TrackingConfig",
@@ -388,6 +389,45 @@ class VerifyConfig(_Section):
     )
 
 
+class SeededConfig(_Section):
+    """The search seeded by impq (method ``seeded``): EvoPress's level-step search started
+    from impq's candidates (every objective's pick and the verified pick), with its own
+    evaluation budget; the final pick on the held-back calibration sequences."""
+
+    max_evaluations: int = Field(
+        256,
+        gt=0,
+        description=(
+            "Model evaluations of the search, its final pick included (its own budget, "
+            "beside the walks')."
+        ),
+    )
+    offspring: int = Field(16, gt=0, description="Mutants per generation.")
+    survivors: list[int] = Field(
+        [4, 1], min_length=1, description="Survivors of each selection stage; the last is 1."
+    )
+    sequences: list[int | None] = Field(
+        [2, None],
+        min_length=1,
+        description="Calibration sequences per stage, growing; the last is null (all of them).",
+    )
+    final: int = Field(
+        4,
+        ge=0,
+        description=(
+            "Points of lowest calibration loss scored on the held-back sequences for the "
+            "final pick; 0: the search's best on calibration loss."
+        ),
+    )
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _stages_consistent(self) -> SeededConfig:
+        # the stage schedule follows EvoPress's rules, stated once in EvoPressConfig
+        EvoPressConfig(offspring=self.offspring, survivors=self.survivors, sequences=self.sequences)
+        return self
+
+
 class CompareConfig(_Section):
     """How the sweep's methods are compared: intervals and the isolated baselines."""
 
@@ -487,6 +527,7 @@ class Params(_Section):
     compare: CompareConfig = CompareConfig()
     evopress: EvoPressConfig = EvoPressConfig()
     verify: VerifyConfig = VerifyConfig()
+    seeded: SeededConfig = SeededConfig()
     tracking: TrackingConfig = TrackingConfig()
     export: ExportConfig = ExportConfig()
     runner: RunnerConfig = RunnerConfig()

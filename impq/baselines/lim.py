@@ -79,5 +79,5 @@ class LimBaseline:
         return lim_scores(inputs.model, inputs.calibration, inputs.batch_size)
 
     def assign(self, scores: np.ndarray, problem: BitProblem) -> dict[int, int]:
-        """Greedy budget rule on the LIM ranking."""
+        """The level order (:func:`~impq.baselines.base.level_order`) of the LIM ranking."""
         return assign_by_scores(scores, problem)

@@ -1,4 +1,5 @@
-"""Baselines that need no model pass: isolated Shapley values, random order, uniform."""
+"""Baselines that need no model pass: isolated Shapley values, random order, uniform
+(at fixed bits, and the best that fits)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ import numpy as np
 from impq.baselines.base import BaselineInputs, Need, assign_by_scores
 from impq.solve.problem import BitProblem
 
-__all__ = ["RandomBaseline", "ShapleyBaseline", "UniformBaseline", "uniform_assignment"]
+__all__ = [
+    "RandomBaseline",
+    "ShapleyBaseline",
+    "UniformBaseline",
+    "UniformFitBaseline",
+    "uniform_fit_choice",
+]
 
 
 class ShapleyBaseline:
@@ -27,12 +34,12 @@ class ShapleyBaseline:
         return values
 
     def assign(self, scores: np.ndarray, problem: BitProblem) -> dict[int, int]:
-        """Greedy budget rule on the Shapley ranking."""
+        """The level order (:func:`~impq.baselines.base.level_order`) of the Shapley ranking."""
         return assign_by_scores(scores, problem)
 
 
 class RandomBaseline:
-    """A seeded random ranking fed to the same greedy budget rule."""
+    """A seeded random ranking fed to the same level order."""
 
     name = "random"
     seeded = True
@@ -43,12 +50,13 @@ class RandomBaseline:
         return np.random.default_rng(inputs.seed).permutation(n_blocks).astype(np.float64)
 
     def assign(self, scores: np.ndarray, problem: BitProblem) -> dict[int, int]:
-        """Greedy budget rule on the random ranking."""
+        """The level order of the random ranking."""
         return assign_by_scores(scores, problem)
 
 
-def uniform_assignment(problem: BitProblem) -> dict[int, int]:
-    """Every block at the highest single precision whose total fits the budget.
+def uniform_fit_choice(problem: BitProblem) -> np.ndarray:
+    """Every block at the highest single precision whose total fits the budget: the
+    default a user would otherwise ship.
 
     With precisions {2, 4} every budget below 4 average bits gives all-2.
     """
@@ -56,14 +64,15 @@ def uniform_assignment(problem: BitProblem) -> dict[int, int]:
     for k in range(len(problem.precisions) - 1, -1, -1):
         choice = np.full(n, k)
         if problem.feasible(choice):
-            return problem.bits(choice)
+            return choice
     raise ValueError(f"no single precision fits the budget of {problem.budget_bytes} bytes")
 
 
-class UniformBaseline:
-    """One precision for every block: the highest that fits the budget."""
+class UniformFitBaseline:
+    """One precision for every block: the highest that fits the budget (the best uniform
+    that fits; also registered as ``uniform``)."""
 
-    name = "uniform"
+    name = "uniform-fit"
     seeded = False
     needs: frozenset[Need] = frozenset()
 
@@ -72,5 +81,34 @@ class UniformBaseline:
         return np.zeros(n_blocks)
 
     def assign(self, scores: np.ndarray, problem: BitProblem) -> dict[int, int]:
-        """See :func:`uniform_assignment`."""
-        return uniform_assignment(problem)
+        """See :func:`uniform_fit_choice`."""
+        return problem.bits(uniform_fit_choice(problem))
+
+
+class UniformBaseline:
+    """Every block at ``bits``, whatever the budget (``uniform-<bits>``): a reference
+    point, reported with its own stored bytes, which may exceed the budget."""
+
+    seeded = False
+    needs: frozenset[Need] = frozenset()
+
+    def __init__(self, bits: int) -> None:
+        self.bits = bits
+        self.name = f"uniform-{bits}"
+
+    def scores(self, inputs: BaselineInputs, n_blocks: int) -> np.ndarray:
+        """All zeros: uniform does not rank blocks."""
+        return np.zeros(n_blocks)
+
+    def assign(self, scores: np.ndarray, problem: BitProblem) -> dict[int, int]:
+        """Every block at ``bits``.
+
+        Raises:
+            ValueError: ``bits`` is not among the problem's precisions.
+        """
+        if self.bits not in problem.precisions:
+            raise ValueError(
+                f"{self.name}: {self.bits} bits is not among solver.precisions "
+                f"{list(problem.precisions)}; add it there or drop {self.name}"
+            )
+        return dict.fromkeys(range(problem.n_blocks), self.bits)

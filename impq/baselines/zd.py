@@ -75,7 +75,7 @@ class ZdBaseline:
         return self.sign * zd_scores(inputs.model)
 
     def assign(self, scores: np.ndarray, problem: BitProblem) -> dict[int, int]:
-        """Greedy budget rule on the ZD ranking."""
+        """The level order (:func:`~impq.baselines.base.level_order`) of the ZD ranking."""
         return assign_by_scores(scores, problem)
 
 

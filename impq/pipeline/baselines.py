@@ -5,7 +5,10 @@ replicate ``<name>-<k>`` of a seeded one: ``random-1`` is the random order with 
 ``eval.seed + 1``), score the blocks once and write
 ``artifacts/baselines/<method>/<budget>.json`` for every budget, under the same byte
 budget as IMPQ (:class:`~impq.solve.problem.BitProblem` with ``solver.precisions`` and
-``backends.group_size``). The stage's one output is the folder ``artifacts/baselines``,
+``backends.group_size``). ``uniform-<bits>`` (every block at those bits) is written at
+every budget as a reference point with its own stored bytes; where they exceed the
+budget its assignment says so (``extra.over_budget``) and the sweep reports it without
+the budget check. The stage's one output is the folder ``artifacts/baselines``,
 whichever methods and budgets are configured (DVC empties it before the stage runs, so it
 never holds a stale assignment).
 """
@@ -17,11 +20,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from impq.artifacts import read_tensors
 from impq.assignment import Assignment
-from impq.baselines import BaselineInputs, get_baseline, parse_baseline
+from impq.baselines import BaselineInputs, base, get_baseline, parse_baseline
+from impq.baselines.base import fixed_bits
 from impq.config import Params
 from impq.estimate.result import ShapleyResult
 from impq.models import block_param_counts, load_model
@@ -61,17 +63,14 @@ def method_seed(params: Params, method: str) -> int:
 
 
 def budget_problem(params: Params, block_params: list[int], budget: float) -> BitProblem:
-    """The byte budget IMPQ works under, without an objective (for greedy rankings)."""
-    n = len(block_params)
-    return BitProblem.build(
-        np.zeros(n),
-        np.zeros((n, n)),
+    """The byte budget IMPQ works under over ``spqe.ladder``, without an objective (for
+    the rankings and the searches)."""
+    return base.budget_problem(
         block_params,
         budget,
+        params.spqe.ladder,
         precisions=params.solver.precisions,
         group_size=params.backends.group_size,
-        low_bits=params.spqe.low_bits,
-        high_bits=params.spqe.high_bits,
     )
 
 
@@ -116,11 +115,16 @@ def run_method(
         }
         if baseline.seeded:
             extra["seed"] = inputs.seed
+        stored = int(problem.stored_bytes(choice))
+        if stored > problem.budget_bytes:
+            if fixed_bits(method) is None:
+                raise RuntimeError(f"{method} @ {budget} bits is over the budget; this is a bug")
+            extra["over_budget"] = True
         assignment = Assignment(
             bits=bits,
             method=method,
             budget_bits=float(budget),
-            stored_bytes=int(problem.stored_bytes(choice)),
+            stored_bytes=stored,
             avg_bits=problem.avg_bits(choice),
             extra=extra,
         )

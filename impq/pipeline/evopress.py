@@ -1,8 +1,8 @@
 """Stage ``evopress``: the EvoPress baseline at SPQE's evaluation count, one artifact per budget.
 
 When ``evopress`` is in ``eval.methods``, the model game is built as SPQE built it (the
-first ``spqe.n_samples`` calibration sequences, ``spqe.backend`` at ``spqe.high_bits`` /
-``spqe.low_bits``, one sequence per chunk so that a stage can score any number of them),
+first ``spqe.n_samples`` calibration sequences, ``spqe.backend`` over ``spqe.ladder``,
+one sequence per chunk so that a stage can score any number of them),
 and :func:`impq.search.evopress` searches every budget with as many model evaluations
 as the SPQE run spent (``2 + M (L - 1)``, read from its samples; ``evopress.max_evaluations``
 caps it). The searches share the game, so its quantized weights and prefix cache
@@ -45,15 +45,19 @@ from impq.pipeline.paths import evopress_dir as output_dir
 from impq.pipeline.paths import evopress_metrics_path as metrics_path
 from impq.pipeline.spqe import load_samples
 from impq.search import SearchState, evopress
-from impq.search.coalition import choice_of
 from impq.search.stages import model_stages
 
 __all__ = [
+    "FACTS",
     "METHOD",
     "assignment_path",
+    "budget_metrics",
+    "check_on_ladder",
+    "kept_facts",
     "metrics_path",
     "output_dir",
     "run",
+    "save_state",
     "search_budget",
     "search_key",
     "spqe_evaluations",
@@ -99,16 +103,25 @@ def _seed(params: Params, budget: float) -> list[int]:
     return [params.evopress.seed, round(1000 * float(budget))]
 
 
-def search_key(params: Params, game_inputs: str, budget: float, evaluations: int) -> str:
+def search_key(
+    params: Params,
+    game_inputs: str,
+    budget: float,
+    evaluations: int,
+    search: dict[str, Any] | None = None,
+) -> str:
     """Fingerprint of everything one budget's search depends on.
 
     Args:
         game_inputs: fingerprint of the float model and the calibration ids the game scores.
+        search: the search's settings (default: the ``evopress`` section but its cap).
     """
     spqe = params.spqe
+    if search is None:
+        search = params.evopress.model_dump(mode="json", exclude={"max_evaluations"})
     settings = {
-        "game": [spqe.backend, spqe.group_size, spqe.high_bits, spqe.low_bits],
-        "search": params.evopress.model_dump(mode="json", exclude={"max_evaluations"}),
+        "game": [spqe.backend, spqe.group_size, *spqe.ladder],  # [4, 2]: the keys of before
+        "search": search,
         "budget": float(budget),
         "group_size": params.backends.group_size,
         "evaluations": evaluations,
@@ -116,7 +129,7 @@ def search_key(params: Params, game_inputs: str, budget: float, evaluations: int
     return fingerprint(game_inputs, json.dumps(settings, sort_keys=True))
 
 
-def _kept(path: Path, key: str) -> dict[str, Any] | None:
+def kept_facts(path: Path, key: str) -> dict[str, Any] | None:
     """The facts of the assignment at ``path`` if it was searched under ``key``, else None."""
     if not path.is_file():
         return None
@@ -133,7 +146,7 @@ def run(params: Params) -> list[Path]:
 
     Raises:
         FileNotFoundError: the calibration set or the SPQE samples are missing.
-        ValueError: ``solver.precisions`` is not ``[spqe.low_bits, spqe.high_bits]``, a
+        ValueError: a precision of ``solver.precisions`` is not on ``spqe.ladder``, a
             stage asks for more sequences than SPQE used, or an infeasible budget.
     """
     output_dir(params).mkdir(parents=True, exist_ok=True)
@@ -141,11 +154,7 @@ def run(params: Params) -> list[Path]:
         log.info("evopress is not in eval.methods: nothing to search")
         return [write_json(metrics_path(params), {"budgets_searched": 0}, versioned=False)]
     cfg, spqe = params.evopress, params.spqe
-    if sorted(params.solver.precisions) != [spqe.low_bits, spqe.high_bits]:
-        raise ValueError(
-            f"evopress searches the SPQE game's two precisions: solver.precisions "
-            f"{params.solver.precisions} must be [{spqe.low_bits}, {spqe.high_bits}]"
-        )
+    check_on_ladder(params, METHOD)
     evaluations = search_budget(params)
     ids = read_tensors(calibration_path(params))[0]["input_ids"][: spqe.n_samples]
     model = load_model(params.model)
@@ -153,7 +162,7 @@ def run(params: Params) -> list[Path]:
     quantize = weight_quantizer(spqe.backend, spqe.group_size)
     game_inputs = fingerprint(model_fingerprint(model), fingerprint(ids))
     keys = {b: search_key(params, game_inputs, b, evaluations) for b in params.budgets}
-    kept = {b: _kept(assignment_path(params, b), keys[b]) for b in params.budgets}
+    kept = {b: kept_facts(assignment_path(params, b), keys[b]) for b in params.budgets}
     done = {b: extra for b, extra in kept.items() if extra is not None}
     todo = [b for b in params.budgets if b not in done]
     if done:
@@ -164,7 +173,7 @@ def run(params: Params) -> list[Path]:
         "spqe_evaluations": spqe_evaluations(params),
     }
     for budget, extra in done.items():
-        metrics.update(_metrics(budget, extra))
+        metrics.update(budget_metrics(budget, extra))
     if not todo:
         written.append(write_json(metrics_path(params), metrics, versioned=False))
         return written
@@ -172,7 +181,7 @@ def run(params: Params) -> list[Path]:
         model,
         ids,
         quantize,
-        ladder=(spqe.high_bits, spqe.low_bits),
+        ladder=tuple(spqe.ladder),
         batch_size=1,
         progress=False,
         cache_mb=spqe.cache_mb,
@@ -202,9 +211,9 @@ def run(params: Params) -> list[Path]:
                 initial=cfg.initial,
                 seed=rng,
                 resume=resume,
-                on_generation=partial(_checkpoint, checkpoint, budget, evaluations),
+                on_generation=partial(save_state, checkpoint, METHOD, budget, evaluations),
             )
-            choice = choice_of(problem, result.coalition)
+            choice = result.choice
             facts: dict[str, Any] = {
                 "evaluations": result.evaluations,
                 "evaluations_per_stage": result.evaluations_per_stage,
@@ -239,7 +248,7 @@ def run(params: Params) -> list[Path]:
             )
             written.append(assignment.save(assignment_path(params, budget)))
             checkpoint.clear()
-            metrics.update(_metrics(budget, facts))
+            metrics.update(budget_metrics(budget, facts))
             log.info(
                 "evopress @ %.3g bits: %d evaluations (%.1f full-evaluation equivalents), "
                 "%d generations, calibration NLL %.5f, %.1f s",
@@ -250,18 +259,30 @@ def run(params: Params) -> list[Path]:
     return written
 
 
-def _checkpoint(
-    checkpoint: Checkpoint, budget: float, evaluations: int, state: SearchState
+def check_on_ladder(params: Params, method: str) -> None:
+    """Raise ValueError unless every precision of ``solver.precisions`` is on
+    ``spqe.ladder`` (a search on the model game scores measured levels only)."""
+    ladder = params.spqe.ladder
+    if off := sorted(set(params.solver.precisions) - set(ladder)):
+        raise ValueError(
+            f"{method} searches the SPQE game, which measures spqe.ladder {ladder}: "
+            f"solver.precisions {params.solver.precisions} has {off} off it"
+        )
+
+
+def save_state(
+    checkpoint: Checkpoint, method: str, budget: float, evaluations: int, state: SearchState
 ) -> None:
-    """Save the search's state; say how far it is every tenth generation."""
+    """Save a search's state; say how far it is every tenth generation."""
     checkpoint.save(state.to_arrays())
     if state.generations % 10 == 0:
         log.info(
-            "evopress @ %.3g bits: generation %d, %d of %d evaluations, calibration NLL %.5f",
-            budget, state.generations, sum(state.evaluations_per_stage), evaluations, state.value,
+            "%s @ %.3g bits: generation %d, %d of %d evaluations, calibration NLL %.5f",
+            method, budget, state.generations, sum(state.evaluations_per_stage), evaluations,
+            state.value,
         )  # fmt: skip
 
 
-def _metrics(budget: float, facts: dict[str, Any]) -> dict[str, Any]:
+def budget_metrics(budget: float, facts: dict[str, Any]) -> dict[str, Any]:
     """One budget's flat metrics: its :data:`FACTS` under ``<budget>/``."""
     return {f"{float(budget)}/{k}": facts[k] for k in FACTS if k in facts}

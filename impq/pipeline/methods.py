@@ -2,8 +2,9 @@
 
 A method of ``eval.methods`` is an objective method (:data:`impq.estimate.OBJECTIVES`:
 ``impq``, ``sii``, ``surrogate``; stage ``assign``), ``evopress`` (stage ``evopress``),
-``verified`` (stage ``verify``) or a baseline (stage ``baselines``: a
-registered name, or ``<name>-<k>`` for a replicate of a seeded one such as ``random-1``).
+``verified`` (stage ``verify``), ``seeded`` (stage ``seeded``) or a baseline (stage ``baselines``: a
+registered name, ``<name>-<k>`` for a replicate of a seeded one such as ``random-1``, or
+``uniform-<bits>``, every block at ``<bits>``).
 """
 
 from __future__ import annotations
@@ -16,13 +17,24 @@ from impq.config import Params
 from impq.estimate import OBJECTIVES
 from impq.pipeline import paths
 
-__all__ = ["STAGE_METHODS", "assignment_input_path", "check_methods", "is_baseline"]
+__all__ = [
+    "AFTER_VERIFY",
+    "STAGE_METHODS",
+    "assignment_input_path",
+    "check_methods",
+    "is_baseline",
+]
 
 STAGE_METHODS: dict[str, Callable[[Params, float], Path]] = {
     "evopress": paths.evopress_assignment_path,
     "verified": paths.verify_assignment_path,
+    "seeded": paths.seeded_assignment_path,
 }
 """Method written by a stage of its own -> that stage's ``(params, budget) -> path``."""
+
+AFTER_VERIFY = ("seeded",)
+"""Methods whose stage starts from the verified pick, so runs after ``verify``: the
+verified pick does not read them."""
 
 
 def is_baseline(method: str) -> bool:
@@ -38,7 +50,8 @@ def _unknown(methods: list[str]) -> ValueError:
     return ValueError(
         f"eval.methods: unknown {methods}; choose from "
         f"{[*OBJECTIVES, *STAGE_METHODS, *sorted(BASELINES)]} "
-        "(seeded baselines as <name>-<k>, e.g. random-0)"
+        "(seeded baselines as <name>-<k>, e.g. random-0; uniform-<bits> for every block at "
+        "<bits>)"
     )
 
 

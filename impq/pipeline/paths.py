@@ -34,6 +34,10 @@ __all__ = [
     "report_plot_paths",
     "samples_path",
     "sampling_metrics_path",
+    "seeded_assignment_path",
+    "seeded_checkpoint_path",
+    "seeded_dir",
+    "seeded_metrics_path",
     "shapley_path",
     "spqe_checkpoint_path",
     "spqe_metrics_path",
@@ -122,7 +126,7 @@ def report_plot_paths(params: Params) -> dict[str, Path]:
     }
 
 
-# assignments: assign, baselines, evopress, verify
+# assignments: assign, baselines, evopress, verify, seeded
 def assign_dir(params: Params) -> Path:
     """The objective methods' assignments, ``<method>/<budget>.json`` (``assign``)."""
     return _artifacts(params, "assign")
@@ -161,6 +165,26 @@ def evopress_checkpoint_path(params: Params, budget: float) -> Path:
 def evopress_metrics_path(params: Params) -> Path:
     """The flat metrics of the EvoPress searches."""
     return _metrics(params, "evopress.json")
+
+
+def seeded_dir(params: Params) -> Path:
+    """The seeded search's assignments, ``<budget>.json`` (``seeded``)."""
+    return _artifacts(params, "seeded")
+
+
+def seeded_assignment_path(params: Params, budget: float) -> Path:
+    """The seeded search's assignment for ``budget``."""
+    return seeded_dir(params) / f"{float(budget)}.json"
+
+
+def seeded_checkpoint_path(params: Params, budget: float) -> Path:
+    """The seeded search in progress for ``budget`` (deleted once its assignment is written)."""
+    return _artifacts(params, "checkpoints", f"seeded-{float(budget)}.npz")
+
+
+def seeded_metrics_path(params: Params) -> Path:
+    """The flat metrics of the seeded searches."""
+    return _metrics(params, "seeded.json")
 
 
 def verify_dir(params: Params) -> Path:

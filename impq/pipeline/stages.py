@@ -314,6 +314,7 @@ def _assignment_dirs(params: Params) -> list[Path]:
         paths.baselines_dir(params),
         paths.evopress_dir(params),
         paths.verify_dir(params),
+        paths.seeded_dir(params),
     ]
 
 
@@ -482,6 +483,34 @@ STAGES: dict[str, Stage] = {
                 *_assignment_dirs(p)[:3],  # every other method's assignments
             ],
             outs=lambda p: [Out(paths.verify_dir(p)), _metrics(paths.verify_metrics_path(p))],
+            model=True,
+            assignments=True,
+        ),
+        Stage(
+            name="seeded",
+            help="the search seeded by impq's candidates per budget, picked on held-back data",
+            work="impq.pipeline.seeded:run",
+            task="seeded-search",
+            params=(
+                "model",
+                "budgets",
+                "eval.methods",
+                "seeded",
+                "verify.n_samples",
+                "spqe",
+                "solver.precisions",
+                "backends.group_size",
+            ),
+            inputs=lambda p: [
+                paths.calibration_path(p),
+                paths.assign_dir(p),  # the objectives' picks
+                paths.verify_dir(p),  # the verified pick
+            ],
+            outs=lambda p: [
+                # kept between runs: a budget searched before with the same inputs is kept
+                Out(paths.seeded_dir(p), persist=True),
+                _metrics(paths.seeded_metrics_path(p)),
+            ],
             model=True,
             assignments=True,
         ),

@@ -2,10 +2,12 @@
 
 When ``verified`` is in ``eval.methods``, for every budget the candidates are the
 assignments of every other method of ``eval.methods`` at that budget (``impq``, the
-objective's choice, first) and each one's best one-swap neighbour under the IMPQ
-objective (the program of the ``assign`` stage); :func:`impq.search.verify.verified_pick`
-scores them, up to ``verify.max_evaluations`` (default 2L) per budget, on the model game
-over the calibration sequences SPQE did not use (the calibration artifact holds
+objective's choice, first; reference points over the budget, ``uniform-<bits>``, left
+out) and each one's best one-swap neighbour under the IMPQ objective (the program of the
+``assign`` stage: one block a precision step up, another a step down);
+:func:`impq.search.verify.verified_pick` scores them, up to ``verify.max_evaluations``
+(default 2L) per budget, on the model game over ``spqe.ladder`` on the calibration
+sequences SPQE did not use (the calibration artifact holds
 ``data.calibration.n_samples`` sequences, SPQE uses the first ``spqe.n_samples``) and
 keeps the lowest. It writes ``artifacts/verify/<budget>.json`` (method ``verified``) and
 ``metrics/verify.json``: per budget whether the pick differs from the objective's
@@ -81,7 +83,7 @@ def held_back_game(params: Params, model: torch.nn.Module, held_back: torch.Tens
         model,
         held_back,
         weight_quantizer(spqe.backend, spqe.group_size),
-        ladder=(spqe.high_bits, spqe.low_bits),
+        ladder=tuple(spqe.ladder),
         batch_size=spqe.batch_size,
         progress=False,
     )
@@ -91,12 +93,15 @@ def _verify_budget(
     params: Params, game: ModelGame, result: LevelObjective, budget: float, n_held_back: int
 ) -> tuple[Assignment, dict[str, Any]]:
     problem = objective_problem(params, result, budget)
-    others = [m for m in params.eval.methods if m != METHOD]
-    assignments = {
-        m: coalition_of(
-            problem, Assignment.load(methods.assignment_input_path(params, m, budget)).bits
-        )
-        for m in others
+    loaded = {
+        m: Assignment.load(methods.assignment_input_path(params, m, budget))
+        for m in params.eval.methods
+        if m != METHOD and m not in methods.AFTER_VERIFY
+    }
+    assignments = {  # a reference point over the budget (uniform-<bits>) is no candidate
+        m: coalition_of(problem, a.bits)
+        for m, a in loaded.items()
+        if not a.extra.get("over_budget")
     }
     cands = candidates(problem, assignments, reference=REFERENCE)
     limit = params.verify.max_evaluations or 2 * problem.n_blocks
@@ -141,7 +146,7 @@ def run(params: Params) -> list[Path]:
     Raises:
         FileNotFoundError: the calibration set, the SPQE result or an assignment is missing.
         ValueError: no held-back sequences, ``impq`` missing from ``eval.methods``, or
-            assignments that are not over ``solver.precisions`` = low and high bits.
+            assignments at precisions off ``solver.precisions`` or ``spqe.ladder``.
     """
     output_dir(params).mkdir(parents=True, exist_ok=True)
     if METHOD not in params.eval.methods:

@@ -1,18 +1,26 @@
 """EvoPress (Sieberling et al., ICML 2025) for per-block bits: evolution on the game itself.
 
-A search point is a coalition (``True`` = the block at low bits) that fits the byte
-budget of a :class:`~impq.solve.problem.BitProblem`. Following the reference code
-(IST-DASLab/EvoPress, ``evo_quant_search.py``):
+A search point is a choice vector of a :class:`~impq.solve.problem.BitProblem` (block
+``i`` at ``precisions[choice_i]``) that fits its byte budget; the game scores it as the
+level vector of :func:`impq.search.coalition.levels_of` (for two precisions today's
+coalition, ``True`` = the block at low bits). A *step* moves one block to the next
+precision up or down the problem's precisions. Following the reference code
+(IST-DASLab/EvoPress, ``evo_quant_search.py``, whose levels are 2-6 bits):
 
-- **Start**: ``initial`` random feasible points (every block high, then random blocks
-  lowered until the budget holds, as EvoPress starts a non-integer target) go through
-  the selection below; the winner is the first parent.
-- **Mutation** (level switch): ``min(U{1..3}, U{1..3})`` random low blocks are raised,
-  then random high blocks are lowered until the budget holds again. For blocks of equal
-  size these are swaps, which keep the stored bytes exactly; for mixed sizes a mutant
-  with more than 10 level changes, or that adds less than 0.8 of the bytes it removes,
-  is dropped (EvoPress's rules for mutations across layer sizes). Mutants are distinct
-  from each other and from the parent.
+- **Start**: ``initial`` random feasible points go through the selection below; the
+  winner is the first parent. A point starts with every block at the lowest precision
+  whose all-blocks size reaches the budget (EvoPress: the target rounded up), then
+  random blocks (among those not at the lowest precision) go one step down until the
+  budget holds. With two precisions: every block high, then random blocks lowered.
+  :func:`evopress` may instead be given its starting points (``starts``).
+- **Mutation** (level steps): ``min(U{1..3}, U{1..3})`` times a random block below the
+  top precision goes one step up; then random blocks above the lowest precision go one
+  step down until the budget holds again. For blocks of equal size and equal steps
+  these are swaps, which keep the stored bytes exactly; otherwise a mutant with more
+  than 10 steps in all, or that adds less than 0.8 of the bytes it removes, is dropped
+  (EvoPress's rules for mutations across layer sizes). Mutants are distinct from each
+  other and from the parent. With two precisions this is today's level switch, draw
+  for draw.
 - **Selection** in stages of growing fidelity: stage ``k`` scores the survivors of
   stage ``k - 1`` with its game and keeps the ``survivors`` best; the parent joins the
   last stage (elitism); its single survivor is the next parent.
@@ -44,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from impq.game.base import Game
-from impq.search.coalition import require_two_precisions
+from impq.search.coalition import level_table, levels_of
 from impq.solve.problem import BitProblem
 
 __all__ = ["EvoPressResult", "SearchState", "Stage", "evopress", "mutate", "random_feasible"]
@@ -76,15 +84,20 @@ class EvoPressResult:
     """The search's final parent and what it cost.
 
     Attributes:
-        coalition: (L,) the assignment, ``True`` = block at low bits.
+        choice: (L,) the assignment, an index into the problem's precisions per block.
+        coalition: (L,) its level vector, as the game scores it (two precisions: ``True``
+            = block at low bits).
         value: its value under the last stage's game (the objective).
         evaluations: game evaluations spent, all stages together.
         evaluations_per_stage: evaluations of each stage.
         tokens: tokens scored, all stages together (``sum(evaluations_k * tokens_k)``).
         generations: generations run after the initial selection.
         history: the parent's value after the start and after every generation.
+        known: (K, L) every point (choice vector) the last stage scored, lowest value
+            first, and ``known_values`` (K,) their values.
     """
 
+    choice: np.ndarray
     coalition: np.ndarray
     value: float
     evaluations: int
@@ -92,6 +105,8 @@ class EvoPressResult:
     tokens: int
     generations: int
     history: list[float] = field(default_factory=list)
+    known: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
+    known_values: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 @dataclass(frozen=True)
@@ -99,12 +114,13 @@ class SearchState:
     """Where a search stands between generations: all it needs to go on exactly.
 
     Attributes:
-        parent: (L,) the current parent.
+        parent: (L,) the current parent (a choice vector).
         value: the parent's value under the last stage's game.
         history: the parent's value after the start and after every generation.
         generations: generations run after the initial selection.
         evaluations_per_stage: evaluations each stage has spent.
-        known: (K, L) the points the last stage has scored, and ``known_values`` (K,).
+        known: (K, L) the points (choice vectors) the last stage has scored, and
+            ``known_values`` (K,).
         rng_state: the search generator's ``bit_generator.state``.
     """
 
@@ -132,60 +148,78 @@ class SearchState:
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> SearchState:
-        """The state :meth:`to_arrays` wrote."""
+        """The state :meth:`to_arrays` wrote (a two-precision state written before
+        choice vectors, with boolean coalitions, is read as their choice vectors)."""
         return cls(
-            parent=np.asarray(arrays["parent"], dtype=bool),
+            parent=_choices(arrays["parent"]),
             value=float(arrays["value"]),
             history=[float(v) for v in arrays["history"]],
             generations=int(arrays["generations"]),
             evaluations_per_stage=[int(n) for n in arrays["evaluations_per_stage"]],
-            known=np.asarray(arrays["known"], dtype=bool),
+            known=_choices(arrays["known"]),
             known_values=np.asarray(arrays["known_values"], dtype=np.float64),
             rng_state=json.loads(str(arrays["rng_state"])),
         )
 
 
-def _sizes(problem: BitProblem) -> tuple[np.ndarray, np.ndarray]:
-    require_two_precisions(problem)
-    return problem.sizes[:, 0], problem.sizes[:, 1]
+def _choices(points: np.ndarray) -> np.ndarray:
+    """Choice vectors of stored points; boolean ones are two-precision coalitions."""
+    points = np.asarray(points)
+    if points.dtype == bool:
+        return (~points).astype(np.int64)
+    return points.astype(np.int64)
 
 
-def _bytes(coalition: np.ndarray, low: np.ndarray, high: np.ndarray) -> int:
-    return int(np.where(coalition, low, high).sum())
+def _step(problem: BitProblem, i: int, k: int) -> int:
+    """Bytes block ``i`` gains going from ``precisions[k]`` one step up."""
+    return int(problem.sizes[i, k + 1] - problem.sizes[i, k])
+
+
+def _pick(rng: np.random.Generator, indices: np.ndarray) -> int:
+    """``rng.choice(indices)``, draw for draw, without its overhead."""
+    return int(indices[rng.integers(0, len(indices))])
+
+
+def _bytes(problem: BitProblem, choice: np.ndarray) -> int:
+    return int(problem.sizes[np.arange(problem.n_blocks), choice].sum())
 
 
 def random_feasible(problem: BitProblem, rng: np.random.Generator) -> np.ndarray:
-    """Every block high, then random blocks lowered until the budget holds."""
-    low, high = _sizes(problem)
-    coalition = np.zeros(problem.n_blocks, dtype=bool)
-    used = _bytes(coalition, low, high)
+    """Every block at the lowest precision whose all-blocks size reaches the budget, then
+    random blocks one step down until the budget holds."""
+    totals = problem.sizes.sum(axis=0)
+    start = int(np.flatnonzero(totals >= problem.budget_bytes)[0])
+    choice = np.full(problem.n_blocks, start, dtype=np.int64)
+    used = _bytes(problem, choice)
     while used > problem.budget_bytes:
-        i = int(rng.choice(np.flatnonzero(~coalition)))
-        coalition[i] = True
-        used -= int(high[i] - low[i])
-    return coalition
+        i = _pick(rng, np.flatnonzero(choice > 0))
+        choice[i] -= 1
+        used -= _step(problem, i, int(choice[i]))
+    return choice
 
 
 def mutate(parent: np.ndarray, problem: BitProblem, rng: np.random.Generator) -> np.ndarray | None:
-    """One EvoPress level-switch mutant of ``parent`` within the budget (None: dropped)."""
-    low, high = _sizes(problem)
+    """One EvoPress level-step mutant of ``parent`` within the budget (None: dropped)."""
+    top = len(problem.precisions) - 1
     child = parent.copy()
-    used = _bytes(child, low, high)
+    used = _bytes(problem, child)
     added = removed = changes = 0
     for _ in range(min(int(rng.integers(1, 4)), int(rng.integers(1, 4)))):
-        raisable = np.flatnonzero(child)
+        raisable = np.flatnonzero(child < top)
         if not raisable.size:
             break
-        i = int(rng.choice(raisable))
-        child[i] = False
-        used += int(high[i] - low[i])
-        added += int(high[i] - low[i])
+        i = _pick(rng, raisable)
+        step = _step(problem, i, int(child[i]))
+        child[i] += 1
+        used += step
+        added += step
         changes += 1
     while used > problem.budget_bytes:
-        i = int(rng.choice(np.flatnonzero(~child)))
-        child[i] = True
-        used -= int(high[i] - low[i])
-        removed += int(high[i] - low[i])
+        i = _pick(rng, np.flatnonzero(child > 0))
+        child[i] -= 1
+        step = _step(problem, i, int(child[i]))
+        used -= step
+        removed += step
         changes += 1
     if changes > MAX_LEVEL_CHANGES or added / max(1, removed) < MIN_BYTES_RATIO:
         return None
@@ -195,9 +229,15 @@ def mutate(parent: np.ndarray, problem: BitProblem, rng: np.random.Generator) ->
 class _Evaluator:
     """Counts evaluations per stage and remembers the last stage's values."""
 
-    def __init__(self, stages: Sequence[Stage], max_evaluations: int) -> None:
+    def __init__(
+        self,
+        stages: Sequence[Stage],
+        max_evaluations: int,
+        levels: Callable[[np.ndarray], np.ndarray],
+    ) -> None:
         self.stages = list(stages)
         self.max_evaluations = max_evaluations
+        self.levels = levels
         self.per_stage = [0] * len(self.stages)
         self.known: dict[bytes, float] = {}
 
@@ -212,7 +252,8 @@ class _Evaluator:
         if len(todo) > self.max_evaluations - self.spent:
             raise RuntimeError("EvoPress would overrun its evaluation budget; this is a bug")
         if todo:
-            values[todo] = self.stages[k].game(np.array([candidates[i] for i in todo]))
+            points = np.array([candidates[i] for i in todo])
+            values[todo] = self.stages[k].game(self.levels(points))
             self.per_stage[k] += len(todo)
         for i, c in enumerate(candidates):
             if last:
@@ -277,14 +318,14 @@ def _state(
     generations: int,
 ) -> SearchState:
     """The search's state now (points the last stage scored rebuilt from their keys)."""
-    known = [np.frombuffer(point, dtype=bool) for point in evaluate.known]
+    known = [np.frombuffer(point, dtype=np.int64) for point in evaluate.known]
     return SearchState(
         parent=parent.copy(),
         value=value,
         history=list(history),
         generations=generations,
         evaluations_per_stage=list(evaluate.per_stage),
-        known=np.array(known, dtype=bool).reshape(len(known), parent.size),
+        known=np.array(known, dtype=np.int64).reshape(len(known), parent.size),
         known_values=np.array(list(evaluate.known.values()), dtype=np.float64),
         rng_state=dict(rng.bit_generator.state),
     )
@@ -311,9 +352,37 @@ def _restore(
         )
     evaluate.per_stage = list(resume.evaluations_per_stage)
     for point, value in zip(resume.known, resume.known_values, strict=True):
-        evaluate.known[point.tobytes()] = float(value)
+        evaluate.known[_choices(point).tobytes()] = float(value)
     rng.bit_generator.state = resume.rng_state
-    return resume.parent.copy(), resume.value, list(resume.history), resume.generations
+    return _choices(resume.parent), resume.value, list(resume.history), resume.generations
+
+
+def _given(problem: BitProblem, starts: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The distinct ``starts`` as choice vectors, in order.
+
+    Raises:
+        ValueError: no start, one of another shape, or one over the budget.
+    """
+    out: list[np.ndarray] = []
+    for k, start in enumerate(starts):
+        choice = np.asarray(start, dtype=np.int64)
+        if choice.shape != (problem.n_blocks,) or not (
+            choice.min() >= 0 and choice.max() < len(problem.precisions)
+        ):
+            raise ValueError(
+                f"start {k} is not a choice vector of {problem.n_blocks} indices into "
+                f"{len(problem.precisions)} precisions: {choice.tolist()}"
+            )
+        if not problem.feasible(choice):
+            raise ValueError(
+                f"start {k} takes {problem.stored_bytes(choice)} bytes, over the budget of "
+                f"{problem.budget_bytes}"
+            )
+        if not any(np.array_equal(choice, c) for c in out):
+            out.append(choice)
+    if not out:
+        raise ValueError("starts is empty: give at least one starting point")
+    return out
 
 
 def _affordable(evaluate: _Evaluator, wanted: int) -> int:
@@ -334,14 +403,16 @@ def evopress(
     seed: int | Sequence[int] | np.random.Generator = 0,
     resume: SearchState | None = None,
     on_generation: Callable[[SearchState], None] | None = None,
+    starts: Sequence[np.ndarray] | None = None,
+    ladder: Sequence[int] | None = None,
 ) -> EvoPressResult:
-    """Search for the coalition of lowest value that fits ``problem``'s byte budget.
+    """Search for the assignment of lowest value that fits ``problem``'s byte budget.
 
     Args:
         stages: the selection stages, of growing fidelity (see :class:`Stage`); a plain
             :class:`~impq.game.base.Game` is one stage that keeps one survivor.
-        problem: blocks' sizes and the byte budget (exactly two precisions; its
-            objective is not used).
+        problem: blocks' sizes, precisions and the byte budget (its objective is not
+            used).
         max_evaluations: game evaluations the search may spend, all stages together.
         offspring: mutants per generation.
         initial: random feasible starting points.
@@ -353,11 +424,18 @@ def evopress(
             the seed's).
         on_generation: called with the search's state after the first selection and
             after every generation (to checkpoint it).
+        starts: choice vectors the first selection is made among, instead of
+            ``initial`` random feasible points (duplicates dropped; the first ones the
+            budget pays for are selected).
+        ladder: the games' ladder (descending precisions; level ``k`` = ``ladder[k]``);
+            None: the problem's precisions, descending.
 
     Raises:
         ValueError: no stage, a last stage that keeps more than one survivor, a game with
             another number of players than the problem has blocks, a budget that does
-            not pay for the first selection, or a ``resume`` state of another search.
+            not pay for the first selection, a ``resume`` state of another search, a
+            start over the budget or of another shape, or a precision of the problem
+            that is not on the ladder.
     """
     if isinstance(stages, Game):
         stages = [Stage(stages, 1)]
@@ -369,16 +447,21 @@ def evopress(
     if offspring < 1 or initial < 1:
         raise ValueError(f"offspring ({offspring}) and initial ({initial}) must be positive")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    evaluate = _Evaluator(stages, max_evaluations)
+    level_table(problem, ladder)  # every precision on the ladder, or a clear error
+    evaluate = _Evaluator(stages, max_evaluations, partial(levels_of, problem, ladder=ladder))
     if evaluate.worst_cost(1) > max_evaluations:
         raise ValueError(
             f"{max_evaluations} evaluations do not pay for one selection through "
             f"{len(stages)} stages"
         )
     if resume is None:
-        count = _affordable(evaluate, initial)
-        starts = _fresh(partial(random_feasible, problem, rng), count, evaluate, [])
-        parent, value = _select(evaluate, starts, None)
+        if starts is None:
+            count = _affordable(evaluate, initial)
+            first = _fresh(partial(random_feasible, problem, rng), count, evaluate, [])
+        else:
+            first = _given(problem, starts)
+            first = first[: _affordable(evaluate, len(first))]
+        parent, value = _select(evaluate, first, None)
         history, generations = [value], 0
     else:
         parent, value, history, generations = _restore(evaluate, rng, resume, problem)
@@ -394,12 +477,17 @@ def evopress(
         if on_generation is not None:
             on_generation(_state(evaluate, rng, parent, value, history, generations))
     tokens = sum(n * s.tokens for n, s in zip(evaluate.per_stage, stages, strict=True))
+    final = _state(evaluate, rng, parent, value, history, generations)
+    order = np.argsort(final.known_values, kind="stable")
     return EvoPressResult(
-        coalition=parent,
+        choice=parent,
+        coalition=evaluate.levels(parent),
         value=value,
         evaluations=evaluate.spent,
         evaluations_per_stage=list(evaluate.per_stage),
         tokens=tokens,
         generations=generations,
         history=history,
+        known=final.known[order],
+        known_values=final.known_values[order],
     )

@@ -3,8 +3,9 @@
 The objective of the bit-assignment program is a model of the loss, fitted to SPQE's
 walks; its optimum is a prediction. The verified pick checks that prediction against a
 measurement: the candidates are the assignments of every method at one budget, followed
-by each one's best one-swap neighbour under the objective (one low block raised, one
-high block lowered, within the budget), and each is evaluated, in that order, on a game
+by each one's best one-swap neighbour under the objective (one block a precision step up,
+another a step down, within the budget; with two precisions: one low block raised, one
+high block lowered), and each is evaluated, in that order, on a game
 over data the objective was not fitted to (calibration sequences SPQE did not use),
 until the evaluation budget is spent. The objective's own choice comes first, so the
 pick is never worse than it on that data.
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from impq.game.base import Game
-from impq.search.coalition import choice_of
+from impq.search.coalition import choice_of, levels_of
 from impq.solve.problem import BitProblem
 
 __all__ = ["Candidate", "VerifiedPick", "best_swap", "candidates", "verified_pick"]
@@ -30,7 +31,8 @@ class Candidate:
 
     Attributes:
         name: where it came from: a method, or ``<method>+swap`` for its best neighbour.
-        coalition: (L,) ``True`` = block at low bits.
+        coalition: (L,) its level vector, as the game scores it (two precisions:
+            ``True`` = block at low bits).
     """
 
     name: str
@@ -65,30 +67,43 @@ class VerifiedPick:
         return not np.array_equal(self.pick.coalition, self.reference.coalition)
 
 
-def best_swap(problem: BitProblem, coalition: np.ndarray) -> np.ndarray | None:
-    """The feasible neighbour (one low block raised, one high block lowered) of lowest
-    objective, or None when no swap fits the budget."""
-    coalition = np.asarray(coalition, dtype=bool)
-    lows, highs = np.flatnonzero(coalition), np.flatnonzero(~coalition)
-    if not lows.size or not highs.size:
+def best_swap(
+    problem: BitProblem, coalition: np.ndarray, ladder: Sequence[int] | None = None
+) -> np.ndarray | None:
+    """The feasible neighbour of lowest objective, or None when none fits the budget.
+
+    A neighbour moves one block a precision step up (to the next of
+    ``problem.precisions``) and another block a step down; ``coalition`` and the result
+    are level vectors of ``ladder`` (see :mod:`impq.search.coalition`).
+    """
+    choice = choice_of(problem, coalition, ladder)
+    top = len(problem.precisions) - 1
+    ups, downs = np.flatnonzero(choice < top), np.flatnonzero(choice > 0)
+    up, down = (a.ravel() for a in np.meshgrid(ups, downs, indexing="ij"))
+    up, down = up[up != down], down[up != down]
+    if not up.size:
         return None
-    up, down = (a.ravel() for a in np.meshgrid(lows, highs, indexing="ij"))
-    neighbours = np.repeat(coalition[None, :], len(up), axis=0)
+    neighbours = np.repeat(choice[None, :], len(up), axis=0)
     rows = np.arange(len(up))
-    neighbours[rows, up] = False
-    neighbours[rows, down] = True
-    choices = choice_of(problem, neighbours)
-    feasible = np.asarray(problem.stored_bytes(choices)) <= problem.budget_bytes
+    neighbours[rows, up] += 1
+    neighbours[rows, down] -= 1
+    feasible = np.asarray(problem.stored_bytes(neighbours)) <= problem.budget_bytes
     if not feasible.any():
         return None
-    objective = np.where(feasible, problem.objective(choices), np.inf)
-    return neighbours[int(np.argmin(objective))]
+    objective = np.where(feasible, problem.objective(neighbours), np.inf)
+    return levels_of(problem, neighbours[int(np.argmin(objective))], ladder)
 
 
 def candidates(
-    problem: BitProblem, assignments: Mapping[str, np.ndarray], reference: str
+    problem: BitProblem,
+    assignments: Mapping[str, np.ndarray],
+    reference: str,
+    ladder: Sequence[int] | None = None,
 ) -> list[Candidate]:
     """The candidates in the order they are verified.
+
+    ``assignments`` are level vectors of ``ladder`` (None: the problem's precisions,
+    descending; see :mod:`impq.search.coalition`).
 
     ``reference`` (the objective's choice) first, then the other methods in the order
     given, then every method's best one-swap neighbour, lowest objective first. A
@@ -102,18 +117,21 @@ def candidates(
         raise ValueError(f"the objective's choice {reference!r} is not among {list(assignments)}")
     names = [reference, *(m for m in assignments if m != reference)]
     for name in names:
-        used = int(problem.stored_bytes(choice_of(problem, assignments[name])))
+        used = int(problem.stored_bytes(choice_of(problem, assignments[name], ladder)))
         if used > problem.budget_bytes:
             raise ValueError(
                 f"{name}'s assignment takes {used} bytes, over the budget of {problem.budget_bytes}"
             )
-    methods = [Candidate(n, np.asarray(assignments[n], dtype=bool)) for n in names]
+    methods = [
+        Candidate(n, levels_of(problem, choice_of(problem, assignments[n], ladder), ladder))
+        for n in names
+    ]
     swaps = []
     for c in methods:
-        neighbour = best_swap(problem, c.coalition)
+        neighbour = best_swap(problem, c.coalition, ladder)
         if neighbour is not None:
             swaps.append(Candidate(f"{c.name}+swap", neighbour))
-    swaps.sort(key=lambda c: float(problem.objective(choice_of(problem, c.coalition))))
+    swaps.sort(key=lambda c: float(problem.objective(choice_of(problem, c.coalition, ladder))))
     out: list[Candidate] = []
     seen: set[bytes] = set()
     for c in [*methods, *swaps]:

@@ -139,9 +139,14 @@ def check_budget(
 ) -> None:
     """Fail loudly when a quantized model stores more than its budget in its backend's bytes.
 
+    A reference point that is over the budget by design (``uniform-<bits>``, its
+    assignment's ``extra.over_budget``) is not checked: its row reports its own bytes.
+
     Raises:
         OverBudgetError: see :func:`impq.backends.base.check_within_budget`.
     """
+    if assignment.extra.get("over_budget"):
+        return
     precisions = assignment.extra.get("precisions", params.solver.precisions)
     check_within_budget(
         get_backend(backend), model, assignment.budget_bits, precisions,

@@ -18,7 +18,7 @@ from impq.config import Params
 from impq.game import ModelGame, weight_quantizer
 from impq.models import load_model
 from impq.models.tiny import tiny_model
-from impq.pipeline import assign, baselines, evopress, interactions, methods, spqe, verify
+from impq.pipeline import assign, baselines, evopress, interactions, methods, seeded, spqe, verify
 from impq.pipeline.params import parse_params
 from impq.pipeline.prepare import calibration_path
 from impq.search import SearchState
@@ -226,4 +226,54 @@ def test_every_method_resolves_to_its_stages_file(project: Params) -> None:
             project.model_copy(
                 update={"eval": project.eval.model_copy(update={"methods": ["lim-2"]})}
             )
+        )
+
+
+def test_evopress_refuses_precisions_off_the_games_ladder(tmp_path: Path) -> None:
+    params = _params(tmp_path)  # no backend here stores 3 bits yet: past the params check
+    params = params.model_copy(
+        update={"solver": params.solver.model_copy(update={"precisions": [2, 3, 4]})}
+    )
+    with pytest.raises(ValueError, match=r"spqe\.ladder \[4, 2\].*\[3\] off it"):
+        evopress.run(params)
+
+
+def test_seeded_starts_from_impqs_candidates_within_its_budget(
+    project: Params, tmp_path: Path
+) -> None:
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(project.paths.artifacts, artifacts)
+    section = {
+        "max_evaluations": 14, "offspring": 4, "survivors": [2, 1], "sequences": [1, None],
+        "final": 2,
+    }  # fmt: skip
+    params = project.model_copy(
+        update={
+            "eval": project.eval.model_copy(update={"methods": [*METHODS, "seeded"]}),
+            "seeded": type(project.seeded)(**section),
+            "paths": project.paths.model_copy(
+                update={"artifacts": str(artifacts), "metrics": str(tmp_path / "metrics")}
+            ),
+        }
+    )
+    assert seeded.start_methods(params) == ["impq", "verified"]
+    verify.run(params)  # the verified pick does not read the seeded search, which runs after
+    seeded.run(params)
+    metrics = read_json(seeded.metrics_path(params))
+    for budget in BUDGETS:
+        path = seeded.assignment_path(params, budget)
+        assert methods.assignment_input_path(params, "seeded", budget) == path
+        a = Assignment.load(path)
+        assert a.method == "seeded" and a.stored_bytes <= a.extra["budget_bytes"]
+        assert 0 < a.extra["evaluations"] <= 14 and a.extra["started_from"] in ("impq", "verified")
+        assert a.extra["picked"] in ("seeded", "seeded#2")
+        assert metrics[f"{budget}/evaluations"] == a.extra["evaluations"]
+        # elitist from its best start: never worse on calibration than where it began
+        assert a.extra["history"] == sorted(a.extra["history"], reverse=True)
+    stamps = {p: p.stat().st_mtime_ns for p in seeded.output_dir(params).iterdir()}
+    seeded.run(params)  # searched before with the same inputs: kept
+    assert stamps == {p: p.stat().st_mtime_ns for p in stamps}
+    with pytest.raises(ValueError, match="starts from impq's candidates"):
+        seeded.start_methods(
+            params.model_copy(update={"eval": params.eval.model_copy(update={"methods": ["lim"]})})
         )

@@ -188,6 +188,25 @@ def test_sweep_reads_objective_methods_from_the_assign_stage(tmp_path: Path) -> 
     }
 
 
+def test_uniform_rows_at_fixed_bits_and_the_best_that_fits(tmp_path: Path) -> None:
+    params = _setup(tmp_path, methods=["uniform-4", "uniform-2", "uniform-fit"])
+    over = Assignment.load(baselines.baseline_path(params, 2.5, "uniform-4"))
+    assert set(over.bits.values()) == {4} and over.extra["over_budget"]
+    assert over.stored_bytes > over.extra["budget_bytes"]
+    fit = Assignment.load(baselines.baseline_path(params, 2.5, "uniform-fit"))
+    assert set(fit.bits.values()) == {2} and "over_budget" not in fit.extra
+    rows, _, _ = sweep.run(
+        params.model_copy(
+            update={"backends": params.backends.model_copy(update={"names": ["quanto"]})}
+        )
+    )
+    by = {(r["method"], r["budget"]): r for r in rows}
+    assert len(rows) == 3 * len(BUDGETS)  # every uniform row at every budget
+    assert by["uniform-4", 2.5]["stored_bytes"] == by["uniform-4", 3.0]["stored_bytes"]
+    assert by["uniform-4", 2.5]["stored_bytes"] > by["uniform-fit", 2.5]["stored_bytes"]
+    assert by["uniform-fit", 3.0]["bits"] == by["uniform-2", 3.0]["bits"]
+
+
 def _count_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Record every float-model load of the sweep module."""
     loads: list[str] = []

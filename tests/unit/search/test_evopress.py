@@ -172,5 +172,5 @@ def test_bad_arguments_are_errors() -> None:
     with pytest.raises(ValueError, match="do not pay"):
         evopress([Stage(game, 2), Stage(game, 1)], problem, 1)
     three = BitProblem.build(np.zeros(4), np.zeros((4, 4)), [4096] * 4, 3.0, precisions=[2, 3, 4])
-    with pytest.raises(ValueError, match="exactly two"):
-        evopress(game, three, 100)
+    with pytest.raises(ValueError, match="not on the game's ladder"):
+        evopress(game, three, 100, ladder=(4, 2))

@@ -42,3 +42,16 @@ def test_verify_section() -> None:
     assert params.verify.max_evaluations == 5 and params.verify.n_samples is None
     with pytest.raises(ConfigError, match=r"verify\.budget: unknown key"):
         parse_params({"model": {"source": "x"}, "verify": {"budget": 5}})
+
+
+def test_seeded_section_checks_its_schedule_as_evopress_does() -> None:
+    params = parse_params({"model": {"source": "x"}})
+    assert params.seeded.max_evaluations == 256 and params.seeded.sequences[-1] is None
+    ok = parse_params(
+        {"model": {"source": "x"}, "seeded": {"max_evaluations": 40, "final": 0}}
+    ).seeded
+    assert ok.max_evaluations == 40 and ok.final == 0
+    with pytest.raises(ConfigError, match="keeps 1 survivor"):
+        parse_params({"model": {"source": "x"}, "seeded": {"survivors": [4, 2]}})
+    with pytest.raises(ConfigError, match=r"seeded\.initial: unknown key"):
+        parse_params({"model": {"source": "x"}, "seeded": {"initial": 4}})

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from impq.game import Game, QuadraticGame, RandomGame
+from impq.search.coalition import choice_of, levels_of
 from impq.search.verify import Candidate, best_swap, candidates, verified_pick
 from impq.solve.greedy import greedy_choice
 from impq.solve.problem import BitProblem
@@ -103,3 +104,35 @@ def test_ties_and_non_finite_values_keep_the_reference() -> None:
     assert pick.pick.name == "b" and pick.differs
     with pytest.raises(ValueError, match="at least 1"):
         verified_pick(_Table([1.0]), [a], 0)
+
+
+def test_best_level_step_over_three_precisions_by_enumeration() -> None:
+    rng = np.random.default_rng(4)
+    n = 6
+    game = QuadraticGame.random(n, rng)
+    problem = BitProblem.build(
+        game.linear, game.pairwise / 2, rng.choice([4096, 8192], size=n), 3.1,
+        precisions=(2, 3, 4),
+    )  # fmt: skip
+    start = np.array([0, 1, 2, 1, 0, 2])
+    assert problem.feasible(start)
+    ladder = (4, 3, 2)  # the objective is the two-level form extrapolated to 3 bits
+    found = best_swap(problem, levels_of(problem, start, ladder), ladder)
+    best, want = np.inf, None
+    for i, j in itertools.permutations(range(n), 2):
+        c = start.copy()
+        c[i] += 1
+        c[j] -= 1
+        valid = c[i] <= 2 and c[j] >= 0 and problem.feasible(c)
+        if valid and float(problem.objective(c)) < best:
+            best, want = float(problem.objective(c)), c
+    assert found is not None and want is not None
+    assert found.dtype == np.uint8  # levels of a three-level ladder: 0 = 4 bits
+    np.testing.assert_array_equal(choice_of(problem, found, ladder), want)
+    # on a wider ladder the same neighbour, as that ladder's levels
+    wide = best_swap(problem, levels_of(problem, start, (8, 4, 3, 2)), (8, 4, 3, 2))
+    assert wide is not None
+    np.testing.assert_array_equal(choice_of(problem, wide, (8, 4, 3, 2)), want)
+    cands = candidates(problem, {"impq": levels_of(problem, start, ladder)}, "impq", ladder)
+    assert [c.name for c in cands] == ["impq", "impq+swap"]
+    np.testing.assert_array_equal(cands[1].coalition, found)
