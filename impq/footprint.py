@@ -9,17 +9,18 @@ Two accountings, one formula:
   width, per-column or per-linear extras). ``Backend.footprint`` returns it; the backends'
   tests hold it equal to the bytes they store at every precision they support.
 
-A budget of ``b`` average bits is a byte count interpolated between all blocks at the
-lowest and at the highest precision (:func:`budget_bytes`), in the
-bytes of whichever footprint is asked. A footprint affine in the bits with a slope
+A budget of ``b`` average bits is the bytes of the uniform model at ``b``: the uniform
+sizes at the precisions, interpolated between the two around ``b`` (:func:`budget_bytes`),
+in the bytes of whichever footprint is asked. A footprint affine in the bits with a slope
 proportional to the weights (codes ``n b / 8``, packed zeros ``n b / (8 g)``; scales and
 per-column extras do not depend on ``b``) loses its constant part in the interpolation,
 so an assignment within the solver's byte budget is within that backend's byte budget of
-the same average bits: GPTQ's at every precision (widths in multiples of 32), HQQ's and
-quanto's at 2 and 4 bits. HQQ's 3-bit codes (10 to an int32 word: 3.2 bits a weight and
-more) lie above that line and quanto's 8-bit blocks (one scale per row, no groups) below
-it, so with 3 bits between HQQ's lowest and highest precision, or 4 between quanto's 2
-and 8, an assignment within the solver's budget can be over the backend's
+the same average bits: GPTQ's at every precision (widths in multiples of 32). HQQ's 3-bit
+codes (10 to an int32 word: 3.2 bits a weight and more) and quanto's 8-bit blocks (one
+scale per row, no groups) are not on that line; where the uniform sizes bend downward
+(each step's bytes per bit no larger than the step below's: HQQ over {2, 3, 4}, quanto
+over {2, 4, 8}) an assignment within the solver's budget is still within the backend's,
+and where they bend upward (HQQ's 3 and 8 bits together) it can be over
 (``tests/unit/backends/test_footprint.py`` checks every assignment of a small model and
 records where).
 """
@@ -27,8 +28,10 @@ records where).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from itertools import pairwise
 
 __all__ = ["GROUP_META_BYTES", "SOLVER", "Footprint", "budget_bytes", "quantized_bytes"]
 
@@ -108,20 +111,32 @@ def quantized_bytes(n_weights: int, bits: int, group_size: int) -> int:
     return -(-n_weights * bits // 8) + groups * GROUP_META_BYTES
 
 
-def budget_bytes(avg_bits: float, min_bytes: int, max_bytes: int, lo: int, hi: int) -> int:
-    """Byte budget for a target average precision, interpolated between all-lo and all-hi.
+def budget_bytes(avg_bits: float, uniform_bytes: Mapping[int, int]) -> int:
+    """Byte budget of a target average precision: the uniform model's bytes at
+    ``avg_bits``, interpolated between the two precisions around it.
 
-    ``B = B_lo + (avg_bits - lo) / (hi - lo) * (B_hi - B_lo)``, rounded down, computed in
-    exact rational arithmetic on the decimal form of ``avg_bits`` so that ``avg_bits = lo``
-    gives ``B_lo`` and ``avg_bits = hi`` gives ``B_hi`` exactly.
+    ``uniform_bytes`` maps each precision to the bytes of every block at it. Between
+    neighbouring precisions ``p < q``: ``B = B_p + (avg_bits - p) / (q - p) * (B_q - B_p)``,
+    rounded down, in exact rational arithmetic on the decimal form of ``avg_bits``, so a
+    budget at a precision is exactly that uniform model's bytes (the best uniform model
+    that fits always fits, in any footprint). With two precisions, or a footprint affine
+    in the bits, this is the straight line between the lowest and the highest precision.
 
     Raises:
-        ValueError: ``avg_bits`` is not finite or lies outside ``[lo, hi]``.
+        ValueError: fewer than two precisions, or ``avg_bits`` is not finite or lies
+            outside ``[min, max]`` of the precisions.
     """
+    ps = sorted(uniform_bytes)
+    if len(ps) < 2:
+        raise ValueError(f"a budget needs at least two precisions, got {ps}")
+    lo, hi = ps[0], ps[-1]
     if not math.isfinite(avg_bits) or not lo <= avg_bits <= hi:
         raise ValueError(
-            f"budget {avg_bits} average bits is infeasible: with precisions {lo}..{hi} the "
-            f"feasible range is [{lo}, {hi}] bits, i.e. {min_bytes} to {max_bytes} bytes"
+            f"budget {avg_bits} average bits is infeasible: with precisions {ps} the "
+            f"feasible range is [{lo}, {hi}] bits, i.e. {uniform_bytes[lo]} to "
+            f"{uniform_bytes[hi]} bytes"
         )
-    frac = (Fraction(repr(float(avg_bits))) - lo) / (hi - lo)
-    return min_bytes + int(frac * (max_bytes - min_bytes))
+    bits = Fraction(repr(float(avg_bits)))
+    p, q = next((p, q) for p, q in pairwise(ps) if bits <= q)
+    frac = (bits - p) / (q - p)
+    return uniform_bytes[p] + int(frac * (uniform_bytes[q] - uniform_bytes[p]))

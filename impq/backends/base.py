@@ -336,15 +336,16 @@ def budget_bytes_for(
 ) -> int:
     """The byte budget of ``budget_bits`` average bits in ``footprint``'s bytes.
 
-    The same interpolation as the solver's (:func:`impq.footprint.budget_bytes`)
-    between every block at the lowest and at the highest of ``precisions``; with the
-    default footprint it is the budget the assignment was solved under.
+    The same interpolation as the solver's (:func:`impq.footprint.budget_bytes`) between
+    the uniform models at ``precisions``; with the default footprint it is the budget the
+    assignment was solved under.
     """
-    lo, hi = min(precisions), max(precisions)
     blocks = range(len(decoder_blocks(model)))
-    low = expected_bytes(model, dict.fromkeys(blocks, lo), group_size, footprint)
-    high = expected_bytes(model, dict.fromkeys(blocks, hi), group_size, footprint)
-    return budget_bytes(budget_bits, low, high, lo, hi)
+    uniform = {
+        p: expected_bytes(model, dict.fromkeys(blocks, p), group_size, footprint)
+        for p in set(precisions)
+    }
+    return budget_bytes(budget_bits, uniform)
 
 
 def check_within_budget(

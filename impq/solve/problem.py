@@ -93,6 +93,11 @@ def choice_form(
     return quadratic_form(a[:, None], k[:, None, :, None], s)
 
 
+def _uniform_bytes(sizes: np.ndarray, precisions: tuple[int, ...]) -> dict[int, int]:
+    """Bytes of every block at each precision, from the (L, P) size table."""
+    return {p: int(total) for p, total in zip(precisions, sizes.sum(axis=0), strict=True)}
+
+
 def _checked_precisions(precisions: Any) -> tuple[int, ...]:
     ps = tuple(sorted({int(p) for p in precisions}))
     if len(ps) < 2 or ps[0] <= 0:
@@ -206,9 +211,7 @@ class BitProblem:
         """
         ps = _checked_precisions(objective.ladder if precisions is None else precisions)
         sizes = _sizes(_checked_params(objective.block_params), ps, group_size)
-        b = budget_bytes(
-            budget_bits, int(sizes[:, 0].sum()), int(sizes[:, -1].sum()), ps[0], ps[-1]
-        )
+        b = budget_bytes(budget_bits, _uniform_bytes(sizes, ps))
         return cls(objective, ps, group_size, b, float(budget_bits))
 
     @classmethod
@@ -242,9 +245,7 @@ class BitProblem:
 
     def with_budget(self, budget_bits: float) -> BitProblem:
         """The same program under another target average precision."""
-        b = budget_bytes(
-            budget_bits, self.min_bytes, self.max_bytes, self.precisions[0], self.precisions[-1]
-        )
+        b = budget_bytes(budget_bits, _uniform_bytes(self.sizes, self.precisions))
         return replace(self, budget_bytes=b, budget_bits=float(budget_bits))
 
     @property

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from impq.footprint import quantized_bytes
+from impq.footprint import budget_bytes, quantized_bytes
 from impq.solve import BitProblem, degradation_level, problem_from_shapley
 from impq.solve.synthetic import synthetic_shapley
 
@@ -82,3 +82,18 @@ def test_few_permutations_warn(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
         problem_from_shapley(synthetic_shapley(8, permutations=20, seed=1), 3.0)
     assert "permutations" not in caplog.text
+
+
+def test_a_budget_is_the_uniform_models_bytes_between_neighbouring_precisions() -> None:
+    bent = {2: 100, 3: 171, 4: 200, 8: 400}  # HQQ-like: 3-bit words cost more than 3 bits
+    assert [budget_bytes(b, bent) for b in (2.0, 3.0, 4.0, 8.0)] == [100, 171, 200, 400]
+    assert budget_bytes(2.5, bent) == 135  # floor of 135.5, between 2 and 3 bits
+    assert budget_bytes(3.5, bent) == 185  # floor of 185.5, between 3 and 4 bits
+    assert budget_bytes(6.0, bent) == 300
+    straight = {2: 100, 4: 200, 3: 150}
+    for bits in (2.25, 2.5, 3.1, 3.75):
+        assert budget_bytes(bits, straight) == budget_bytes(bits, {2: 100, 4: 200})
+    with pytest.raises(ValueError, match="at least two precisions"):
+        budget_bytes(3.0, {3: 10})
+    with pytest.raises(ValueError, match=r"feasible range is \[2, 8\] bits, i.e. 100 to 400"):
+        budget_bytes(8.5, bent)
