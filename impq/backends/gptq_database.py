@@ -38,7 +38,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -280,10 +280,17 @@ def build_gptq_database(
     return database
 
 
+_SAVED_CONFIG_KEYS = frozenset({"architectures", "dtype", "torch_dtype", "transformers_version"})
+"""Config entries that ``save_pretrained`` fills in (GPTQ quantization saves the model)."""
+
+
 def _model_key(model: nn.Module) -> str:
-    """Hash of the model's architecture and every tensor of its state."""
+    """Hash of the model's config (less :data:`_SAVED_CONFIG_KEYS`) and every tensor of its
+    state."""
     config = getattr(model, "config", None)
-    parts: list[str | torch.Tensor] = [config.to_json_string() if config is not None else ""]
+    settings = {} if config is None else config.to_dict()
+    kept = {k: v for k, v in settings.items() if k not in _SAVED_CONFIG_KEYS}
+    parts: list[str | torch.Tensor] = [json.dumps(kept, sort_keys=True, default=str)]
     for name, tensor in sorted(model.state_dict().items()):
         parts += [name, tensor]
     return fingerprint(*parts)
@@ -323,11 +330,11 @@ def _build(
                     block, linears, group, hidden, kwargs[b], group_size
                 )  # fmt: skip
                 for name in group:
-                    linear = linears[name]
+                    linear = cast(nn.Linear, linears[name])
                     task = _gptq_task(linear, bits, group_size)
                     task.adopt_hessian_from(leader)
                     q_weight, scale, zero, g_idx, *_ = task.quantize()
-                    packed = _packed(
+                    packed: Any = _packed(
                         linear, q_weight, scale, zero, g_idx, bits, group_size, task.qcfg.sym, dtype
                     )  # fmt: skip
                     shipped[name] = packed.dequantize_weight().T.contiguous().cpu()
