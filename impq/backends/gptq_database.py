@@ -16,13 +16,15 @@ groups that read the same input, in the order the block calls them (q/k/v, o, ga
 down on Llama), and each group is calibrated with the groups before it already quantized
 at the precision being built. EvoPress calibrates every linear of a block on the float
 block's activations. The first group's Hessian does not depend on the precision and is
-computed once per block.
+computed once per block. Calibration sequences go through a block one at a time, as they
+go through GPTQModel's with batch size 1, so that every Hessian is summed as GPTQModel
+sums it.
 
 The database holds each linear as the shipped model computes with it: GPTQModel's packed
 ``TorchLinear`` (16-bit scales) dequantized, bit for bit the weight of a checkpoint that
 :meth:`~impq.backends.gptq.GptqBackend.quantize` writes for that assignment. The pass
-itself runs, as GPTQModel's does, on GPTQ's own rounded weights (float32 scales, within a
-sixteenth of a step of those). :meth:`GptqDatabase.quantizer` serves the database to
+itself runs, as GPTQModel's does, on GPTQ's own rounded weights (the same codes with
+float32 scales). :meth:`GptqDatabase.quantizer` serves the database to
 :class:`~impq.game.model.ModelGame` as its weight quantizer. Built once per (model,
 calibration ids, ladder, group size, calibration bits), it is cached as safetensors.
 """
