@@ -355,6 +355,18 @@ def _stop(module: nn.Module, inputs: Any, output: Any) -> None:
     raise _StopForward
 
 
+def _gptq_task(linear: nn.Module, bits: int, group_size: int) -> Any:
+    """GPTQModel's GPTQ for ``linear`` at ``bits`` with the settings :meth:`GptqBackend.quantize`
+    gives GPTQModel (per-channel, no activation order); it quantizes a copy of the weight
+    from the inputs given to its ``add_batch``."""
+    gm = _gptqmodel()
+    from gptqmodel.quantization.gptq import GPTQ
+
+    task = GPTQ(linear, gm.QuantizeConfig(bits=bits, group_size=group_size, desc_act=False))
+    task.quantizer.configure(perchannel=True)
+    return task
+
+
 class GptqBackend:
     """GPTQ with per-block bits via GPTQModel's ``dynamic`` overrides (needs calibration).
 
@@ -475,9 +487,6 @@ class GptqBackend:
             UnsupportedError: GPTQModel missing, or bits/group size/architecture unsupported.
             ValueError: calibration is not (n, seqlen) token ids.
         """
-        gm = _gptqmodel()
-        from gptqmodel.quantization.gptq import GPTQ
-
         blocks = sorted(set(blocks))
         assigned_linears(
             self.name, model, dict.fromkeys(blocks, bits), group_size, self.supported_bits
@@ -486,15 +495,13 @@ class GptqBackend:
         device = next(model.parameters()).device
         # weights and activations in the compute dtype, as GPTQModel loads the float model
         model = copy.deepcopy(model).to(self.dtype)
-        qconfig = gm.QuantizeConfig(bits=bits, group_size=group_size, desc_act=False)
         out: dict[int, dict[str, nn.Module]] = {}
         for group in _hessian_groups(model, blocks):
             tasks: dict[tuple[int, str], tuple[Any, Any]] = {}
             hooks = []
             for i in group:
                 for rel, linear in block_linears(model, i).items():
-                    task = GPTQ(linear, copy.deepcopy(qconfig))  # quantizes a copy of W
-                    task.quantizer.configure(perchannel=True)
+                    task = _gptq_task(linear, bits, group_size)
                     tasks[i, rel] = (linear, task)
                     hooks.append(linear.register_forward_hook(_add_batch(task)))
             hooks.append(decoder_blocks(model)[group[-1]].register_forward_hook(_stop))
@@ -508,8 +515,9 @@ class GptqBackend:
             for (i, rel), (linear, task) in tasks.items():
                 q_weight, scale, zero, g_idx, *_ = task.quantize()
                 out.setdefault(i, {})[rel] = _packed(
-                    linear, q_weight, scale, zero, g_idx, bits, group_size, qconfig.sym, self.dtype
-                )
+                    linear, q_weight, scale, zero, g_idx, bits, group_size, task.qcfg.sym,
+                    self.dtype,
+                )  # fmt: skip
             del tasks
         log.info("gptq: quantized %d blocks at %d bits on float inputs", len(blocks), bits)
         return out
