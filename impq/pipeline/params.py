@@ -72,14 +72,18 @@ def _check_methods(params: Params) -> None:
                 f"spqe.n_samples is {spqe.n_samples} of data.calibration.n_samples {n_cal}: "
                 "set spqe.n_samples below it, or drop 'verified'"
             )
-    if "evopress" in methods and sorted(params.solver.precisions) != [
-        spqe.low_bits,
-        spqe.high_bits,
-    ]:
+    off_ladder = sorted(set(params.solver.precisions) - set(spqe.ladder))
+    if off_ladder and len(spqe.ladder) > 2:
         raise ValueError(
-            f"eval.methods: 'evopress' searches the SPQE game's two precisions, so "
-            f"solver.precisions {params.solver.precisions} must be "
-            f"[{spqe.low_bits}, {spqe.high_bits}]"
+            f"solver.precisions: {off_ladder} are not on spqe.ladder {spqe.ladder}: with three "
+            "or more rungs every precision is measured, none is extrapolated; add them to "
+            "the ladder or drop them from solver.precisions"
+        )
+    if off_ladder and (searched := [m for m in ("evopress", "verified", "seeded") if m in methods]):
+        raise ValueError(
+            f"eval.methods: {searched} evaluate assignments on the SPQE game, which plays "
+            f"spqe.ladder {spqe.ladder}: solver.precisions {params.solver.precisions} must be "
+            "on it"
         )
 
 

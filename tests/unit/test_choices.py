@@ -28,6 +28,22 @@ BASE: dict[str, Any] = {"model": {"source": "org/model"}}
         ({"spqe": {"ladder": [4, 3]}}, ["spqe.backend", "[3]"]),
         ({"budgets": [4.5]}, ["budgets", "4.5", "solver.precisions"]),
         (
+            {
+                "spqe": {"backend": "hqq", "ladder": [4, 3, 2]},
+                "backends": {"names": ["hqq"]},
+                "solver": {"precisions": [2, 3, 4, 8]},
+            },
+            ["solver.precisions", "[8]", "spqe.ladder [4, 3, 2]"],
+        ),
+        (
+            {
+                "backends": {"names": ["hqq"]},
+                "solver": {"precisions": [2, 4, 8]},
+                "eval": {"methods": ["impq", "evopress"]},
+            },
+            ["eval.methods", "['evopress']", "spqe.ladder [4, 2]", "[2, 4, 8]"],
+        ),
+        (
             {"spqe": {"group_size": 32}, "backends": {"group_size": 64}},
             ["spqe.group_size 32", "backends.group_size 64"],
         ),
