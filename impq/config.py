@@ -419,7 +419,7 @@ class SeededConfig(_Section):
             "final pick; 0: the search's best on calibration loss."
         ),
     )
-    seed: int = 0
+    seed: int = Field(0, description="Seed of the search (its mutations and selection).")
 
     @model_validator(mode="after")
     def _stages_consistent(self) -> SeededConfig:
