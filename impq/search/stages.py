@@ -23,7 +23,7 @@ class SubsetGame(Game):
     def __init__(self, game: ModelGame, n_chunks: int, rng: np.random.Generator) -> None:
         if not 0 < n_chunks <= game.n_chunks:
             raise ValueError(f"n_chunks must be in [1, {game.n_chunks}], got {n_chunks}")
-        super().__init__(game.n_players)
+        super().__init__(game.n_players, game.n_levels)
         self.game, self.n_chunks, self.rng = game, n_chunks, rng
 
     def value_function(self, coalitions: np.ndarray) -> np.ndarray:

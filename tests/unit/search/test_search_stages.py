@@ -51,3 +51,18 @@ def test_evopress_on_the_model_game_spends_exactly_what_it_reports() -> None:
         assert result.tokens == 19 * result.evaluations_per_stage[0] + 76 * game.n_evaluations
         assert problem.stored_bytes((~result.coalition).astype(int)) <= problem.budget_bytes
         assert result.value == pytest.approx(game(result.coalition[None])[0])
+
+
+def test_a_subset_stage_plays_every_rung_of_a_ladder_game() -> None:
+    model = tiny_model("llama", num_layers=4, seed=3)
+    ids = torch.randint(0, 256, (3, 20), generator=torch.Generator().manual_seed(0))
+    quantize = weight_quantizer("hqq", 16)
+    with ModelGame(model, ids, quantize, ladder=(4, 3, 2), batch_size=1, progress=False) as game:
+        subset = model_stages(game, [2, 1], [1, None], np.random.default_rng(0))[0].game
+        assert subset.n_levels == game.n_levels == 3
+        levels = np.array([[2, 2, 1, 0]])
+        chunk = subset.rng.bit_generator.state  # the draw the next call makes
+        value = subset(levels)[0]
+        subset.rng.bit_generator.state = chunk
+        drawn = np.sort(subset.rng.choice(game.n_chunks, 1, replace=False)).tolist()
+        assert value == pytest.approx(game.subset_values(levels, drawn)[0])
