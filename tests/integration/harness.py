@@ -23,8 +23,15 @@ BIN = Path(sys.executable).parent
 TINY_OVERRIDES: dict[str, Any] = {
     "model": {"source": "models/ref-llama-12l", "device": "cpu"},
     "data": {"calibration": {"n_samples": 2, "seqlen": 64}},
-    "spqe": {"permutations": 2, "n_samples": 2, "batch_size": None},
-    "solver": {"num_reads": 4, "num_sweeps": 50},
+    # the paper's two-level game on quanto: fast, and it keeps the 2/4 mode running end to end
+    "spqe": {
+        "permutations": 2,
+        "n_samples": 2,
+        "batch_size": None,
+        "backend": "quanto",
+        "ladder": [4, 2],
+    },
+    "solver": {"num_reads": 4, "num_sweeps": 50, "precisions": [2, 4]},
     "budgets": [3.0],
     "eval": {
         "seqlen": 64,
