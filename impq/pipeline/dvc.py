@@ -16,7 +16,7 @@ A hub id is not a path DVC can hash: with one, ``dvc repro`` stops at the first 
 ("failed to reproduce 'prepare': [Errno 2] No such file or directory: '<org/model>'").
 Download the checkpoint into a folder and point ``model.source`` at it
 (DVC then tracks its files), or regenerate ``dvc.yaml`` for the hub id
-(``python -m impq dvc-yaml``): it then lists no model dependency, and only the params
+(``python -m flows dvc-yaml``): it then lists no model dependency, and only the params
 dependency on ``model.source`` reruns the stages when the id changes.
 """
 
