@@ -9,7 +9,9 @@ registries' names and the input paths are checked where a stage loads the params
 
 from __future__ import annotations
 
+import difflib
 import itertools
+import math
 import os
 from pathlib import Path
 from typing import Literal
@@ -570,9 +572,10 @@ class Params(_Section):
     @field_validator("budgets")
     @classmethod
     def _budgets_in_range(cls, budgets: list[float]) -> list[float]:
+        # the range the precisions allow is checked where params load (solver.precisions)
         for b in budgets:
-            if not 2.0 <= b <= 8.0:
-                raise ValueError(f"budget {b} is outside [2, 8] average bits")
+            if not math.isfinite(b) or b <= 0:
+                raise ValueError(f"budget {b} is not a positive number of average bits")
         return budgets
 
     @model_validator(mode="after")
@@ -601,15 +604,53 @@ class Params(_Section):
         return self.export.budget if self.export.budget is not None else max(self.budgets)
 
 
-def _format_errors(err: ValidationError) -> str:
+def _section(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The params section (model class) that holds the key at ``loc``, if any."""
+    section: type[BaseModel] = Params
+    for part in loc[:-1]:
+        field = section.model_fields.get(str(part))
+        annotation = None if field is None else field.annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        section = annotation
+    return section
+
+
+def _unknown_key(loc: tuple[int | str, ...]) -> str:
+    """What to say of an unknown key: its closest spelling among the section's keys."""
+    section = _section(loc)
+    known = list(section.model_fields) if section is not None else []
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    if close:
+        return f"unknown key; did you mean {close[0]!r}?"
+    return f"unknown key; the keys here are {known}" if known else "unknown key"
+
+
+def _shown(value: object) -> str:
+    """The offending value, short: a section or a long value is not repeated back."""
+    if isinstance(value, dict):
+        return ""
+    text = repr(value)
+    return f" (got {text if len(text) <= 80 else text[:77] + '...'})"
+
+
+def _format_errors(err: ValidationError) -> list[str]:
     lines = []
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"]) or "<top level>"
         if e["type"] == "extra_forbidden":
-            lines.append(f"  {where}: unknown key (check its spelling against impq/config.py)")
+            lines.append(f"{where}: {_unknown_key(e['loc'])}")
         else:
-            lines.append(f"  {where}: {e['msg']} (got {e.get('input')!r})")
-    return "\n".join(lines)
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{where}: {msg}{_shown(e.get('input'))}")
+    return lines
+
+
+def invalid(origin: str, lines: list[str]) -> ConfigError:
+    """The error of a params file with these problems: one line for one problem."""
+    if len(lines) == 1:
+        return ConfigError(f"{origin}: {lines[0]}")
+    return ConfigError(f"{origin} is invalid:\n" + "\n".join(f"  {line}" for line in lines))
 
 
 def parse_params(raw: object, origin: str = "params") -> Params:
@@ -620,4 +661,4 @@ def parse_params(raw: object, origin: str = "params") -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(f"{origin} is invalid:\n{_format_errors(err)}") from None
+        raise invalid(origin, _format_errors(err)) from None

@@ -10,13 +10,14 @@ the flows, the experiments and benchmarks) loads params through :func:`load_para
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from impq.config import ConfigError, Params
+from impq.config import ConfigError, Params, invalid
 from impq.config import parse_params as parse_schema
 
 __all__ = [
@@ -172,13 +173,33 @@ def check_paths(params: Params) -> None:
             f"model.source: {cfg.source} does not exist (relative to {Path.cwd()}); give a "
             "local checkpoint folder or a hub id such as meta-llama/Llama-3.2-1B"
         )
+    elif _hub_offline():
+        raise ValueError(
+            f"model.source: {cfg.source!r} is no folder here (relative to {Path.cwd()}) and "
+            "reads as a hub id, but the hub is offline (HF_HUB_OFFLINE): give the path of a "
+            "local checkpoint folder, or unset HF_HUB_OFFLINE to download it"
+        )
     params.data.resolved_root()  # ConfigError when data.root / $IMPQ_DATA_DIR is no folder
     cal = params.data.calibration.source
-    if cal not in CALIBRATION_SOURCES and not Path(cal).expanduser().is_file():
+    if cal in CALIBRATION_SOURCES:
+        return
+    text = Path(cal).expanduser()
+    if not text.is_file():
         raise ValueError(
             f"data.calibration.source: {cal!r} is neither one of {list(CALIBRATION_SOURCES)} "
             "nor an existing text file"
         )
+    if not text.read_text(encoding="utf-8", errors="replace").strip():
+        raise ValueError(
+            f"data.calibration.source: {text} holds no text; give a text file with at least "
+            "data.calibration.n_samples x data.calibration.seqlen tokens of it"
+        )
+
+
+def _hub_offline() -> bool:
+    """Whether the Hugging Face hub is switched off (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE)."""
+    flags = (os.environ.get(k, "") for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(flag.strip().lower() in {"1", "true", "yes", "on"} for flag in flags)
 
 
 def parse_params(raw: object, origin: str = "params") -> Params:
@@ -192,7 +213,7 @@ def parse_params(raw: object, origin: str = "params") -> Params:
     try:
         check_choices(params)
     except ValueError as err:
-        raise ConfigError(f"{origin} is invalid:\n  {err}") from None
+        raise invalid(origin, [str(err)]) from None
     return params
 
 

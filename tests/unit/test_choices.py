@@ -79,6 +79,8 @@ def test_a_missing_local_model_fails_a_hub_id_does_not(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("IMPQ_DATA_DIR", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     (tmp_path / "models").mkdir()
     _load(tmp_path, {"model": {"source": "meta-llama/Llama-3.2-1B"}})  # a hub id
     _load(tmp_path, {"model": {"source": "gpt2"}})
@@ -92,6 +94,7 @@ def test_a_missing_gguf_file_or_calibration_text_fails(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("IMPQ_DATA_DIR", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     (tmp_path / "ckpt").mkdir()
     (tmp_path / "ckpt" / "m.Q4_1.gguf").write_bytes(b"GGUF")
     _load(tmp_path, {"model": {"source": "ckpt", "gguf_file": "m.Q4_1.gguf"}})
@@ -109,3 +112,65 @@ def test_the_repository_params_load(monkeypatch: pytest.MonkeyPatch) -> None:
     repo = Path(__file__).resolve().parents[2]
     monkeypatch.chdir(repo)
     assert load_params("params.yaml").model.source == "models/ref-llama-12l"
+
+
+def _one_line(err: pytest.ExceptionInfo[ConfigError]) -> str:
+    text = str(err.value)
+    assert "\n" not in text and len(text) < 400, text  # one line, no params dump
+    return text
+
+
+def test_a_misspelt_key_says_which_it_meant() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_params({**BASE, "budgetz": [3.0]})
+    assert "budgetz: unknown key; did you mean 'budgets'?" in _one_line(err)
+    with pytest.raises(ConfigError) as err:
+        parse_params({**BASE, "spqe": {"ladders": [4, 2]}})
+    assert "spqe.ladders: unknown key; did you mean 'ladder'?" in _one_line(err)
+
+
+def test_a_bad_name_is_one_line_without_the_params() -> None:
+    for over in (
+        {"backends": {"names": ["awq"]}},
+        {"solver": {"name": "gurobi"}},
+        {"eval": {"methods": ["foo"]}},
+    ):
+        with pytest.raises(ConfigError) as err:
+            parse_params({**BASE, **over})
+        assert "org/model" not in _one_line(err)  # no echo of the whole mapping
+
+
+def test_a_budget_beyond_the_precisions_names_their_range() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_params({**BASE, "budgets": [9.0]})
+    text = _one_line(err)
+    assert "budgets: 9.0 average bits is outside solver.precisions [2, 4]" in text
+    assert "[2, 8]" not in text
+
+
+def test_a_hub_id_with_the_hub_offline_names_model_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("IMPQ_DATA_DIR", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigError) as err:
+        _load(tmp_path, {"model": {"source": "ref-llama-12l"}})
+    text = _one_line(err)
+    assert "model.source: 'ref-llama-12l'" in text and "local checkpoint folder" in text
+
+
+def test_an_empty_calibration_text_names_the_key_and_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("IMPQ_DATA_DIR", raising=False)
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "empty.txt").write_text("  \n")
+    with pytest.raises(ConfigError) as err:
+        _load(
+            tmp_path,
+            {"model": {"source": "ckpt"}, "data": {"calibration": {"source": "empty.txt"}}},
+        )
+    text = _one_line(err)
+    assert "data.calibration.source" in text and "empty.txt holds no text" in text

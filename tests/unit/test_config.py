@@ -71,6 +71,9 @@ def test_data_root_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_budgets_must_be_decimals_and_in_range() -> None:
     with pytest.raises(ConfigError, match=r"budgets: .*write budget 3 as 3\.0"):
         parse_params({"model": {"source": "x"}, "budgets": [2.5, 3]})
-    with pytest.raises(ConfigError, match=r"budgets: .*outside \[2, 8\]"):
+    with pytest.raises(ConfigError, match=r"budgets: .*outside solver.precisions \[2, 4\]"):
         parse_params({"model": {"source": "x"}, "budgets": [1.5]})
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ConfigError, match=r"budgets: .*not a positive number"):
+            parse_params({"model": {"source": "x"}, "budgets": [bad]})
     assert parse_params({"model": {"source": "x"}, "budgets": [3.0]}).budgets == [3.0]
