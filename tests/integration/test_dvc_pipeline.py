@@ -32,6 +32,7 @@ STAGE_NAMES = {
     "baselines",
     "evopress",
     "verify",
+    "seeded",
     "sweep",
     "report",
     "compare",
@@ -39,7 +40,16 @@ STAGE_NAMES = {
 }
 """Every stage: each is a Prefect flow of that name and an MLflow run tagged with it."""
 
-BUDGET_STAGES = {"assign", "baselines", "evopress", "verify", "sweep", "compare", "export"}
+BUDGET_STAGES = {
+    "assign",
+    "baselines",
+    "evopress",
+    "verify",
+    "seeded",
+    "sweep",
+    "compare",
+    "export",
+}
 """The stages that read ``budgets``: a budget change reruns exactly these."""
 
 

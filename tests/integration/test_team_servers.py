@@ -140,7 +140,7 @@ def test_a_stage_reports_to_both_with_the_env_files_credentials(team: Team, tmp_
     (project / ".env").chmod(0o600)
 
     out = run(
-        [str(BIN / "python"), "-m", "impq", "prepare", "--params", "params.yaml"], project, env
+        [str(BIN / "python"), "-m", "flows", "prepare", "--params", "params.yaml"], project, env
     )
 
     prefect_auth = (PREFECT_USER, team.prefect_password)
