@@ -46,6 +46,7 @@ __all__ = [
     "SpqeConfig",
     "TrackingConfig",
     "VerifyConfig",
+    "invalid",
     "parse_params",
 ]
 
