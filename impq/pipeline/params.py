@@ -173,11 +173,12 @@ def check_paths(params: Params) -> None:
             f"model.source: {cfg.source} does not exist (relative to {Path.cwd()}); give a "
             "local checkpoint folder or a hub id such as meta-llama/Llama-3.2-1B"
         )
-    elif _hub_offline():
+    elif _hub_offline() and not _in_hub_cache(cfg.source, cfg.gguf_file or "config.json"):
         raise ValueError(
             f"model.source: {cfg.source!r} is no folder here (relative to {Path.cwd()}) and "
-            "reads as a hub id, but the hub is offline (HF_HUB_OFFLINE): give the path of a "
-            "local checkpoint folder, or unset HF_HUB_OFFLINE to download it"
+            "reads as a hub id, but the hub is offline (HF_HUB_OFFLINE) and it is not in the "
+            "local hub cache: give the path of a local checkpoint folder, or unset "
+            "HF_HUB_OFFLINE to download it"
         )
     params.data.resolved_root()  # ConfigError when data.root / $IMPQ_DATA_DIR is no folder
     cal = params.data.calibration.source
@@ -194,6 +195,13 @@ def check_paths(params: Params) -> None:
             f"data.calibration.source: {text} holds no text; give a text file with at least "
             "data.calibration.n_samples x data.calibration.seqlen tokens of it"
         )
+
+
+def _in_hub_cache(repo_id: str, filename: str) -> bool:
+    """Whether the local Hugging Face cache holds ``filename`` of the model ``repo_id``."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, filename), str)
 
 
 def _hub_offline() -> bool:

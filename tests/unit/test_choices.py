@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import huggingface_hub.constants
 import pytest
 import yaml
 
@@ -158,6 +159,17 @@ def test_a_hub_id_with_the_hub_offline_names_model_source(
         _load(tmp_path, {"model": {"source": "ref-llama-12l"}})
     text = _one_line(err)
     assert "model.source: 'ref-llama-12l'" in text and "local checkpoint folder" in text
+    # a model the local hub cache holds loads offline, as transformers would load it
+    cache = tmp_path / "hub"
+    snapshot = cache / "models--org--cached" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (cache / "models--org--cached" / "refs").mkdir()
+    (cache / "models--org--cached" / "refs" / "main").write_text("abc123")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    _load(tmp_path, {"model": {"source": "org/cached"}})
+    with pytest.raises(ConfigError, match=r"model\.source: 'org/other'"):
+        _load(tmp_path, {"model": {"source": "org/other"}})
 
 
 def test_an_empty_calibration_text_names_the_key_and_the_file(

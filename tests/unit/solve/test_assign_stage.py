@@ -23,7 +23,7 @@ from impq.solve.synthetic import synthetic_level_objective, synthetic_shapley
 
 def _params(tmp_path: Path, methods: list[str], walks: str = "prefix") -> Params:
     doc = {
-        "model": {"source": "unused"},
+        "model": {"source": str(tmp_path)},  # a folder: params load; assign reads no model
         "spqe": {"walks": walks},
         "solver": {"num_reads": 8, "num_sweeps": 200, "exact_check": True},
         "budgets": [2.5, 3.0],
