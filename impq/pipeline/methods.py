@@ -19,6 +19,7 @@ from impq.pipeline import paths
 
 __all__ = [
     "AFTER_VERIFY",
+    "IMPQ_VARIANTS",
     "STAGE_METHODS",
     "assignment_input_path",
     "check_methods",
@@ -35,6 +36,12 @@ STAGE_METHODS: dict[str, Callable[[Params, float], Path]] = {
 AFTER_VERIFY = ("seeded",)
 """Methods whose stage starts from the verified pick, so runs after ``verify``: the
 verified pick does not read them."""
+
+
+IMPQ_VARIANTS = (*OBJECTIVES, "verified", "seeded")
+"""The methods that are impq's own picks: every objective's, the verified pick and the
+search seeded by them (the results compare each with uniform, the isolated baselines and
+EvoPress)."""
 
 
 def is_baseline(method: str) -> bool:

@@ -355,7 +355,11 @@ STAGES: dict[str, Stage] = {
             task="spqe-sampling",
             params=("model", *SAMPLING_KEYS),
             inputs=lambda p: [paths.calibration_path(p)],
-            outs=lambda p: [Out(paths.samples_path(p)), Out(paths.sampling_metrics_path(p))],
+            # the walks are small and cost hours: committed to git, so a clone resumes them
+            outs=lambda p: [
+                Out(paths.samples_path(p), cache=False),
+                Out(paths.sampling_metrics_path(p), cache=False),
+            ],
             model=True,
             flow="flows.spqe:spqe_flow",
         ),
@@ -558,7 +562,7 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             name="compare",
-            help="perplexity intervals and ratios to the best isolated baseline",
+            help="perplexity intervals and ratios to uniform-fit, the best isolated baseline and EvoPress",
             work="impq.pipeline.compare:run",
             task="compare",
             params=("compare", "budgets", "backends.names", "eval.methods"),

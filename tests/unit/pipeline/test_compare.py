@@ -109,3 +109,32 @@ def test_isolated_baselines_that_are_not_evaluated_are_left_out(tmp_path: Path) 
     compare.run(params)
     rows = json.loads(compare.result_paths(params)["json"].read_text())
     assert {r["best_isolated"] for r in rows} == {"lim"}
+
+
+def test_every_row_is_compared_with_uniform_fit_and_evopress(tmp_path: Path) -> None:
+    methods = ["impq", "surrogate", "lim", "evopress", "uniform-fit", "uniform-3"]
+    params = _params(tmp_path)
+    params = params.model_copy(update={"eval": params.eval.model_copy(update={"methods": methods})})
+    rng = np.random.default_rng(1)
+    base = rng.normal(4.0, 0.8, size=64)
+    shifts = {"impq": -0.1, "surrogate": -0.3, "lim": 0.2, "evopress": -0.2}
+    shifts |= {"uniform-fit": 0.0, "uniform-3": 0.0}
+    _write_sweep(params, [_row(m, base + d + rng.normal(0, 0.01, 64)) for m, d in shifts.items()])
+    compare.run(params)
+    by = {r["method"]: r for r in json.loads(compare.result_paths(params)["json"].read_text())}
+    surrogate = by["surrogate"]
+    assert surrogate["vs_uniform_fit"] == pytest.approx(math.exp(-0.3), abs=0.01)
+    assert surrogate["vs_evopress"] == pytest.approx(math.exp(-0.1), abs=0.01)
+    assert surrogate["vs_uniform_fit_ci_low"] < surrogate["vs_uniform_fit"]
+    assert surrogate["vs_uniform_fit_ci_high"] < 1.0
+    assert by["impq"]["vs_evopress_ci_low"] > 1.0  # EvoPress beats impq here
+    assert by["uniform-fit"]["vs_uniform_fit"] == pytest.approx(1.0)
+    # the summary table's row is the best impq variant (surrogate), not a baseline
+    best = compare.best_variants(list(by.values()))
+    assert [r["method"] for r in best] == ["surrogate"]
+    table = compare.result_paths(params)["markdown"].read_text()
+    assert "| 2.50 | surrogate | 3.000 |" in table and "vs EvoPress" in table
+    metrics = json.loads(compare.metrics_file(params).read_text())
+    assert metrics["quanto/surrogate/2.5/vs_uniform_fit"] == pytest.approx(
+        surrogate["vs_uniform_fit"]
+    )

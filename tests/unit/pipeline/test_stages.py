@@ -10,7 +10,7 @@ import yaml
 from flows.cli import _parser
 from impq.config import Params
 from impq.pipeline import paths
-from impq.pipeline.dvc import dvc_yaml
+from impq.pipeline.dvc import GENERATED_HEADER, dvc_yaml
 from impq.pipeline.params import load_params, parse_params
 from impq.pipeline.spqe import SAMPLING_EXCLUDES
 from impq.pipeline.stages import SAMPLING_KEYS, STAGES, cache_key, params_subset
@@ -121,3 +121,34 @@ def test_an_experiment_folder_gets_its_own_dvc_yaml(monkeypatch: pytest.MonkeyPa
     assert prepare["params"] == [{params_path: list(STAGES["prepare"].params)}]
     assert "experiments/smollm2/artifacts/data/calibration.safetensors" in prepare["outs"]
     assert "../../experiments/smollm2/metrics/float.json" in doc["metrics"]
+
+
+GENERATED_EXPERIMENTS = sorted(
+    p.parent.name
+    for p in REPO.glob("experiments/*/dvc.yaml")
+    if p.read_text().startswith(GENERATED_HEADER.splitlines()[0])
+)
+
+
+@pytest.mark.parametrize("folder", GENERATED_EXPERIMENTS)
+def test_committed_experiment_pipelines_match_the_declarations(
+    folder: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An experiment's dvc.yaml is generated too; its model's files (fetched, not committed,
+    so absent on a fresh clone) are the one difference allowed."""
+    monkeypatch.chdir(REPO)
+    params_path = f"experiments/{folder}/params.yaml"
+    params = load_params(params_path)
+    out = f"experiments/{folder}/dvc.yaml"
+    model = Path(params.model.source)
+
+    def without_model(doc: dict) -> dict:
+        for stage in doc["stages"].values():
+            stage["deps"] = [d for d in stage["deps"] if model not in (Path(d), *Path(d).parents)]
+        return doc
+
+    committed = without_model(yaml.safe_load((REPO / out).read_text()))
+    assert committed == without_model(dvc_yaml(params, params_path, out)), (
+        f"{out} disagrees with impq/pipeline/stages.py: run "
+        f"`python -m flows dvc-yaml --params {params_path} --out {out}`"
+    )
