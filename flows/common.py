@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from prefect.cache_policies import INPUTS, TASK_SOURCE
+from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from impq.artifacts import atomic_path, fingerprint_path
@@ -30,6 +30,7 @@ __all__ = [
     "STAGE_TASK",
     "TASK_RUNNERS",
     "TASK_RUNNER_ENV",
+    "UNCACHED",
     "Files",
     "InjectedFault",
     "fault_point",
@@ -97,6 +98,10 @@ STAGE_TASK: dict[str, Any] = {
 }
 """Options of every task that does a stage's work (cached, persisted, retried unless
 the failure is :data:`DETERMINISTIC`)."""
+
+UNCACHED: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+"""Task options that neither cache nor persist its result: for a task whose work decides
+itself whether it is up to date, or whose output only DVC should keep."""
 
 
 class InjectedFault(RuntimeError):

@@ -22,10 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, as_completed
 
-from flows.common import kill_point, runner_name, task_runner
+from flows.common import UNCACHED, kill_point, runner_name, task_runner
 from impq.config import Params
 from impq.pipeline import spqe
 
@@ -33,7 +32,7 @@ __all__ = ["PrefectFanout", "chunk_task", "facts_task"]
 
 log = logging.getLogger(__name__)
 
-UNIT_TASK: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False, "retries": 0}
+UNIT_TASK: dict[str, Any] = {**UNCACHED, "retries": 0}
 """Options of a fanned-out unit: its result is checkpointed by the stage, not by Prefect;
 a failure is reported back (the stage keeps every other unit) instead of retried here."""
 

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from prefect import Flow, flow, task
-from prefect.cache_policies import NO_CACHE
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
 from flows.common import (
     DETERMINISTIC,
     STAGE_TASK,
+    UNCACHED,
     Files,
     fault_point,
     restore,
@@ -57,7 +57,7 @@ def _task_for(stage: Stage) -> Any:
     """:func:`stage_task` named after the stage's task, with the stage's task options."""
     options: dict[str, Any] = {"name": stage.task}
     if not stage.cached:
-        options.update(cache_policy=NO_CACHE, persist_result=False)
+        options.update(UNCACHED)
     if stage.final_errors:
         options["retry_condition_fn"] = retry_unless(DETERMINISTIC + stage.error_types())
     return stage_task.with_options(**options)

@@ -1,8 +1,10 @@
 """Flow ``sweep``: quantize and evaluate every backend x method x budget, then plot.
 
 One task per combination (quantize with the backend, then WikiText-2 perplexity), each
-cached on its own inputs, retried, and logged as a grandchild MLflow run
-(pipeline -> sweep -> ``backend/method/budget``).
+retried and logged as a grandchild MLflow run (pipeline -> sweep ->
+``backend/method/budget``). The tasks (and the float reference's) have no Prefect cache
+key: a rerun runs each one, and the work keeps every measurement that is up to date
+(:func:`impq.pipeline.sweep.cells.input_fingerprint`).
 
 The combinations are mapped as tasks on ``params.runner``
 (:class:`~flows.fanout.PrefectFanout`): with the local runner one after another in this
@@ -22,44 +24,32 @@ from typing import Any
 from prefect import flow, task
 
 from flows.common import (
-    CACHE_POLICY,
     STAGE_TASK,
+    UNCACHED,
     Files,
     fault_point,
-    fingerprint_path,
     params_subset,
     restore,
     snapshot,
 )
 from flows.fanout import PrefectFanout
 from impq import tracking
-from impq.backends import get_backend
 from impq.config import Params
-from impq.pipeline import prepare, sweep
+from impq.pipeline import sweep
 from impq.pipeline.stages import STAGES
 
 __all__ = ["sweep_flow"]
 
-PARAM_KEYS = (
-    "model",
-    "backends",
-    "eval.seqlen",
-    "eval.batch_size",
-    "eval.max_windows",
-    "paths.metrics",
-)
+CELL_TASK = {**STAGE_TASK, **UNCACHED}
+"""A stage task's options (its retries), :data:`~flows.common.UNCACHED`."""
+
 ROW_METRICS = ("ppl", "avg_bits", "bits_per_weight", "stored_bytes", "expected_bytes")
 ROW_TIMES = ("quantize_seconds", "eval_seconds")
 
 
-@task(
-    name="quantize-evaluate",
-    task_run_name="{backend}/{method}/{budget}",
-    **{**STAGE_TASK, "cache_policy": CACHE_POLICY - "source" - "reuse_key"},
-)
+@task(name="quantize-evaluate", task_run_name="{backend}/{method}/{budget}", **CELL_TASK)
 def quantize_evaluate(
     params: Params,
-    key: dict,
     backend: str,
     method: str,
     budget: float,
@@ -72,8 +62,7 @@ def quantize_evaluate(
     that process's (:func:`~impq.pipeline.sweep.worker_cache`: loaded once per worker).
     ``source`` is the result of the earlier combination with the same backend and bits
     (:func:`~impq.pipeline.sweep.reuse_sources`, ``reuse_key`` their bits): its
-    measurement is copied (the stage notes ``reused_from``). Neither changes a number,
-    so neither is part of the cache key.
+    measurement is copied (the stage notes ``reused_from``).
     """
     fault_point("quantize-evaluate")
     reuse = {reuse_key: source[0]} if source is not None and reuse_key else None
@@ -83,12 +72,10 @@ def quantize_evaluate(
     return row, snapshot([sweep.metrics_path(params, combo)])
 
 
-@task(name="float-reference", **{**STAGE_TASK, "cache_policy": CACHE_POLICY - "float_model"})
-def float_reference(
-    params: Params, key: dict, float_model: sweep.FloatModel | None = None
-) -> dict[str, Any]:
+@task(name="float-reference", **CELL_TASK)
+def float_reference(params: Params, float_model: sweep.FloatModel | None = None) -> dict[str, Any]:
     """Perplexity of the float model under the sweep's protocol (``float_model``: the
-    flow's, loaded once; it only saves time, so it is not part of the cache key)."""
+    flow's, loaded once)."""
     fault_point("float-reference")
     return sweep.float_metrics(params, float_model)
 
@@ -97,26 +84,15 @@ def float_reference(
 def sweep_flow(params: Params, params_path: str = "params.yaml") -> list[Path]:
     """Write ``metrics/sweep/...``, ``metrics/sweep.json``, ``plots/sweep.csv`` and plots;
     return the files written (every combination's, then the table and plots)."""
-    base = {
-        "params": params_subset(params, *PARAM_KEYS),
-        "tokens": fingerprint_path(prepare.eval_tokens_path(params)),
-        "model": fingerprint_path(params.model.source) or params.model.source,
-        "code": STAGES["sweep"].code_version(),
-    }
     rows: list[dict[str, Any]] = []
     cells: list[Path] = []
     combos = sweep.combinations(params)
     sources = sweep.reuse_sources(params, combos)
     with tracking.stage_run(params, "sweep", params_path) as run, PrefectFanout(params) as fanout:
-        run.log_params(params_subset(params, *PARAM_KEYS))
+        run.log_params(params_subset(params, *STAGES["sweep"].params))
         futures: dict[sweep.Combination, Any] = {}
         for c in combos:  # mapped on params.runner; a reuser waits for its source
-            a_path = sweep.assignment_input_path(params, c.method, c.budget)
-            key = {**base, "combination": c.key, "assignment": fingerprint_path(a_path)}
-            if not get_backend(c.backend).data_free:  # gptq; llamacpp's imatrix
-                key["calibration"] = fingerprint_path(prepare.calibration_path(params))
-            args = {"params": params, "key": key, "backend": c.backend, "method": c.method}
-            args["budget"] = c.budget
+            args = {"params": params, "backend": c.backend, "method": c.method, "budget": c.budget}
             if c in sources:
                 args["source"], args["reuse_key"] = futures[sources[c][0]], sources[c][1]
             futures[c] = fanout.submit(quantize_evaluate, args)
@@ -133,7 +109,7 @@ def sweep_flow(params: Params, params_path: str = "params.yaml") -> list[Path]:
                 a_path = sweep.assignment_input_path(params, c.method, c.budget)
                 child.log_artifact(a_path, "assign")
         float_model = sweep.worker_float_model(params.model)
-        reference = float_reference(params, {**base, "what": "float"}, float_model)
+        reference = float_reference(params, float_model)
         written = sweep.write_table(params, rows, reference) + sweep.write_plots(
             params, rows, reference
         )

@@ -9,7 +9,8 @@ derived from :data:`STAGES`:
 - the Prefect flow of the stage (:mod:`flows.stage`, one generic flow; ``spqe`` and
   ``sweep`` have flows of their own that fan out their work) and its task cache key
   (:func:`cache_key`: the declared params, fingerprints of the declared inputs, the
-  code);
+  code; the sweep's cells have none: each is kept by its input fingerprint, built from
+  :data:`CELL_PARAMS`);
 - the MLflow stage run (:func:`impq.tracking.record_stage`: the declared params, the
   declared metrics, the written artifacts);
 - ``dvc.yaml`` (:func:`impq.pipeline.dvc.dvc_yaml`, ``python -m flows dvc-yaml``; a unit
@@ -34,6 +35,8 @@ from impq.pipeline import paths
 from impq.pipeline.code import code_deps, code_fingerprint
 
 __all__ = [
+    "CALIBRATED_CELL_PARAMS",
+    "CELL_PARAMS",
     "STAGES",
     "Out",
     "Stage",
@@ -324,6 +327,16 @@ SAMPLING_KEYS = tuple(
 """The ``spqe`` keys the samples depend on: all but the assembly options and the cache
 size (:data:`impq.config.SPQE_SAMPLING_EXCLUDES`)."""
 
+CELL_PARAMS = ("model", "backends.group_size", "eval.seqlen", "eval.max_windows")
+"""The params one sweep cell's measurement depends on: the params part of its input
+fingerprint (:func:`impq.pipeline.sweep.cells.input_fingerprint`).
+``eval.add_bos`` reaches a cell through the evaluation tokens it changes, and
+``eval.batch_size`` only sets how many of the same windows run at once."""
+
+CALIBRATED_CELL_PARAMS = ("backends.calibrated_cells",)
+"""What else a calibrated backend's cell depends on (a data-free backend's cells are
+assembled from blocks either way)."""
+
 STAGES: dict[str, Stage] = {
     s.name: s
     for s in (
@@ -524,12 +537,11 @@ STAGES: dict[str, Stage] = {
             work="impq.pipeline.sweep:run",
             task="quantize-evaluate",
             params=(
-                "model",
+                *CELL_PARAMS,
+                *CALIBRATED_CELL_PARAMS,
+                # which cells there are, and the budget check's precisions
                 "budgets",
-                "backends",
-                "eval.seqlen",
-                "eval.batch_size",
-                "eval.max_windows",
+                "backends.names",
                 "eval.methods",
                 "solver.precisions",
             ),

@@ -4,10 +4,9 @@ For each combination the float model (loaded once per process, :class:`FloatMode
 quantized by the backend under the method's assignment (:func:`assignment_input_path`:
 ``artifacts/assign/<method>/<budget>.json`` from the ``assign`` stage for an objective
 method, ``artifacts/baselines/<method>/<budget>.json`` from the ``baselines`` stage), and
-its real stored size, average bits and WikiText-2 perplexity
-(``eval`` protocol) are written to ``metrics/sweep/<backend>/<method>-<budget>.json``. A
-metrics file whose input fingerprint matches is reused, so an interrupted sweep resumes
-where it stopped. The combined table goes to ``metrics/sweep.json`` (flat) and
+its real stored size, average bits and WikiText-2 perplexity (``eval`` protocol) are
+written to ``metrics/sweep/<backend>/<method>-<budget>.json`` (kept while up to date:
+:func:`input_fingerprint`). The combined table goes to ``metrics/sweep.json`` (flat) and
 ``plots/sweep.csv``, and one plot of perplexity against average bits per backend to
 ``plots/sweep/ppl_vs_bits_<backend>.png`` (one output folder, whatever the backends).
 A backend that runs out of process (``llamacpp``) is measured by its runtime's scorer.
@@ -31,6 +30,7 @@ from impq.pipeline.sweep.cells import (
     check_budget,
     evaluate_one,
     float_metrics,
+    input_fingerprint,
     quantize_one,
     run_one,
     scorer_for,
@@ -60,6 +60,7 @@ __all__ = [
     "evaluate_one",
     "float_metrics",
     "format_table",
+    "input_fingerprint",
     "metrics_path",
     "plot_dir",
     "plot_paths",

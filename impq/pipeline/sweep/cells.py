@@ -1,9 +1,10 @@
 """One cell of the sweep: quantize, check the budget, evaluate; and the float reference.
 
-A cell's metrics file is reused when its input fingerprint matches, so an interrupted
-sweep resumes where it stopped. A non-finite perplexity (a 2-bit model can diverge) is
-recorded with ``ppl: null`` and ``ppl_status`` ``"inf"`` or ``"nan"``; it is counted and
-shown, never dropped.
+A cell's metrics file (and the float reference's) is kept while its input fingerprint
+matches (:func:`input_fingerprint`, the one rule of whether sweep work is up to date), so
+an interrupted sweep resumes where it stopped and a rerun measures nothing again. A
+non-finite perplexity (a 2-bit model can diverge) is recorded with ``ppl: null`` and
+``ppl_status`` ``"inf"`` or ``"nan"``; it is counted and shown, never dropped.
 
 A backend whose models run out of process (``llamacpp``: a
 :class:`~impq.backends.base.ScoredBackend`) is measured by its scorer instead: each
@@ -13,6 +14,7 @@ plots' reference line is that runtime's score of the float model (``float_gguf_p
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import tempfile
@@ -22,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
 from impq.artifacts import fingerprint, read_json, read_tensors, write_json
 from impq.assignment import Assignment
@@ -34,6 +36,7 @@ from impq.eval import PerplexityResult, perplexity
 from impq.models import block_linears, load_model
 from impq.pipeline.paths import calibration_path, sweep_float_path
 from impq.pipeline.prepare import EvalTokens, read_eval_tokens
+from impq.pipeline.stages import CALIBRATED_CELL_PARAMS, CELL_PARAMS, params_subset
 from impq.pipeline.sweep import plan
 from impq.pipeline.sweep.cache import BlockCache, FloatModel
 from impq.pipeline.sweep.plan import Combination, assignment_input_path, metrics_path
@@ -42,6 +45,7 @@ __all__ = [
     "check_budget",
     "evaluate_one",
     "float_metrics",
+    "input_fingerprint",
     "quantize_one",
     "run_one",
     "scorer_for",
@@ -50,33 +54,43 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def _input_fingerprint(
+def input_fingerprint(
     params: Params,
-    combo: Combination,
-    bits: dict[int, int],
     tokens_fp: str,
+    cell: tuple[str, dict[int, int]] | None = None,
     scorer: Scorer | None = None,
 ) -> str:
-    """What a combination's result depends on: the assignment's bits (not the rest of its
-    file: a re-solve that picks the same bits with other solver timings keeps the cell),
-    model, protocol, data (the calibration ids too unless the backend is data-free, and
-    then how its cells are made when they are assembled from blocks), and the scorer's
-    parts. Files enter by their contents, not their bytes: the same ids written again with
-    other metadata keep every cell."""
-    ev = params.eval
-    engine = get_backend(combo.backend)
-    data_free = engine.data_free
-    return fingerprint(
-        combo.backend,
-        str(params.backends.group_size),
-        plan.bits_key(combo.backend, bits),
-        params.model.model_dump_json(),
-        f"{ev.seqlen}/{ev.max_windows}",
-        tokens_fp,
-        "" if data_free else read_tensors(calibration_path(params))[0]["input_ids"],
-        *(scorer.fingerprint_parts if scorer is not None else ()),
-        *(("calibrated_cells=blocks",) if _from_blocks(params, engine) and not data_free else ()),
-    )
+    """What a sweep measurement depends on: its metrics file is kept while this matches.
+
+    Every measurement: :data:`~impq.pipeline.stages.CELL_PARAMS` and the evaluation tokens
+    (``tokens_fp``); the float reference (``cell`` None) is keyed on these alone, so a
+    group size change, which redoes every cell, redoes it too. A cell (``cell``: its
+    backend and bits) adds :func:`~impq.pipeline.sweep.plan.bits_key`, the assignment's
+    bits and not the rest of its file (a re-solve that picks the same bits with other
+    timings keeps the cell); a calibrated backend's (not ``data_free``) the calibration
+    ids and :data:`~impq.pipeline.stages.CALIBRATED_CELL_PARAMS`; a scored backend's the
+    ``scorer``'s parts. Files enter by their contents (the same ids written again with
+    other metadata keep every cell); the code does not enter (a refactor keeps an
+    hour-long sweep).
+    """
+    calibrated = cell is not None and not get_backend(cell[0]).data_free
+    keys = (*CELL_PARAMS, *(CALIBRATED_CELL_PARAMS if calibrated else ()))
+    parts: list[str | Tensor] = [json.dumps(params_subset(params, *keys), sort_keys=True)]
+    parts.append(tokens_fp)
+    if cell is not None:
+        parts.append(plan.bits_key(*cell))
+    if calibrated:
+        parts.append(read_tensors(calibration_path(params))[0]["input_ids"])
+    if scorer is not None:
+        parts += scorer.fingerprint_parts
+    return fingerprint(*parts)
+
+
+def _kept(path: Path, input_fp: str) -> dict[str, Any] | None:
+    """The metrics at ``path`` when they were measured on ``input_fp``, else None."""
+    if path.is_file() and (old := read_json(path)).get("input_fingerprint") == input_fp:
+        return old
+    return None
 
 
 def _from_blocks(params: Params, engine: Backend) -> bool:
@@ -210,7 +224,7 @@ def run_one(
 ) -> dict[str, Any]:
     """Quantize, measure and evaluate one combination; write and return its flat metrics.
 
-    The metrics file is reused when its ``input_fingerprint`` matches. ``reuse`` maps
+    The metrics file is kept while its :func:`input_fingerprint` matches. ``reuse`` maps
     ``backend|bits`` to metrics already measured in this run: the same backend and bits
     give the same model, so the measurement is copied (noted in ``reused_from``);
     ``cache`` shares quantized blocks between combinations (:class:`BlockCache`);
@@ -227,12 +241,10 @@ def run_one(
     path = metrics_path(params, combo)
     assignment = Assignment.load(assignment_input_path(params, method, combo.budget))
     tokens = read_eval_tokens(params)
-    input_fp = _input_fingerprint(params, combo, assignment.bits, tokens.fingerprint, scorer)
-    if path.is_file():
-        old = read_json(path)
-        if old.get("input_fingerprint") == input_fp:
-            log.info("%s: up to date, skipped", combo.key)
-            return old
+    input_fp = input_fingerprint(params, tokens.fingerprint, (backend, assignment.bits), scorer)
+    if (old := _kept(path, input_fp)) is not None:
+        log.info("%s: up to date, skipped", combo.key)
+        return old
     bits_key = plan.bits_key(backend, assignment.bits)
     head = {
         "backend": backend,
@@ -273,16 +285,13 @@ def run_one(
 def float_metrics(params: Params, float_model: FloatModel | None = None) -> dict[str, Any]:
     """Perplexity of the float model under the same protocol (the plots' reference line).
 
-    Written to ``metrics/sweep/float.json`` and reused while its inputs are unchanged.
-    ``float_model`` is the sweep's (default: loaded here when needed).
+    Written to ``metrics/sweep/float.json`` and kept while its :func:`input_fingerprint`
+    matches. ``float_model`` is the sweep's (default: loaded here when needed).
     """
     tokens = read_eval_tokens(params)
-    ev = params.eval
-    input_fp = fingerprint(
-        params.model.model_dump_json(), f"{ev.seqlen}/{ev.max_windows}", tokens.fingerprint
-    )
+    input_fp = input_fingerprint(params, tokens.fingerprint)
     path = sweep_float_path(params)
-    if path.is_file() and (old := read_json(path)).get("input_fingerprint") == input_fp:
+    if (old := _kept(path, input_fp)) is not None:
         return old
     model = (float_model or FloatModel(params.model)).model
     row = {**evaluate_one(params, model, tokens), "input_fingerprint": input_fp}

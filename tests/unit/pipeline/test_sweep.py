@@ -24,12 +24,15 @@ from impq.pipeline import baselines, sweep
 from impq.pipeline.assign import assignment_path
 from impq.pipeline.params import parse_params
 from impq.pipeline.prepare import calibration_path, eval_tokens_path
+from impq.pipeline.stages import CALIBRATED_CELL_PARAMS, CELL_PARAMS, STAGES
 
 METHODS = ["uniform", "random", "lim"]
 BUDGETS = [2.5, 3.0]
 
 
-def _setup(tmp_path: Path, *, poison: bool = False, **eval_overrides: Any) -> Params:
+def _setup(
+    tmp_path: Path, *, poison: bool = False, assignments: bool = True, **eval_overrides: Any
+) -> Params:
     model = tiny_model("llama", num_layers=4)
     if poison:  # a float part that overflows: every perplexity is NaN
         with torch.no_grad():
@@ -53,7 +56,8 @@ def _setup(tmp_path: Path, *, poison: bool = False, **eval_overrides: Any) -> Pa
     ids = torch.randint(0, 256, (1024,), generator=torch.Generator().manual_seed(0))
     write_tensors(eval_tokens_path(params), {"input_ids": ids}, {"fingerprint": fingerprint(ids)})
     write_tensors(calibration_path(params), {"input_ids": ids[:256].view(8, 32)}, {})
-    baselines.run(params)
+    if assignments:
+        baselines.run(params)
     return params
 
 
@@ -111,6 +115,10 @@ def test_sweep_table_plots_sizes_and_resume(tmp_path: Path) -> None:
     again, _, _ = sweep.run(params)
     assert again == rows
     assert stamps == {p: p.stat().st_mtime_ns for p in stamps}  # nothing recomputed
+    # fewer cells, and a knob no cell depends on: the cells left are all kept
+    fewer = _with(_with(params, "budgets", [2.5]), "eval.batch_size", 1)
+    sweep.run(_with(fewer, "eval.methods", ["lim"]))
+    assert stamps == {p: p.stat().st_mtime_ns for p in stamps}
 
     # a re-solve that picks the same bits (other timings in its file) keeps the cells;
     # other bits recompute that method's cells only
@@ -326,19 +334,15 @@ def test_gptq_cells_from_blocks_quantize_each_block_once_per_precision(tmp_path:
     assert all(torch.isfinite(m(ids).logits).all() for m, _ in cells)
     assert not torch.equal(cells[0][0](ids).logits, shipped(ids).logits)  # other inputs
 
-    combo = sweep.Combination("gptq", "lim", 2.5)
-    keys = {
-        sweep.cells._input_fingerprint(p, combo, {0: 2}, "tokens") for p in (params, sequential)
-    }
+    keys = {sweep.input_fingerprint(p, "tokens", ("gptq", {0: 2})) for p in (params, sequential)}
     assert len(keys) == 2  # a cell measured one way is not reused for the other
 
 
 def test_a_calibrated_cell_is_keyed_on_the_calibration_ids_not_the_file(tmp_path: Path) -> None:
-    params = _setup(tmp_path)
-    combo = sweep.Combination("gptq", "lim", 2.5)
+    params = _setup(tmp_path, assignments=False)
 
     def key() -> str:
-        return sweep.cells._input_fingerprint(params, combo, {0: 2}, "tokens")
+        return sweep.input_fingerprint(params, "tokens", ("gptq", {0: 2}))
 
     ids = read_tensors(calibration_path(params))[0]["input_ids"]
     first = key()
@@ -346,6 +350,73 @@ def test_a_calibrated_cell_is_keyed_on_the_calibration_ids_not_the_file(tmp_path
     assert key() == first  # the same ids with other metadata: cells are reused
     write_tensors(calibration_path(params), {"input_ids": ids.flip(0)}, {})
     assert key() != first
+
+
+def _with(params: Params, key: str, value: Any) -> Params:
+    """``params`` with the dotted ``key`` set to ``value`` (a section: updated by a dict)."""
+    section, _, name = key.partition(".")
+    if name:
+        value = getattr(params, section).model_copy(update={name: value})
+    elif isinstance(value, dict):
+        value = getattr(params, section).model_copy(update=value)
+    return params.model_copy(update={section: value})
+
+
+CELL_CHANGES: dict[str, Any] = {
+    "model": {"dtype": "bfloat16"},
+    "backends.group_size": 16,
+    "eval.seqlen": 16,
+    "eval.max_windows": 2,
+}
+"""A change of each of ``CELL_PARAMS``: every measurement depends on it."""
+
+CALIBRATED_CHANGES: dict[str, Any] = {"backends.calibrated_cells": "blocks"}
+"""A change of each of ``CALIBRATED_CELL_PARAMS``: a calibrated backend's cells depend on it."""
+
+OTHER_CHANGES: dict[str, Any] = {
+    "budgets": [2.5],
+    "backends.names": ["gptq"],
+    "eval.methods": ["lim"],
+    "solver.precisions": [2, 3, 4],
+    "eval.batch_size": 1,  # how many windows run at once, not which
+    "eval.add_bos": True,  # reaches a cell through the tokens' fingerprint
+    "paths.plots": "elsewhere",
+}
+"""Changes no measurement depends on."""
+
+
+def test_a_measurement_is_stale_exactly_when_what_it_depends_on_changes(tmp_path: Path) -> None:
+    params = _setup(tmp_path, assignments=False)
+    assert set(CELL_CHANGES) == set(CELL_PARAMS)
+    assert set(CALIBRATED_CHANGES) == set(CALIBRATED_CELL_PARAMS)
+    # the sweep stage declares the cells' params; what else it declares changes no cell
+    declared = set(STAGES["sweep"].params)
+    assert declared >= {*CELL_PARAMS, *CALIBRATED_CELL_PARAMS}
+    assert declared - {*CELL_PARAMS, *CALIBRATED_CELL_PARAMS} <= set(OTHER_CHANGES)
+    bits = {0: 2, 1: 4}
+    cells = (None, ("quanto", bits), ("gptq", bits))  # float, data-free, calibrated
+
+    def keys(p: Params, tokens: str = "tokens") -> list[str]:
+        return [sweep.input_fingerprint(p, tokens, cell) for cell in cells]
+
+    base = keys(params)
+    assert len(set(base)) == 3
+    for key, value in CELL_CHANGES.items():
+        changed = keys(_with(params, key, value))
+        assert all(a != b for a, b in zip(base, changed, strict=True)), key
+    for key, value in CALIBRATED_CHANGES.items():
+        changed = keys(_with(params, key, value))
+        assert changed[:2] == base[:2] and changed[2] != base[2], key
+    for key, value in OTHER_CHANGES.items():
+        assert keys(_with(params, key, value)) == base, key
+    assert all(a != b for a, b in zip(base, keys(params, "other tokens"), strict=True))
+    other_bits = [
+        sweep.input_fingerprint(params, "tokens", (b, {0: 4, 1: 4})) for b in ("quanto", "gptq")
+    ]
+    assert set(other_bits).isdisjoint(base)
+    write_tensors(calibration_path(params), {"input_ids": torch.zeros(8, 32, dtype=torch.long)}, {})
+    changed = keys(params)
+    assert changed[:2] == base[:2] and changed[2] != base[2]
 
 
 def test_sweep_fails_loudly_when_a_model_exceeds_its_budget() -> None:
