@@ -31,12 +31,12 @@ import re
 import shutil
 import tempfile
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -51,6 +51,9 @@ from impq.backends.base import (
 )
 from impq.footprint import Footprint
 from impq.models import block_linears, decoder_blocks, get_layout
+
+if TYPE_CHECKING:
+    from impq.backends.gptq_database import GptqDatabase
 
 __all__ = [
     "GPTQ_INSTALL",
@@ -419,14 +422,43 @@ class GptqBackend:
         """Not offered: GPTQ's result depends on calibration activations, not the weight alone.
 
         Raises:
-            UnsupportedError: always; use the 'quanto' or 'hqq' backend inside SPQE.
+            UnsupportedError: always; the model game plays GPTQ on its per-block database
+                (:meth:`weight_database`).
         """
         check_bits(self.name, bits, self.supported_bits)
         check_group_size(self.name, weight, group_size)
         raise UnsupportedError(
             "backend 'gptq' cannot dequantize a weight on its own (GPTQ needs calibration "
-            "activations); SPQE supports spqe.backend in ['hqq', 'quanto']"
+            "activations); quantize every block from calibration data with "
+            "GptqBackend.weight_database and use its quantizer"
         )
+
+    def weight_database(
+        self,
+        model: nn.Module,
+        calibration: torch.Tensor,
+        ladder: Sequence[int],
+        group_size: int,
+        calibration_bits: int,
+        *,
+        cache_dir: str | Path | None = None,
+        progress: bool = True,
+    ) -> GptqDatabase:
+        """:func:`~impq.backends.gptq_database.build_gptq_database` in this backend's
+        compute dtype: every block GPTQ-quantized at each precision of ``ladder``, behind
+        blocks at ``calibration_bits`` (read from ``cache_dir`` when built there before).
+
+        Raises:
+            UnsupportedError: GPTQModel missing; bits, group size or architecture
+                unsupported.
+            ValueError: an empty or repeated ladder, or calibration that is not token ids.
+        """
+        from impq.backends.gptq_database import build_gptq_database
+
+        return build_gptq_database(
+            model, calibration, ladder, group_size, calibration_bits,
+            cache_dir=cache_dir, dtype=self.dtype, progress=progress,
+        )  # fmt: skip
 
     def quantize(
         self,
