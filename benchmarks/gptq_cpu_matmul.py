@@ -38,7 +38,7 @@ def _packed_linears() -> tuple[nn.Module, nn.Module]:
     for native in (True, False):
         with mock.patch.object(gptq, "_native_16_bit_matmul", return_value=native):
             packed.append(
-                gptq._packed(
+                gptq.packed_linear(
                     linear, q_weight, scale, zero, g_idx, BITS, GROUP, True, torch.bfloat16
                 )
             )

@@ -9,7 +9,9 @@ process keeps its model (and its quantized blocks) between tasks
 (:func:`impq.pipeline.spqe.worker_game`), and the calibration ids are put in Ray's
 object store once and handed to every task by reference. A sweep combination reads its
 inputs (assignment, evaluation tokens) from the project folder, so sweep workers need it
-at the same path (one machine, or a shared file system); SPQE workers need only the model.
+at the same path (one machine, or a shared file system); SPQE workers need only the model
+(and, for a calibrated ``spqe.backend``, the folder of its per-block databases at the same
+path: a worker without it builds the database again).
 """
 
 from __future__ import annotations

@@ -188,7 +188,12 @@ class SpqeConfig(_Section):
         ),
     )
     backend: str = Field(
-        "quanto", description="Quantizer used inside the game: a data-free backend (quanto or hqq)."
+        "quanto",
+        description=(
+            "Quantizer used inside the game: a data-free backend (quanto or hqq), or gptq, "
+            "played on a database of every block GPTQ-quantized once per ladder precision "
+            "on the game's calibration sequences."
+        ),
     )
     ladder: list[int] = Field(
         [4, 2],
@@ -203,6 +208,15 @@ class SpqeConfig(_Section):
         gt=0,
         description="Weights per group inside the game; must equal backends.group_size "
         "(set either one: the other follows).",
+    )
+    calibration_bits: int = Field(
+        3,
+        ge=1,
+        description=(
+            "gptq: the precision of the blocks in front of a block while GPTQ calibrates it "
+            "(EvoPress's calibration bit width); a precision gptq stores. Data-free "
+            "backends ignore it."
+        ),
     )
     seed: int = Field(
         0, description="Seed of the walks: permutation k derives from (seed, k) alone."

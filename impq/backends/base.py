@@ -7,7 +7,7 @@ so listing or choosing a backend costs nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -26,10 +26,12 @@ __all__ = [
     "BACKENDS",
     "Backend",
     "BlockwiseBackend",
+    "DatabaseBackend",
     "OverBudgetError",
     "ScoredBackend",
     "Scorer",
     "UnsupportedError",
+    "WeightDatabase",
     "assigned_linears",
     "backends_storing",
     "budget_bytes_for",
@@ -137,6 +139,47 @@ class BlockwiseBackend(Protocol):
     def assembled(self, model: nn.Module) -> nn.Module:
         """``model`` (a float copy holding modules from :meth:`quantize_blocks`) made ready
         to run as this backend's models run (its compute dtype)."""
+        ...
+
+
+@runtime_checkable
+class WeightDatabase(Protocol):
+    """Every decoder block of one model quantized once at each precision of a ladder.
+
+    Attributes:
+        key: hash of everything its weights depend on (model, calibration, settings).
+    """
+
+    key: str
+
+    def quantizer(self, model: nn.Module) -> Callable[[torch.Tensor, int], torch.Tensor]:
+        """``(weight, bits) -> dequantized weight`` answered from the database, for the
+        weights of ``model``'s layout linears (the model it was built from)."""
+        ...
+
+
+@runtime_checkable
+class DatabaseBackend(Protocol):
+    """A calibrated backend that builds a per-block database: every block quantized once
+    at every precision of a ladder, calibrated behind blocks at one precision (EvoPress's
+    database). The model game plays on it where a data-free backend quantizes each weight
+    on its own (:meth:`Backend.dequantize_weight`)."""
+
+    def weight_database(
+        self,
+        model: nn.Module,
+        calibration: torch.Tensor,
+        ladder: Sequence[int],
+        group_size: int,
+        calibration_bits: int,
+        *,
+        cache_dir: str | Path | None = None,
+        progress: bool = True,
+    ) -> WeightDatabase:
+        """The database of ``model`` (left untouched) calibrated on ``calibration`` token
+        ids, the blocks before each block at ``calibration_bits``; read from
+        ``cache_dir`` when built there before with the same inputs, else built (and
+        written there)."""
         ...
 
 

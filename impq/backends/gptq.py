@@ -31,12 +31,12 @@ import re
 import shutil
 import tempfile
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -52,7 +52,20 @@ from impq.backends.base import (
 from impq.footprint import Footprint
 from impq.models import block_linears, decoder_blocks, get_layout
 
-__all__ = ["GPTQ_INSTALL", "GptqBackend", "GptqFootprint"]
+if TYPE_CHECKING:
+    from impq.backends.gptq_database import GptqDatabase
+
+__all__ = [
+    "GPTQ_INSTALL",
+    "GptqBackend",
+    "GptqFootprint",
+    "StopForward",
+    "calibration_token_ids",
+    "gptq_task",
+    "hessian_hook",
+    "packed_linear",
+    "stop_forward",
+]
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +209,12 @@ def _send_logs_to(folder: Path) -> None:
     loop_processor._PROJECT_LOG_DIR = folder
 
 
-def _calibration_ids(calibration: torch.Tensor) -> torch.Tensor:
+def calibration_token_ids(calibration: torch.Tensor) -> torch.Tensor:
+    """``calibration`` as GPTQ takes it: (n, seqlen) int64 token ids on the CPU.
+
+    Raises:
+        ValueError: ``calibration`` is not 2-D, or its sequences are shorter than 2 tokens.
+    """
     ids = calibration.detach().cpu().long()
     if ids.ndim != 2 or ids.shape[1] < 2:
         raise ValueError(f"calibration must be (n, seqlen) token ids, got {tuple(ids.shape)}")
@@ -204,7 +222,7 @@ def _calibration_ids(calibration: torch.Tensor) -> torch.Tensor:
 
 
 def _calibration_rows(calibration: torch.Tensor) -> list[dict[str, list[int]]]:
-    ids = _calibration_ids(calibration)
+    ids = calibration_token_ids(calibration)
     return [{"input_ids": row.tolist(), "attention_mask": [1] * len(row)} for row in ids]
 
 
@@ -293,8 +311,9 @@ def _check_coverage(model: nn.Module, quantized: nn.Module, assignment: dict[int
             )
 
 
-class _StopForward(Exception):
-    """Raised after the last block whose inputs a calibration pass needs."""
+class StopForward(Exception):
+    """Ends a calibration forward early: raised by :func:`stop_forward` after the last
+    module whose inputs the pass needs (catch it around the forward)."""
 
 
 def _hessian_groups(model: nn.Module, blocks: list[int]) -> Iterator[list[int]]:
@@ -315,10 +334,17 @@ def _hessian_groups(model: nn.Module, blocks: list[int]) -> Iterator[list[int]]:
         yield group
 
 
-def _packed(linear: nn.Linear, q_weight: torch.Tensor, scale: torch.Tensor,
-            zero: torch.Tensor, g_idx: torch.Tensor, bits: int, group_size: int,
-            sym: bool, dtype: torch.dtype) -> nn.Module:  # fmt: skip
-    """GPTQModel's ``TorchLinear`` holding ``q_weight`` packed (what its checkpoints load)."""
+def packed_linear(linear: nn.Linear, q_weight: torch.Tensor, scale: torch.Tensor,
+                  zero: torch.Tensor, g_idx: torch.Tensor, bits: int, group_size: int,
+                  sym: bool, dtype: torch.dtype) -> nn.Module:  # fmt: skip
+    """GPTQModel's ``TorchLinear`` holding ``q_weight`` packed (what its checkpoints load).
+
+    Args:
+        linear: the float linear that was quantized (its shape, bias and device).
+        q_weight, scale, zero, g_idx: what :func:`gptq_task`'s ``quantize()`` returned.
+        bits, group_size, sym: the task's settings.
+        dtype: compute dtype of the packed module (16-bit scales).
+    """
     from gptqmodel.nn_modules.qlinear.torch import TorchLinear
 
     rounded = nn.Linear(linear.in_features, linear.out_features, bias=linear.bias is not None)
@@ -344,21 +370,30 @@ def _quant_modules(model: nn.Module) -> dict[str, Any]:
     }
 
 
-def _add_batch(task: Any) -> Any:
+def hessian_hook(task: Any) -> Callable[..., None]:
+    """A forward hook that adds a module's input batch to ``task``'s Hessian (its
+    ``add_batch``); register it on the linear the task quantizes, or on any linear that
+    reads the same input."""
+
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         task.add_batch(inputs[0].detach(), output.detach())
 
     return hook
 
 
-def _stop(module: nn.Module, inputs: Any, output: Any) -> None:
-    raise _StopForward
+def stop_forward(module: nn.Module, inputs: Any, output: Any) -> None:
+    """A forward hook that ends the forward after its module (raises :class:`StopForward`)."""
+    raise StopForward
 
 
-def _gptq_task(linear: nn.Module, bits: int, group_size: int) -> Any:
+def gptq_task(linear: nn.Module, bits: int, group_size: int) -> Any:
     """GPTQModel's GPTQ for ``linear`` at ``bits`` with the settings :meth:`GptqBackend.quantize`
     gives GPTQModel (per-channel, no activation order); it quantizes a copy of the weight
-    from the inputs given to its ``add_batch``."""
+    from the inputs given to its ``add_batch`` (:func:`hessian_hook`).
+
+    Raises:
+        UnsupportedError: GPTQModel is not installed.
+    """
     gm = _gptqmodel()
     from gptqmodel.quantization.gptq import GPTQ
 
@@ -387,14 +422,43 @@ class GptqBackend:
         """Not offered: GPTQ's result depends on calibration activations, not the weight alone.
 
         Raises:
-            UnsupportedError: always; use the 'quanto' or 'hqq' backend inside SPQE.
+            UnsupportedError: always; the model game plays GPTQ on its per-block database
+                (:meth:`weight_database`).
         """
         check_bits(self.name, bits, self.supported_bits)
         check_group_size(self.name, weight, group_size)
         raise UnsupportedError(
             "backend 'gptq' cannot dequantize a weight on its own (GPTQ needs calibration "
-            "activations); SPQE supports spqe.backend in ['hqq', 'quanto']"
+            "activations); quantize every block from calibration data with "
+            "GptqBackend.weight_database and use its quantizer"
         )
+
+    def weight_database(
+        self,
+        model: nn.Module,
+        calibration: torch.Tensor,
+        ladder: Sequence[int],
+        group_size: int,
+        calibration_bits: int,
+        *,
+        cache_dir: str | Path | None = None,
+        progress: bool = True,
+    ) -> GptqDatabase:
+        """:func:`~impq.backends.gptq_database.build_gptq_database` in this backend's
+        compute dtype: every block GPTQ-quantized at each precision of ``ladder``, behind
+        blocks at ``calibration_bits`` (read from ``cache_dir`` when built there before).
+
+        Raises:
+            UnsupportedError: GPTQModel missing; bits, group size or architecture
+                unsupported.
+            ValueError: an empty or repeated ladder, or calibration that is not token ids.
+        """
+        from impq.backends.gptq_database import build_gptq_database
+
+        return build_gptq_database(
+            model, calibration, ladder, group_size, calibration_bits,
+            cache_dir=cache_dir, dtype=self.dtype, progress=progress,
+        )  # fmt: skip
 
     def quantize(
         self,
@@ -491,7 +555,7 @@ class GptqBackend:
         assigned_linears(
             self.name, model, dict.fromkeys(blocks, bits), group_size, self.supported_bits
         )
-        rows = _calibration_ids(calibration)
+        rows = calibration_token_ids(calibration)
         device = next(model.parameters()).device
         # weights and activations in the compute dtype, as GPTQModel loads the float model
         model = copy.deepcopy(model).to(self.dtype)
@@ -501,20 +565,20 @@ class GptqBackend:
             hooks = []
             for i in group:
                 for rel, linear in block_linears(model, i).items():
-                    task = _gptq_task(linear, bits, group_size)
+                    task = gptq_task(linear, bits, group_size)
                     tasks[i, rel] = (linear, task)
-                    hooks.append(linear.register_forward_hook(_add_batch(task)))
-            hooks.append(decoder_blocks(model)[group[-1]].register_forward_hook(_stop))
+                    hooks.append(linear.register_forward_hook(hessian_hook(task)))
+            hooks.append(decoder_blocks(model)[group[-1]].register_forward_hook(stop_forward))
             try:
                 for row in rows:
-                    with suppress(_StopForward):
+                    with suppress(StopForward):
                         model(input_ids=row[None].to(device))
             finally:
                 for h in hooks:
                     h.remove()
             for (i, rel), (linear, task) in tasks.items():
                 q_weight, scale, zero, g_idx, *_ = task.quantize()
-                out.setdefault(i, {})[rel] = _packed(
+                out.setdefault(i, {})[rel] = packed_linear(
                     linear, q_weight, scale, zero, g_idx, bits, group_size, task.qcfg.sym,
                     self.dtype,
                 )  # fmt: skip

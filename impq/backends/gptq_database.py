@@ -50,12 +50,12 @@ from impq.artifacts import fingerprint, read_tensors, write_tensors
 from impq.backends.base import UnsupportedError, assigned_linears
 from impq.backends.gptq import (
     GptqBackend,
-    _add_batch,
-    _calibration_ids,
-    _gptq_task,
-    _packed,
-    _stop,
-    _StopForward,
+    StopForward,
+    calibration_token_ids,
+    gptq_task,
+    hessian_hook,
+    packed_linear,
+    stop_forward,
 )
 from impq.models import block_linears, decoder_blocks
 
@@ -252,7 +252,7 @@ def build_gptq_database(
             GptqBackend.name, model, dict.fromkeys(range(n_blocks), bits), group_size,
             GptqBackend.supported_bits,
         )  # fmt: skip
-    ids = _calibration_ids(calibration_ids)
+    ids = calibration_token_ids(calibration_ids)
     model_key = _model_key(model)
     key = fingerprint(
         _SCHEMA, model_key, ids, json.dumps([list(ladder), calibration_bits, group_size]),
@@ -333,10 +333,10 @@ def _build(
                 )  # fmt: skip
                 for name in group:
                     linear = cast(nn.Linear, linears[name])
-                    task = _gptq_task(linear, bits, group_size)
+                    task = gptq_task(linear, bits, group_size)
                     task.adopt_hessian_from(leader)
                     q_weight, scale, zero, g_idx, *_ = task.quantize()
-                    packed: Any = _packed(
+                    packed: Any = packed_linear(
                         linear, q_weight, scale, zero, g_idx, bits, group_size, task.qcfg.sym, dtype
                     )  # fmt: skip
                     shipped[name] = packed.dequantize_weight().T.contiguous().cpu()
@@ -375,10 +375,10 @@ def _capture(
         block.register_forward_pre_hook(record(i), with_kwargs=True)
         for i, block in enumerate(blocks)
     ]
-    handles.append(blocks[-1].register_forward_hook(_stop))
+    handles.append(blocks[-1].register_forward_hook(stop_forward))
     try:
         for row in rows:
-            with suppress(_StopForward):
+            with suppress(StopForward):
                 model(input_ids=row, use_cache=False)
     finally:
         for h in handles:
@@ -446,14 +446,14 @@ def _hessian(
 ) -> Any:
     """A GPTQ task holding the Hessian of ``group``'s shared input over the calibration
     rows, with the block's weights as installed (the forward stops after the group)."""
-    leader = _gptq_task(linears[group[0]], 4, group_size)  # collects only: bits unused
+    leader = gptq_task(linears[group[0]], 4, group_size)  # collects only: bits unused
     handles = [
-        linears[group[0]].register_forward_hook(_add_batch(leader)),
-        linears[group[-1]].register_forward_hook(_stop),
+        linears[group[0]].register_forward_hook(hessian_hook(leader)),
+        linears[group[-1]].register_forward_hook(stop_forward),
     ]
     try:
         for h, kw in zip(hidden, kwargs, strict=True):
-            with suppress(_StopForward):
+            with suppress(StopForward):
                 block(h, **kw)
     finally:
         for handle in handles:

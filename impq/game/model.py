@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from impq.artifacts import fingerprint
 from impq.backends import UnsupportedError, get_backend
+from impq.backends.base import BACKENDS, DatabaseBackend
 from impq.game.base import Game, check_coalitions
 from impq.game.states import StateCache
 from impq.models import block_linears, decoder_blocks, final_norm
@@ -37,6 +38,8 @@ __all__ = [
     "DEFAULT_CACHE_MB",
     "ModelGame",
     "WeightQuantizer",
+    "check_game_backend",
+    "game_backends",
     "model_fingerprint",
     "weight_quantizer",
 ]
@@ -50,22 +53,49 @@ WeightQuantizer = Callable[[torch.Tensor, int], torch.Tensor]
 """``(weight, bits) -> dequantized weight`` of the same shape and dtype."""
 
 
-def weight_quantizer(backend: str, group_size: int) -> WeightQuantizer:
-    """The weight quantizer of a registered backend, for use inside the game.
+def game_backends() -> list[str]:
+    """Names of the registered backends the game can be played on: data-free ones
+    (:func:`weight_quantizer`) and calibrated ones that build a per-block database
+    (:class:`~impq.backends.base.DatabaseBackend`)."""
+    return sorted(n for n in BACKENDS if _playable(BACKENDS.load(n)))
+
+
+def _playable(backend: type) -> bool:
+    return bool(getattr(backend, "data_free", False)) or issubclass(backend, DatabaseBackend)
+
+
+def check_game_backend(backend: str) -> None:
+    """Raise unless the game can be played on ``backend`` (see :func:`game_backends`).
 
     Raises:
-        UnsupportedError: the backend cannot quantize a weight on its own (it is not
-            ``data_free``: GPTQ needs Hessians from calibration data, llama.cpp an
-            importance matrix), so it cannot run inside SPQE.
+        UnsupportedError: it quantizes from calibration data and builds no per-block
+            database; the message names ``spqe.backend`` and the backends that can.
         ValueError: ``backend`` is not registered.
     """
+    if not _playable(BACKENDS.load(backend)):
+        raise UnsupportedError(
+            f"spqe.backend: {backend!r} cannot play the SPQE game (it quantizes from "
+            "calibration data and builds no per-block database); set spqe.backend to one "
+            f"of {game_backends()} and apply the assignment with {backend!r} afterwards"
+        )
+
+
+def weight_quantizer(backend: str, group_size: int) -> WeightQuantizer:
+    """The weight quantizer of a data-free backend, for use inside the game.
+
+    Raises:
+        UnsupportedError: the backend is not ``data_free`` (it quantizes from calibration
+            data). One that builds a per-block database plays the game on that database's
+            quantizer instead; the others cannot play it (:func:`check_game_backend`).
+        ValueError: ``backend`` is not registered.
+    """
+    check_game_backend(backend)
     impl = get_backend(backend)
     if not impl.data_free:
         raise UnsupportedError(
-            f"spqe.backend {backend!r} cannot run inside SPQE: it needs calibration data "
-            "to quantize a weight (GPTQ: per-layer Hessians), not a weight alone. Estimate "
-            "with 'quanto' or 'hqq' (the paper uses quanto) and apply the assignment with "
-            f"{backend!r} afterwards."
+            f"backend {backend!r} quantizes from calibration data, not a weight alone: "
+            "play the game on its per-block database "
+            "(backend.weight_database(...).quantizer(model))"
         )
 
     def quantize(weight: torch.Tensor, bits: int) -> torch.Tensor:
@@ -99,6 +129,8 @@ class ModelGame(Game):
             At least one chain is always kept.
         timed: measure :attr:`seconds` exactly (on CUDA it synchronizes around each
             phase, which costs time; on CPU the timings are always exact).
+        quantizer_key: what ``quantize``'s weights depend on beyond the model and the
+            precisions (a per-block database's key); it enters :meth:`fingerprint`.
 
     Attributes:
         n_block_evaluations: decoder-block forward passes over the calibration set spent
@@ -108,6 +140,7 @@ class ModelGame(Game):
         cache_mb: memory the state cache may use, in MiB, as sized.
         seconds: wall time of the evaluations split into ``blocks`` (decoder blocks),
             ``head`` (final norm, LM head and loss) and ``total`` (whole value function).
+        quantizer_key: as given.
     """
 
     def __init__(
@@ -120,6 +153,7 @@ class ModelGame(Game):
         progress: bool = True,
         cache_mb: float | None = None,
         timed: bool = False,
+        quantizer_key: str = "",
     ) -> None:
         ladder = tuple(int(b) for b in ladder)
         if len(ladder) < 2 or any(a <= b for a, b in itertools.pairwise(ladder)):
@@ -139,6 +173,7 @@ class ModelGame(Game):
         self._n_tokens = ids.shape[0] * (ids.shape[1] - 1)
         self._calibration_fingerprint = fingerprint(input_ids)
         self._model_fingerprint = model_fingerprint(model)
+        self.quantizer_key = quantizer_key
 
         self._linears = [list(block_linears(model, i).values()) for i in range(self.n_players)]
         self._original = [[m.get_parameter("weight") for m in ms] for ms in self._linears]
@@ -362,6 +397,7 @@ class ModelGame(Game):
             self._model_fingerprint,
             self._calibration_fingerprint,
             "/".join(str(b) for b in self.ladder),  # "4/2": as before ladders
+            *([self.quantizer_key] if self.quantizer_key else []),
         )
 
     @property

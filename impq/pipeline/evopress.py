@@ -30,12 +30,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from impq.artifacts import fingerprint, read_tensors, write_json
 from impq.assignment import Assignment
 from impq.config import Params
 from impq.estimate.checkpoint import Checkpoint
-from impq.game import ModelGame, model_fingerprint, weight_quantizer
+from impq.game import ModelGame, model_fingerprint
 from impq.models import block_param_counts, load_model
 from impq.pipeline.baselines import budget_problem
 from impq.pipeline.paths import calibration_path
@@ -43,7 +44,7 @@ from impq.pipeline.paths import evopress_assignment_path as assignment_path
 from impq.pipeline.paths import evopress_checkpoint_path as checkpoint_path
 from impq.pipeline.paths import evopress_dir as output_dir
 from impq.pipeline.paths import evopress_metrics_path as metrics_path
-from impq.pipeline.spqe import load_samples
+from impq.pipeline.spqe import game_quantizer, load_samples
 from impq.search import SearchState, evopress
 from impq.search.stages import model_stages
 
@@ -53,6 +54,7 @@ __all__ = [
     "assignment_path",
     "budget_metrics",
     "check_on_ladder",
+    "game_inputs_key",
     "kept_facts",
     "metrics_path",
     "output_dir",
@@ -103,6 +105,14 @@ def _seed(params: Params, budget: float) -> list[int]:
     return [params.evopress.seed, round(1000 * float(budget))]
 
 
+def game_inputs_key(model: torch.nn.Module, quantizer_key: str, *ids: torch.Tensor) -> str:
+    """Fingerprint of what a search's game values depend on beyond the settings: the float
+    model, the token ids its games score and the per-block database they play on (the
+    game's quantizer key, if any)."""
+    parts = [model_fingerprint(model), *(fingerprint(t) for t in ids)]
+    return fingerprint(*parts, *([quantizer_key] if quantizer_key else []))
+
+
 def search_key(
     params: Params,
     game_inputs: str,
@@ -113,7 +123,7 @@ def search_key(
     """Fingerprint of everything one budget's search depends on.
 
     Args:
-        game_inputs: fingerprint of the float model and the calibration ids the game scores.
+        game_inputs: fingerprint of the game's inputs (:func:`game_inputs_key`).
         search: the search's settings (default: the ``evopress`` section but its cap).
     """
     spqe = params.spqe
@@ -159,8 +169,8 @@ def run(params: Params) -> list[Path]:
     ids = read_tensors(calibration_path(params))[0]["input_ids"][: spqe.n_samples]
     model = load_model(params.model)
     block_params = block_param_counts(model)
-    quantize = weight_quantizer(spqe.backend, spqe.group_size)
-    game_inputs = fingerprint(model_fingerprint(model), fingerprint(ids))
+    quantize, quantizer_key = game_quantizer(params, model)
+    game_inputs = game_inputs_key(model, quantizer_key, ids)
     keys = {b: search_key(params, game_inputs, b, evaluations) for b in params.budgets}
     kept = {b: kept_facts(assignment_path(params, b), keys[b]) for b in params.budgets}
     done = {b: extra for b, extra in kept.items() if extra is not None}

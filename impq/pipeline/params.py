@@ -107,6 +107,7 @@ def _check_registered(params: Params) -> None:
 def check_choices(params: Params) -> None:
     """Raise ValueError naming the key and the choices of the first name or combination
     no registry entry or stage can run."""
+    from impq.game import check_game_backend
     from impq.solve.base import SOLVERS
 
     _check_registered(params)
@@ -132,13 +133,13 @@ def check_choices(params: Params) -> None:
 
     spqe = params.spqe
     cls = _backend_class(spqe.backend, "spqe.backend")
-    if not getattr(cls, "data_free", True):
-        raise ValueError(
-            f"spqe.backend: {spqe.backend!r} needs calibration data to quantize a weight, so "
-            "it cannot run inside the SPQE game; estimate with a data-free backend "
-            "(quanto, hqq) and apply the assignment with it afterwards"
-        )
+    check_game_backend(spqe.backend)
     _check_bits(spqe.backend, "spqe.backend", sorted(spqe.ladder), "spqe.ladder")
+    if not cls.data_free:  # a per-block database, calibrated behind blocks at these bits
+        _check_bits(
+            spqe.backend, "spqe.calibration_bits", [spqe.calibration_bits],
+            "the blocks in front of a block while it is calibrated",
+        )  # fmt: skip
     _check_methods(params)
     from impq.backends.base import BACKENDS
 

@@ -40,6 +40,7 @@ __all__ = [
     "seeded_metrics_path",
     "shapley_path",
     "spqe_checkpoint_path",
+    "spqe_database_dir",
     "spqe_metrics_path",
     "sweep_cells_dir",
     "sweep_float_path",
@@ -89,6 +90,13 @@ def sampling_metrics_path(params: Params) -> Path:
 def spqe_checkpoint_path(params: Params) -> Path:
     """The permutations of the sampling run in progress (deleted once done)."""
     return _artifacts(params, "spqe", "checkpoint.npz")
+
+
+def spqe_database_dir(params: Params) -> Path:
+    """The per-block databases a calibrated ``spqe.backend`` (gptq) plays the game on, one
+    file per database; kept between runs, so a resumed or repeated run reads its database
+    instead of building it again."""
+    return _artifacts(params, "spqe", "databases")
 
 
 def shapley_path(params: Params) -> Path:

@@ -27,18 +27,19 @@ from typing import Any
 
 import numpy as np
 
-from impq.artifacts import fingerprint, read_tensors, write_json
+from impq.artifacts import read_tensors, write_json
 from impq.assignment import Assignment
 from impq.config import Params
 from impq.estimate import OBJECTIVES
 from impq.estimate.checkpoint import Checkpoint
-from impq.game import ModelGame, model_fingerprint, weight_quantizer
+from impq.game import ModelGame
 from impq.models import block_param_counts, load_model
 from impq.pipeline import methods
 from impq.pipeline.baselines import budget_problem
 from impq.pipeline.evopress import (
     budget_metrics,
     check_on_ladder,
+    game_inputs_key,
     kept_facts,
     save_state,
     search_key,
@@ -48,6 +49,7 @@ from impq.pipeline.paths import seeded_assignment_path as assignment_path
 from impq.pipeline.paths import seeded_checkpoint_path as checkpoint_path
 from impq.pipeline.paths import seeded_dir as output_dir
 from impq.pipeline.paths import seeded_metrics_path as metrics_path
+from impq.pipeline.spqe import game_quantizer
 from impq.pipeline.verify import METHOD as VERIFIED
 from impq.pipeline.verify import held_back_game, held_back_sequences
 from impq.search import SearchState, seeded
@@ -102,7 +104,8 @@ def run(params: Params) -> list[Path]:
         b: {m: Assignment.load(methods.assignment_input_path(params, m, b)).bits for m in names}
         for b in params.budgets
     }
-    game_inputs = fingerprint(model_fingerprint(model), fingerprint(ids), fingerprint(held_back))
+    quantize, quantizer_key = game_quantizer(params, model)
+    game_inputs = game_inputs_key(model, quantizer_key, ids, held_back)
     settings = cfg.model_dump(mode="json")
     keys = {}
     for b in params.budgets:
@@ -120,13 +123,12 @@ def run(params: Params) -> list[Path]:
     if not todo:
         written.append(write_json(metrics_path(params), metrics, versioned=False))
         return written
-    quantize = weight_quantizer(spqe.backend, spqe.group_size)
     with (
         ModelGame(
             model, ids, quantize, ladder=tuple(spqe.ladder), batch_size=1, progress=False,
             cache_mb=spqe.cache_mb,
         ) as game,
-        held_back_game(params, model, held_back) as held,
+        held_back_game(params, model, held_back, quantize) as held,
     ):  # fmt: skip
         for budget in todo:
             start = time.perf_counter()

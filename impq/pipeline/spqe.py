@@ -1,7 +1,9 @@
 """Stage ``spqe``: coalition sampling of the decoder blocks' game, resumable.
 
 Reads the calibration set, builds the model game (every block at a precision of
-``spqe.ladder`` through ``spqe.backend``), samples ``spqe.permutations`` walks and writes
+``spqe.ladder`` through ``spqe.backend``; a calibrated backend, gptq, through its
+per-block database of the same calibration sequences, built once and kept in
+``artifacts/spqe/databases``), samples ``spqe.permutations`` walks and writes
 their raw values (``spqe.walks``: prefix or SII walks) to ``artifacts/spqe/samples.npz``
 (with the blocks' parameter counts and the provenance, which names the ladder) and the
 evaluation metrics to ``sampling.json``. The walks run through the one sampling driver
@@ -34,6 +36,8 @@ import numpy as np
 import torch
 
 from impq.artifacts import atomic_path, fingerprint, read_tensors, write_json
+from impq.backends import get_backend
+from impq.backends.base import DatabaseBackend
 from impq.config import SPQE_ASSEMBLY_OPTIONS, SPQE_SAMPLING_EXCLUDES, ModelConfig, Params
 from impq.estimate import WALK_SAMPLERS, Checkpoint
 from impq.estimate.driver import ChunksLostError, drive_walks
@@ -41,7 +45,7 @@ from impq.estimate.objectives import objective_methods
 from impq.estimate.permutation import PermutationWalk, run_seed, seeded_permutations
 from impq.estimate.recorded import RecordedGame, recorded_coalitions
 from impq.estimate.result import write_npz
-from impq.game import Game, ModelGame, weight_quantizer
+from impq.game import Game, ModelGame, WeightQuantizer, check_game_backend, weight_quantizer
 from impq.models import block_param_counts, load_model
 from impq.pipeline.paths import (
     calibration_path,
@@ -49,6 +53,7 @@ from impq.pipeline.paths import (
     samples_path,
     sampling_metrics_path,
     shapley_path,
+    spqe_database_dir,
 )
 from impq.pipeline.paths import spqe_checkpoint_path as checkpoint_path
 from impq.pipeline.paths import spqe_metrics_path as metrics_path
@@ -65,6 +70,7 @@ __all__ = [
     "checkpoint_path",
     "evaluate_chunk",
     "game_facts",
+    "game_quantizer",
     "load_samples",
     "marginals_path",
     "metrics_path",
@@ -92,10 +98,12 @@ SAME_GAME = (
     "backend",
     "ladder",
     "group_size",
+    "database",
 )
 """Provenance keys on which a coalition's value depends: samples that agree on all of
 them are reused (provenance written before ladders names ``high_bits`` and ``low_bits``:
-its ladder is ``[high_bits, low_bits]``, see :func:`provenance_ladder`)."""
+its ladder is ``[high_bits, low_bits]``, see :func:`provenance_ladder`; ``database``, the
+key of the per-block database a calibrated backend played on, is absent otherwise)."""
 
 
 def provenance_ladder(provenance: dict[str, Any]) -> list[int]:
@@ -111,7 +119,13 @@ def provenance_ladder(provenance: dict[str, Any]) -> list[int]:
 
 @dataclass(frozen=True)
 class GameSpec:
-    """What a worker needs, beside the calibration ids, to build the sampled game."""
+    """What a worker needs, beside the calibration ids, to build the sampled game.
+
+    Attributes:
+        calibration_bits: the precision of the blocks in front of a block while a
+            calibrated backend quantizes it (its per-block database).
+        database_dir: the absolute folder that keeps those databases.
+    """
 
     model: ModelConfig
     backend: str
@@ -120,6 +134,8 @@ class GameSpec:
     batch_size: int | None
     cache_mb: float | None
     walks: str
+    calibration_bits: int
+    database_dir: str
 
     @classmethod
     def from_params(cls, params: Params) -> GameSpec:
@@ -131,8 +147,31 @@ class GameSpec:
             model = model.model_copy(update={"source": str(Path(model.source).resolve())})
         return cls(
             model, cfg.backend, cfg.group_size, tuple(cfg.ladder),
-            cfg.batch_size, cfg.cache_mb, cfg.walks,
+            cfg.batch_size, cfg.cache_mb, cfg.walks, cfg.calibration_bits,
+            str(spqe_database_dir(params).resolve()),
         )  # fmt: skip
+
+    def quantizer(self, model: torch.nn.Module, ids: torch.Tensor) -> tuple[WeightQuantizer, str]:
+        """The game's weight quantizer for ``model`` and its key
+        (:attr:`~impq.game.ModelGame.quantizer_key`).
+
+        A data-free backend quantizes each weight on its own (key ``""``). A backend that
+        builds a per-block database (gptq) answers from its database of ``model``
+        calibrated on ``ids``, read from :attr:`database_dir` when built there before,
+        else built and kept there (key: the database's).
+
+        Raises:
+            UnsupportedError: the backend cannot play the game, or cannot quantize this
+                model at these precisions.
+        """
+        backend = get_backend(self.backend)
+        if isinstance(backend, DatabaseBackend) and not backend.data_free:
+            database = backend.weight_database(
+                model, ids, self.ladder, self.group_size, self.calibration_bits,
+                cache_dir=self.database_dir, progress=False,
+            )  # fmt: skip
+            return database.quantizer(model), database.key
+        return weight_quantizer(self.backend, self.group_size), ""
 
     @property
     def n_steps(self) -> int:
@@ -152,6 +191,8 @@ class GameFacts:
     fingerprint: str
     model_fingerprint: str
     calibration_fingerprint: str
+    quantizer_key: str
+    """Key of the per-block database the game plays on; ``""`` for a data-free backend."""
     n_players: int
     block_params: list[int]
     endpoints: np.ndarray
@@ -213,7 +254,9 @@ def worker_game(spec: GameSpec, ids: torch.Tensor) -> tuple[ModelGame, float]:
     """This process's game of ``spec`` on ``ids`` and the seconds its setup took.
 
     The model is loaded and its blocks quantized at every rung of the ladder once per process
-    (a Ray worker, or the stage itself with the local runner); every chunk reuses them.
+    (a Ray worker, or the stage itself with the local runner); every chunk reuses them. A
+    calibrated backend's database is read from ``spec.database_dir`` (built there by the
+    first process that needs it).
     """
     key = fingerprint(repr(spec), _source_stamp(spec.model), fingerprint(ids))
     if key not in _WORKER_GAMES:
@@ -221,14 +264,17 @@ def worker_game(spec: GameSpec, ids: torch.Tensor) -> tuple[ModelGame, float]:
         _WORKER_GAMES.clear()  # one model per worker
         _GAME_BUILDS += 1
         t0 = time.perf_counter()
+        model = load_model(spec.model)
+        quantize, quantizer_key = spec.quantizer(model, ids)
         game = ModelGame(
-            load_model(spec.model),
+            model,
             ids,
-            weight_quantizer(spec.backend, spec.group_size),
+            quantize,
             ladder=spec.ladder,
             batch_size=spec.batch_size,
             progress=False,
             cache_mb=spec.cache_mb,
+            quantizer_key=quantizer_key,
         )
         _WORKER_GAMES[key] = (game, time.perf_counter() - t0)
     return _WORKER_GAMES[key]
@@ -243,7 +289,13 @@ def _game_provenance(spec: GameSpec, ids: torch.Tensor, game: ModelGame) -> dict
         "backend": spec.backend,
         "ladder": list(spec.ladder),
         "group_size": spec.group_size,
+        **_database(game.quantizer_key),
     }
+
+
+def _database(quantizer_key: str) -> dict[str, str]:
+    """The ``database`` entry of a provenance: the key, where the game played on one."""
+    return {"database": quantizer_key} if quantizer_key else {}
 
 
 _WORKER_RECORDS: dict[tuple[int, str], RecordedGame] = {}
@@ -271,7 +323,7 @@ def game_facts(spec: GameSpec, ids: torch.Tensor, recorded: Recorded = None) -> 
     if recorded is not None:
         mine = _game_provenance(spec, ids, game)
         theirs = {**recorded[2], "ladder": provenance_ladder(recorded[2])}
-        differs = [k for k in SAME_GAME if theirs.get(k) != mine[k]]
+        differs = [k for k in SAME_GAME if theirs.get(k) != mine.get(k)]
         if differs:
             log.info("not reusing earlier samples: another game (%s differ)", ", ".join(differs))
             recorded = None
@@ -282,6 +334,7 @@ def game_facts(spec: GameSpec, ids: torch.Tensor, recorded: Recorded = None) -> 
         fingerprint=game.fingerprint(),
         model_fingerprint=game.model_fingerprint,
         calibration_fingerprint=game.calibration_fingerprint,
+        quantizer_key=game.quantizer_key,
         n_players=game.n_players,
         block_params=[int(n) for n in block_param_counts(game.model)],
         endpoints=endpoints,
@@ -377,13 +430,14 @@ def run(params: Params, progress: bool = True, fanout: Fanout | None = None) -> 
 
     Raises:
         FileNotFoundError: the calibration set is missing (run ``impq prepare``).
-        UnsupportedError: ``spqe.backend`` cannot quantize inside the game (gptq).
+        UnsupportedError: ``spqe.backend`` cannot play the game
+            (:func:`~impq.game.check_game_backend`).
         ValueError: a method of ``eval.methods`` needs walks of another kind.
         ChunksLostError: some chunks failed; the rest is checkpointed.
     """
     cfg = params.spqe
     objective_methods(params.eval.methods, cfg.walks)
-    weight_quantizer(cfg.backend, cfg.group_size)  # refuse gptq before any work
+    check_game_backend(cfg.backend)  # before any work
     tensors, cal_meta = read_tensors(calibration_path(params))
     ids = tensors["input_ids"][: cfg.n_samples]
     fanout = fanout or LocalFanout()
@@ -418,6 +472,7 @@ def run(params: Params, progress: bool = True, fanout: Fanout | None = None) -> 
         "backend": cfg.backend,
         "ladder": list(spec.ladder),
         "group_size": cfg.group_size,
+        **_database(facts.quantizer_key),
         "seed": cfg.seed,
         "budget": budget,
     }
@@ -484,6 +539,15 @@ def run(params: Params, progress: bool = True, fanout: Fanout | None = None) -> 
         metrics["evals_per_s"],
     )
     return [samples_path(params), out_metrics]
+
+
+def game_quantizer(params: Params, model: torch.nn.Module) -> tuple[WeightQuantizer, str]:
+    """The SPQE game's weight quantizer for ``model`` (the model ``params.model`` loads)
+    and its key, for a stage that plays the game again (evopress, verify, seeded): a
+    calibrated backend's is the database of the sequences this stage samples on, read from
+    where this stage keeps it (:meth:`GameSpec.quantizer`)."""
+    ids = read_tensors(calibration_path(params))[0]["input_ids"][: params.spqe.n_samples]
+    return GameSpec.from_params(params).quantizer(model, ids)
 
 
 def _recorded(params: Params) -> Recorded:

@@ -467,6 +467,7 @@ STAGES: dict[str, Stage] = {
                 "spqe.group_size",
                 "spqe.ladder",
                 "spqe.n_samples",
+                "spqe.calibration_bits",
                 "solver.precisions",
                 "backends.group_size",
             ),

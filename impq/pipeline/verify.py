@@ -29,7 +29,7 @@ from impq.artifacts import read_tensors, write_json
 from impq.assignment import Assignment
 from impq.config import Params
 from impq.estimate.level_objective import LevelObjective
-from impq.game import ModelGame, weight_quantizer
+from impq.game import ModelGame, WeightQuantizer
 from impq.models import block_param_counts, load_model
 from impq.pipeline import methods
 from impq.pipeline.assign import objective_problem
@@ -37,6 +37,7 @@ from impq.pipeline.paths import calibration_path, objective_path
 from impq.pipeline.paths import verify_assignment_path as assignment_path
 from impq.pipeline.paths import verify_dir as output_dir
 from impq.pipeline.paths import verify_metrics_path as metrics_path
+from impq.pipeline.spqe import game_quantizer
 from impq.search.coalition import choice_of, coalition_of
 from impq.search.verify import candidates, verified_pick
 
@@ -75,14 +76,26 @@ def held_back_sequences(params: Params) -> torch.Tensor:
     return ids[used:][: params.verify.n_samples]
 
 
-def held_back_game(params: Params, model: torch.nn.Module, held_back: torch.Tensor) -> ModelGame:
+def held_back_game(
+    params: Params,
+    model: torch.nn.Module,
+    held_back: torch.Tensor,
+    quantize: WeightQuantizer | None = None,
+) -> ModelGame:
     """The SPQE game (backend, precisions, batch size) played on the held-back sequences:
-    what the verified pick scores its candidates with."""
+    what the verified pick scores its candidates with.
+
+    Args:
+        quantize: the SPQE game's weight quantizer for ``model``, if the caller holds it
+            (default: :func:`~impq.pipeline.spqe.game_quantizer`'s).
+    """
     spqe = params.spqe
+    if quantize is None:
+        quantize, _ = game_quantizer(params, model)
     return ModelGame(
         model,
         held_back,
-        weight_quantizer(spqe.backend, spqe.group_size),
+        quantize,
         ladder=tuple(spqe.ladder),
         batch_size=spqe.batch_size,
         progress=False,

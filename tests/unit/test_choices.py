@@ -23,7 +23,14 @@ BASE: dict[str, Any] = {"model": {"source": "org/model"}}
         ({"eval": {"methods": ["impq", "foo"]}}, ["eval.methods", "foo", "random-0"]),
         ({"eval": {"methods": ["random-x"]}}, ["eval.methods", "random-x"]),
         ({"eval": {"methods": ["sii"]}}, ["eval.methods", "sii"]),  # needs spqe.walks sii
-        ({"spqe": {"backend": "gptq"}}, ["spqe.backend", "gptq", "inside the SPQE game"]),
+        (
+            {"spqe": {"backend": "llamacpp"}},
+            ["spqe.backend", "llamacpp", "cannot play the SPQE game", "'gptq', 'hqq', 'quanto'"],
+        ),
+        (
+            {"spqe": {"backend": "gptq", "calibration_bits": 5}},
+            ["spqe.calibration_bits", "'gptq'", "not [5]"],
+        ),
         ({"spqe": {"backend": "nope"}}, ["spqe.backend", "nope", "quanto"]),
         ({"solver": {"precisions": [2, 3, 4]}}, ["backends.names", "quanto", "[3]"]),
         ({"spqe": {"ladder": [4, 3]}}, ["spqe.backend", "[3]"]),

@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from impq.artifacts import read_json, write_tensors
+from impq.backends import UnsupportedError
 from impq.config import ConfigError, Params, SpqeConfig
 from impq.estimate import (
     LevelObjective,
@@ -211,9 +212,18 @@ def test_dvc_spqe_stage_tracks_every_spqe_key_but_the_assembly_options() -> None
     assert assembly == spqe.ASSEMBLY_OPTIONS | {"walks"}
 
 
-def test_gptq_is_refused_before_any_work(tmp_path: Path, model_dir: Path) -> None:
-    with pytest.raises(ConfigError, match=r"spqe\.backend: 'gptq' .* inside the SPQE game"):
-        _params(tmp_path, model_dir, backend="gptq")
+def test_a_backend_that_cannot_play_is_refused_before_any_work(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    with pytest.raises(ConfigError, match=r"spqe\.backend: 'llamacpp' cannot play the SPQE game"):
+        _params(tmp_path, model_dir, backend="llamacpp")
+    params = _params(tmp_path, model_dir)
+    unchecked = params.model_copy(  # past the params check: the stage refuses it itself
+        update={"spqe": params.spqe.model_copy(update={"backend": "llamacpp"})}
+    )
+    with pytest.raises(UnsupportedError, match=r"set spqe\.backend to one of"):
+        spqe.run(unchecked, progress=False)
+    assert not spqe.samples_path(params).parent.exists()
 
 
 def test_cache_size_changes_neither_the_samples_nor_the_checkpoint_key(

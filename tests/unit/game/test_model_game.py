@@ -12,7 +12,7 @@ from scipy.stats import spearmanr
 from impq.backends import UnsupportedError
 from impq.estimate import PermutationSampling, exact_values
 from impq.eval import batch_nll
-from impq.game import ModelGame, weight_quantizer
+from impq.game import ModelGame, game_backends, weight_quantizer
 from impq.models import block_linears, decoder_blocks
 from impq.models.tiny import tiny_model
 
@@ -68,9 +68,12 @@ def test_restore_puts_the_original_weights_back() -> None:
     torch.testing.assert_close(batch_nll(model, ids), before, rtol=0, atol=0)
 
 
-def test_gptq_cannot_run_inside_the_game() -> None:
-    with pytest.raises(UnsupportedError, match="Hessians"):
+def test_only_data_free_backends_quantize_a_weight_alone() -> None:
+    assert game_backends() == ["gptq", "hqq", "quanto"]
+    with pytest.raises(UnsupportedError, match="per-block database"):
         weight_quantizer("gptq", 64)
+    with pytest.raises(UnsupportedError, match=r"^spqe.backend: 'llamacpp' cannot play the SPQE"):
+        weight_quantizer("llamacpp", 64)
     with pytest.raises(ValueError, match="hqq"):
         weight_quantizer("awq", 64)
 
