@@ -3,7 +3,9 @@
 A stage task returns the bytes of the artifacts it wrote (a :data:`Files` snapshot) and
 the flow writes them back with :func:`restore`. The result is persisted, so a rerun with
 the same cache key skips the work and still puts every artifact in place, even after
-DVC removed the stage's outputs before running it.
+DVC removed the stage's outputs before running it. The sweep's cell tasks are the
+exception (:data:`UNCACHED`): each cell's own input fingerprint decides whether it is
+redone.
 """
 
 from __future__ import annotations

@@ -368,9 +368,10 @@ STAGES: dict[str, Stage] = {
             task="spqe-sampling",
             params=("model", *SAMPLING_KEYS),
             inputs=lambda p: [paths.calibration_path(p)],
-            # the walks are small and cost hours: committed to git, so a clone resumes them
+            # the walks are small and cost hours: committed to git and kept between runs,
+            # so a clone or a rerun resumes them
             outs=lambda p: [
-                Out(paths.samples_path(p), cache=False),
+                Out(paths.samples_path(p), cache=False, persist=True),
                 Out(paths.sampling_metrics_path(p), cache=False),
             ],
             model=True,

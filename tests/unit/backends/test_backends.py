@@ -228,8 +228,8 @@ def test_gptq_needs_calibration() -> None:
         get_backend("gptq").quantize(tiny_model("llama", 2), {0: 4}, GROUP, None)
 
 
-def test_gptq_cannot_serve_spqe() -> None:
-    with pytest.raises(UnsupportedError, match="hqq"):
+def test_gptq_dequantizes_no_weight_on_its_own() -> None:
+    with pytest.raises(UnsupportedError, match="weight_database"):
         get_backend("gptq").dequantize_weight(torch.randn(8, 64), 2, GROUP)
 
 
