@@ -116,3 +116,31 @@ def test_readme_is_a_front_door_whose_links_exist() -> None:
     local = [link for link in links if "://" not in link]
     assert local, "the README links into the docs"
     assert [link for link in local if not (ROOT / link).exists()] == []
+
+
+COPIED_TABLE = re.compile(r"^<!-- copied from (\S+) by the compare stage's output; checked -->$")
+
+
+@pytest.mark.parametrize(
+    "readme",
+    ["README.md", *sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("experiments/**/README.md"))],
+)
+def test_tables_a_readme_copies_are_the_generated_ones(readme: str) -> None:
+    """A results table in a README is a verbatim copy of a generated file (an experiment's
+    ``results.md``), never typed: every copied block must appear there line for line."""
+    lines = (ROOT / readme).read_text().splitlines()
+    for i, line in enumerate(lines):
+        if not (match := COPIED_TABLE.match(line)):
+            continue
+        block = []
+        for row in lines[i + 1 :]:
+            if not row.strip():
+                break
+            block.append(row)
+        source = (ROOT / readme).parent / match.group(1)
+        generated = source.read_text().splitlines()
+        assert block, f"{readme}: an empty copy of {match.group(1)}"
+        starts = [j for j, row in enumerate(generated) if row == block[0]]
+        assert any(generated[j : j + len(block)] == block for j in starts), (
+            f"{readme}: the table after line {i + 1} is not a copy of {source}: copy it again"
+        )

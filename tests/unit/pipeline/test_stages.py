@@ -124,8 +124,8 @@ def test_an_experiment_folder_gets_its_own_dvc_yaml(monkeypatch: pytest.MonkeyPa
 
 
 GENERATED_EXPERIMENTS = sorted(
-    p.parent.name
-    for p in REPO.glob("experiments/*/dvc.yaml")
+    str(p.parent.relative_to(REPO / "experiments"))
+    for p in [*REPO.glob("experiments/*/dvc.yaml"), *REPO.glob("experiments/*/*/dvc.yaml")]
     if p.read_text().startswith(GENERATED_HEADER.splitlines()[0])
 )
 
