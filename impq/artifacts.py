@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -66,10 +66,19 @@ def read_json(path: str | Path) -> dict[str, Any]:
 def write_tensors(
     path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]
 ) -> Path:
-    """Write tensors as safetensors with string metadata (schema version included)."""
+    """Write tensors as safetensors with string metadata (schema version included).
+
+    The same tensors and metadata give the same bytes in every process: safetensors writes
+    its JSON header in hash-map order, which varies between processes, so the header is
+    written again with sorted keys (the tensors' offsets do not depend on that order).
+    """
     meta = {"schema_version": str(SCHEMA_VERSION), **metadata}
+    raw = save({k: v.contiguous() for k, v in tensors.items()}, metadata=meta)
+    size = int.from_bytes(raw[:8], "little")
+    header = json.dumps(json.loads(raw[8 : 8 + size]), sort_keys=True, separators=(",", ":"))
+    header += " " * (-len(header) % 8)  # safetensors pads its header to 8 bytes with spaces
     with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
+        tmp.write_bytes(len(header).to_bytes(8, "little") + header.encode() + raw[8 + size :])
     return Path(path)
 
 
