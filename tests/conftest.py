@@ -56,3 +56,31 @@ def data_root() -> Path:
 def reference_model_dir() -> Path:
     """The committed reference model (12-block Llama)."""
     return REFERENCE_MODEL
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Torch on one thread for the test: tiny matmuls on a shared 2-core machine are many
+    times faster without OpenMP barriers between oversubscribed threads."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def spqe_checkpoint_keys(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The key of every checkpoint the spqe stage opens from now on, in order."""
+    from impq.pipeline import spqe
+
+    keys: list[str] = []
+    real = spqe.Checkpoint
+
+    def recording(path: Path, key: str) -> object:
+        keys.append(key)
+        return real(path, key)
+
+    monkeypatch.setattr(spqe, "Checkpoint", recording)
+    return keys

@@ -16,13 +16,7 @@ from impq.estimate.result import write_npz
 from impq.models.tiny import tiny_model
 from impq.pipeline import spqe
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_samples_before_ladders_load_as_two_rungs_and_are_reused(tmp_path: Path) -> None:

@@ -26,13 +26,7 @@ from impq.pipeline import interactions, spqe
 from impq.pipeline.params import parse_params
 from impq.solve import BitProblem
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -227,16 +221,9 @@ def test_a_backend_that_cannot_play_is_refused_before_any_work(
 
 
 def test_cache_size_changes_neither_the_samples_nor_the_checkpoint_key(
-    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, model_dir: Path, spqe_checkpoint_keys: list[str]
 ) -> None:
-    keys: list[str] = []
-    real = spqe.Checkpoint
-
-    def recording(path: Path, key: str) -> object:
-        keys.append(key)
-        return real(path, key)
-
-    monkeypatch.setattr(spqe, "Checkpoint", recording)
+    keys = spqe_checkpoint_keys
     runs = [_params(tmp_path / str(mb), model_dir, cache_mb=mb) for mb in (None, 0.0)]
     for params in runs:
         spqe.run(params, progress=False)

@@ -41,12 +41,7 @@ BACKEND_PARAMS = ["quanto", "hqq", pytest.param("gptq", marks=[needs_gptq, pytes
 SEQLEN = 3 * TINY_SLIDING_WINDOW
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _ids(n: int, seed: int = 0) -> torch.Tensor:

@@ -27,12 +27,7 @@ METHODS = ["impq", "lim", "random-0", "random-1", "evopress", "verified"]
 BUDGETS = [2.5, 3.0]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _params(root: Path, **over: object) -> Params:

@@ -26,6 +26,7 @@ from impq.pipeline.params import parse_params
 from impq.pipeline.paths import spqe_database_dir
 
 pytestmark = [
+    pytest.mark.usefixtures("one_torch_thread"),
     pytest.mark.slow,
     pytest.mark.skipif(
         importlib.util.find_spec("gptqmodel") is None,
@@ -34,14 +35,6 @@ pytestmark = [
 ]
 
 LADDER = [4, 2]
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)
@@ -159,16 +152,9 @@ def test_evopress_plays_on_the_kept_database(
 
 
 def test_other_calibration_bits_are_another_database_and_another_game(
-    played: Params, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    played: Params, spqe_checkpoint_keys: list[str]
 ) -> None:
-    keys: list[str] = []
-    real = spqe.Checkpoint
-
-    def recording(path: Path, key: str) -> object:
-        keys.append(key)
-        return real(path, key)
-
-    monkeypatch.setattr(spqe, "Checkpoint", recording)
+    keys = spqe_checkpoint_keys
     spqe.run(played, progress=False)  # answered from its own samples
     assert read_json(spqe.sampling_metrics_path(played))["evaluations_this_run"] == 0
     before = _provenance(played)

@@ -4,11 +4,10 @@ the level games the ladder searches are tested on."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import pytest
-import torch
 
 from impq.game import LevelGame
 from impq.search.coalition import levels_of
@@ -16,11 +15,8 @@ from impq.solve.problem import BitProblem
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_torch_thread(one_torch_thread: None) -> None:
+    """Every test here runs torch on one thread."""
 
 
 def random_level_game(n: int, n_levels: int, seed: int) -> LevelGame:
