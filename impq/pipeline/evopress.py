@@ -139,8 +139,9 @@ def search_key(
     return fingerprint(game_inputs, json.dumps(settings, sort_keys=True))
 
 
-def kept_facts(path: Path, key: str) -> dict[str, Any] | None:
-    """The facts of the assignment at ``path`` if it was searched under ``key``, else None."""
+def kept_facts(path: Path, key: str, field: str = "search_key") -> dict[str, Any] | None:
+    """The facts of the assignment at ``path`` if its ``field`` is ``key`` (it was searched,
+    or verified, with the same inputs), else None."""
     if not path.is_file():
         return None
     try:
@@ -148,7 +149,7 @@ def kept_facts(path: Path, key: str) -> dict[str, Any] | None:
     except (OSError, ValueError, KeyError, TypeError) as err:
         log.warning("searching again: %s is unreadable (%s)", path, err)
         return None
-    return extra if extra.get("search_key") == key else None
+    return extra if extra.get(field) == key else None
 
 
 def run(params: Params) -> list[Path]:

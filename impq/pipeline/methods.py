@@ -18,8 +18,8 @@ from impq.estimate import OBJECTIVES
 from impq.pipeline import paths
 
 __all__ = [
-    "AFTER_VERIFY",
     "IMPQ_VARIANTS",
+    "SEARCHES",
     "STAGE_METHODS",
     "assignment_input_path",
     "check_methods",
@@ -33,9 +33,10 @@ STAGE_METHODS: dict[str, Callable[[Params, float], Path]] = {
 }
 """Method written by a stage of its own -> that stage's ``(params, budget) -> path``."""
 
-AFTER_VERIFY = ("seeded",)
-"""Methods whose stage starts from the verified pick, so runs after ``verify``: the
-verified pick does not read them."""
+SEARCHES = ("evopress", "seeded")
+"""Methods that search the game with evaluations of their own, so are no candidates of
+the verified pick: EvoPress is the competitor at equal cost, and the seeded search starts
+from the verified pick (its stage runs after ``verify``)."""
 
 
 IMPQ_VARIANTS = (*OBJECTIVES, "verified", "seeded")

@@ -501,7 +501,11 @@ STAGES: dict[str, Stage] = {
                 paths.objectives_dir(p),
                 *_assignment_dirs(p)[:3],  # every other method's assignments
             ],
-            outs=lambda p: [Out(paths.verify_dir(p)), _metrics(paths.verify_metrics_path(p))],
+            outs=lambda p: [
+                # kept between runs: a budget verified before with the same inputs is kept
+                Out(paths.verify_dir(p), persist=True),
+                _metrics(paths.verify_metrics_path(p)),
+            ],
             model=True,
             assignments=True,
         ),

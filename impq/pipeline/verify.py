@@ -14,18 +14,27 @@ keeps the lowest. It writes ``artifacts/verify/<budget>.json`` (method ``verifie
 choice, where it came from, the held-back NLL of both and the evaluations spent; and how
 often the pick differed, over all budgets. Without ``verified`` in ``eval.methods`` it
 verifies nothing: an empty output folder and ``budgets_verified: 0``.
+
+The searches (``evopress``, ``seeded``: :data:`impq.pipeline.methods.SEARCHES`) are no
+candidates: they spend evaluations of their own, and the verified pick is what impq
+ships at the cost of SPQE and this stage. A budget verified before with the same inputs
+(the held-back game's, the candidates in order, the evaluation count:
+:func:`inputs_key`) is kept as it is, so adding a method that is no candidate, or a
+budget, verifies only what changed.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from impq.artifacts import read_tensors, write_json
+from impq.artifacts import fingerprint, read_tensors, write_json
 from impq.assignment import Assignment
 from impq.config import Params
 from impq.estimate.level_objective import LevelObjective
@@ -33,13 +42,15 @@ from impq.game import ModelGame, WeightQuantizer
 from impq.models import block_param_counts, load_model
 from impq.pipeline import methods
 from impq.pipeline.assign import objective_problem
+from impq.pipeline.evopress import game_inputs_key, kept_facts
 from impq.pipeline.paths import calibration_path, objective_path
 from impq.pipeline.paths import verify_assignment_path as assignment_path
 from impq.pipeline.paths import verify_dir as output_dir
 from impq.pipeline.paths import verify_metrics_path as metrics_path
 from impq.pipeline.spqe import game_quantizer
 from impq.search.coalition import choice_of, coalition_of
-from impq.search.verify import candidates, verified_pick
+from impq.search.verify import Candidate, candidates, verified_pick
+from impq.solve.problem import BitProblem
 
 __all__ = [
     "METHOD",
@@ -47,6 +58,7 @@ __all__ = [
     "assignment_path",
     "held_back_game",
     "held_back_sequences",
+    "inputs_key",
     "metrics_path",
     "output_dir",
     "run",
@@ -57,6 +69,18 @@ log = logging.getLogger(__name__)
 METHOD = "verified"
 REFERENCE = "impq"
 """The method whose assignment is the objective's choice."""
+
+FACTS = (
+    "differs",
+    "picked",
+    "held_back_nll",
+    "reference_held_back_nll",
+    "gain",
+    "evaluations",
+    "candidates",
+    "seconds",
+)
+"""What a budget's pick reports as metrics (``seconds``: of the run that verified it)."""
 
 
 def held_back_sequences(params: Params) -> torch.Tensor:
@@ -102,14 +126,15 @@ def held_back_game(
     )
 
 
-def _verify_budget(
-    params: Params, game: ModelGame, result: LevelObjective, budget: float, n_held_back: int
-) -> tuple[Assignment, dict[str, Any]]:
+def _candidates(
+    params: Params, result: LevelObjective, budget: float
+) -> tuple[BitProblem, list[Candidate], int]:
+    """The budget's program, its candidates in order and how many of them to evaluate."""
     problem = objective_problem(params, result, budget)
     loaded = {
         m: Assignment.load(methods.assignment_input_path(params, m, budget))
         for m in params.eval.methods
-        if m != METHOD and m not in methods.AFTER_VERIFY
+        if m != METHOD and m not in methods.SEARCHES
     }
     assignments = {  # a reference point over the budget (uniform-<bits>) is no candidate
         m: coalition_of(problem, a.bits)
@@ -117,12 +142,31 @@ def _verify_budget(
         if not a.extra.get("over_budget")
     }
     cands = candidates(problem, assignments, reference=REFERENCE)
-    limit = params.verify.max_evaluations or 2 * problem.n_blocks
+    return problem, cands, params.verify.max_evaluations or 2 * problem.n_blocks
+
+
+def inputs_key(game_inputs: str, cands: list[Candidate], limit: int) -> str:
+    """Fingerprint of what one budget's pick depends on: the held-back game's inputs
+    (:func:`~impq.pipeline.evopress.game_inputs_key`), the candidates in order and how
+    many of them are evaluated."""
+    listed = [[c.name, np.asarray(c.coalition).astype(int).tolist()] for c in cands]
+    return fingerprint(game_inputs, json.dumps({"candidates": listed, "limit": limit}))
+
+
+def _verify_budget(
+    game: ModelGame,
+    budget: float,
+    problem: BitProblem,
+    cands: list[Candidate],
+    limit: int,
+    key: str,
+    n_held_back: int,
+) -> Assignment:
     start = time.perf_counter()
     pick = verified_pick(game, cands, limit)
     seconds = time.perf_counter() - start
     choice = choice_of(problem, pick.pick.coalition)
-    facts: dict[str, Any] = {
+    facts = {
         "differs": pick.differs,
         "picked": pick.pick.name,
         "held_back_nll": pick.value,
@@ -132,7 +176,7 @@ def _verify_budget(
         "candidates": len(cands),
         "seconds": seconds,
     }
-    assignment = Assignment(
+    return Assignment(
         bits=problem.bits(choice),
         method=METHOD,
         budget_bits=float(budget),
@@ -148,9 +192,9 @@ def _verify_budget(
             "budget_bytes": problem.budget_bytes,
             "precisions": list(problem.precisions),
             "group_size": problem.group_size,
+            "inputs_key": key,
         },
     )
-    return assignment, facts
 
 
 def run(params: Params) -> list[Path]:
@@ -177,33 +221,50 @@ def run(params: Params) -> list[Path]:
     if len(block_param_counts(model)) != result.n_blocks:
         raise ValueError(f"SPQE result has {result.n_blocks} blocks; the model has others")
     setup = time.perf_counter()
-    written: list[Path] = []
+    quantize, quantizer_key = game_quantizer(params, model)
+    game_inputs = game_inputs_key(model, quantizer_key, held_back)
+    todo: dict[float, tuple[BitProblem, list[Candidate], int, str]] = {}
+    picks: dict[float, Assignment] = {}
+    for budget in params.budgets:
+        problem, cands, limit = _candidates(params, result, budget)
+        key = inputs_key(game_inputs, cands, limit)
+        if kept_facts(assignment_path(params, budget), key, field="inputs_key") is None:
+            todo[budget] = (problem, cands, limit, key)
+        else:
+            picks[budget] = Assignment.load(assignment_path(params, budget))
+    if picks:
+        log.info("verified @ %s bits: verified before with the same inputs, kept", sorted(picks))
     metrics: dict[str, Any] = {
         "budgets_verified": len(params.budgets),
         "held_back_sequences": len(held_back),
     }
-    with held_back_game(params, model, held_back) as game:
-        metrics["setup_seconds"] = time.perf_counter() - setup
-        for budget in params.budgets:
-            assignment, facts = _verify_budget(params, game, result, budget, len(held_back))
-            written.append(assignment.save(assignment_path(params, budget)))
-            metrics.update(
-                {
-                    f"{float(budget)}/{k}": int(v) if isinstance(v, bool) else v
-                    for k, v in facts.items()
-                }
-            )
-            log.info(
-                "verified @ %.3g bits: %s (held-back NLL %.5f vs %.5f for %s), "
-                "%d of %d candidates evaluated",
-                budget, facts["picked"], facts["held_back_nll"],
-                facts["reference_held_back_nll"], REFERENCE, facts["evaluations"],
-                facts["candidates"],
-            )  # fmt: skip
+    if todo:
+        with held_back_game(params, model, held_back, quantize) as game:
+            metrics["setup_seconds"] = time.perf_counter() - setup
+            for budget, (problem, cands, limit, key) in todo.items():
+                pick = _verify_budget(game, budget, problem, cands, limit, key, len(held_back))
+                pick.save(assignment_path(params, budget))
+                picks[budget] = pick
+                log.info(
+                    "verified @ %.3g bits: %s (held-back NLL %.5f vs %.5f for %s), "
+                    "%d of %d candidates evaluated",
+                    budget, pick.extra["picked"], pick.extra["held_back_nll"],
+                    pick.extra["reference_held_back_nll"], REFERENCE,
+                    pick.extra["evaluations"], pick.extra["candidates"],
+                )  # fmt: skip
+    for budget in params.budgets:
+        extra = picks[budget].extra
+        metrics.update(
+            {
+                f"{float(budget)}/{k}": int(extra[k]) if isinstance(extra[k], bool) else extra[k]
+                for k in FACTS
+            }
+        )
     n = len(params.budgets)
     metrics["differs"] = sum(bool(metrics[f"{float(b)}/differs"]) for b in params.budgets)
     metrics["differs_share"] = metrics["differs"] / n
     metrics["evaluations"] = sum(metrics[f"{float(b)}/evaluations"] for b in params.budgets)
     metrics["seconds"] = sum(metrics[f"{float(b)}/seconds"] for b in params.budgets)
+    written = [assignment_path(params, b) for b in params.budgets]
     written.append(write_json(metrics_path(params), metrics, versioned=False))
     return written

@@ -185,9 +185,66 @@ def test_verified_pick_is_never_worse_than_impq_on_the_held_back_sequences(
             assert a.extra["evaluations"] <= 2 * 6 and a.stored_bytes <= a.extra["budget_bytes"]
             names = [name for name, _ in a.extra["held_back_values"]]
             assert names[0] == "impq" and a.extra["picked"] in names
+            assert not any(n.startswith(methods.SEARCHES) for n in names + a.extra["skipped"])
             assert metrics[f"{budget}/differs"] == int(a.extra["differs"])
     assert metrics["differs"] == sum(metrics[f"{b}/differs"] for b in BUDGETS)
     assert metrics["held_back_sequences"] == 3
+
+
+def test_verify_keeps_budgets_whose_candidates_are_unchanged(
+    project: Params, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(project.paths.artifacts, artifacts)
+    paths = project.paths.model_copy(
+        update={"artifacts": str(artifacts), "metrics": str(tmp_path / "metrics")}
+    )
+
+    def with_methods(names: list[str]) -> Params:
+        return project.model_copy(
+            update={"paths": paths, "eval": project.eval.model_copy(update={"methods": names})}
+        )
+
+    before = {b: verify.assignment_path(project, b).read_text() for b in BUDGETS}
+    calls: list[int] = []
+    pick = verify.verified_pick
+
+    def counted(game: Any, cands: Any, limit: int) -> Any:
+        calls.append(len(cands))
+        return pick(game, cands, limit)
+
+    monkeypatch.setattr(verify, "verified_pick", counted)
+    searches_added = with_methods([*METHODS, "seeded"])  # a search is no candidate
+    verify.run(searches_added)
+    assert calls == []
+    assert {b: verify.assignment_path(searches_added, b).read_text() for b in BUDGETS} == before
+    kept, first = (read_json(verify.metrics_path(p)) for p in (searches_added, project))
+    assert "setup_seconds" not in kept  # no game was set up
+    assert kept == {k: v for k, v in first.items() if k != "setup_seconds"}
+
+    def named(budget: float, extra: dict[str, Any]) -> list[str]:
+        return [n for n, _ in extra["held_back_values"]] + extra["skipped"]
+
+    # random-1 dropped: a budget where it was a candidate of its own is verified again
+    firsts = {b: Assignment.load(verify.assignment_path(project, b)).extra for b in BUDGETS}
+    had = [b for b in BUDGETS if any(n.startswith("random-1") for n in named(b, firsts[b]))]
+    assert had  # else this test checks nothing
+    one_less = with_methods([m for m in METHODS if m != "random-1"])
+    verify.run(one_less)
+    assert len(calls) == len(had)
+    for budget in BUDGETS:
+        again = Assignment.load(verify.assignment_path(one_less, budget)).extra
+        assert not any(n.startswith("random-1") for n in named(budget, again))
+        if budget not in had:
+            assert verify.assignment_path(one_less, budget).read_text() == before[budget]
+
+    fewer = one_less.model_copy(update={"verify": one_less.verify.model_copy(
+        update={"max_evaluations": 1}
+    )})  # fmt: skip
+    verify.run(fewer)  # a setting of the pick changed: every budget verified anew
+    assert len(calls) == len(had) + len(BUDGETS)
+    for budget in BUDGETS:
+        assert Assignment.load(verify.assignment_path(fewer, budget)).extra["evaluations"] == 1
 
 
 def test_verify_needs_held_back_sequences_and_impq(project: Params) -> None:
