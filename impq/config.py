@@ -299,14 +299,18 @@ class BackendsConfig(_Section):
         description="Weights per scale/zero group, for every backend and the budget; "
         "spqe.group_size follows.",
     )
-    calibrated_cells: Literal["sequential", "blocks"] = Field(
+    calibrated_cells: Literal["sequential", "blocks", "database"] = Field(
         "sequential",
         description=(
             "How the sweep makes a calibrated backend's model (gptq): 'sequential' runs it "
             "on each assignment (each block calibrated on the quantized blocks before it: "
             "the model that export ships); 'blocks' assembles it from blocks quantized once "
             "per precision on the float model's activations (EvoPress's layer database: "
-            "minutes faster per cell, not the shipped model)."
+            "minutes faster per cell, not the shipped model); 'database' assembles it from "
+            "the SPQE game's per-block database (spqe.ladder, spqe.calibration_bits, the "
+            "first spqe.n_samples calibration sequences; built once, kept with spqe's): the "
+            "model the game scores for the assignment, its bytes those of the shipped "
+            "format. Every precision an assignment uses must be on spqe.ladder."
         ),
     )
 

@@ -38,6 +38,7 @@ __all__ = [
     "check_bits",
     "check_group_size",
     "check_within_budget",
+    "database_backends",
     "expected_bytes",
     "get_backend",
     "linear_shapes",
@@ -253,6 +254,16 @@ def get_backend(name: str) -> Backend:
     """
     backend: Backend = BACKENDS.load(name)()
     return backend
+
+
+def database_backends() -> list[str]:
+    """Names of the registered calibrated backends that build a per-block database
+    (:class:`DatabaseBackend`)."""
+    return sorted(n for n in BACKENDS if _builds_database(BACKENDS.load(n)))
+
+
+def _builds_database(backend: type) -> bool:
+    return not getattr(backend, "data_free", True) and issubclass(backend, DatabaseBackend)
 
 
 def stored_tensor_bytes(modules: Iterable[nn.Module], stored: Callable[[str], bool]) -> int:

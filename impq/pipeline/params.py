@@ -88,6 +88,48 @@ def _check_methods(params: Params) -> None:
         )
 
 
+def _check_database_cells(params: Params) -> None:
+    """``backends.calibrated_cells: database``: every calibrated backend the sweep
+    measures in process builds a per-block database, and every precision an assignment
+    can use is on ``spqe.ladder`` (the precisions the database holds)."""
+    from impq.backends.base import ScoredBackend, database_backends
+    from impq.baselines.base import fixed_bits
+
+    if params.backends.calibrated_cells != "database":
+        return
+    assembled = [
+        name
+        for name in params.backends.names
+        if not (cls := _backend_class(name, "backends.names")).data_free
+        and not issubclass(cls, ScoredBackend)  # measured by its own runtime
+    ]
+    if not assembled:
+        return
+    if cannot := [n for n in assembled if n not in database_backends()]:
+        raise ValueError(
+            f"backends.calibrated_cells: 'database' assembles each calibrated backend's "
+            f"cells from the SPQE game's per-block database, which {cannot} do not build "
+            f"(only {database_backends()} do); set calibrated_cells to sequential or blocks, "
+            "or drop them from backends.names"
+        )
+    spqe = params.spqe
+    for name in assembled:
+        _check_bits(name, "spqe.ladder", spqe.ladder, "its cells come from the game's database")
+        _check_bits(
+            name, "spqe.calibration_bits", [spqe.calibration_bits],
+            "its cells come from the game's database",
+        )  # fmt: skip
+    uniform = {f[1] for m in params.eval.methods if (f := fixed_bits(m)) is not None}
+    if off := sorted((set(params.solver.precisions) | uniform) - set(spqe.ladder)):
+        raise ValueError(
+            f"backends.calibrated_cells: 'database' assembles {assembled} cells from the SPQE "
+            f"game's database, which holds the spqe.ladder precisions {spqe.ladder}, but "
+            f"assignments can put blocks at {off} bits (solver.precisions "
+            f"{params.solver.precisions}, uniform-<bits> methods): add them to spqe.ladder, "
+            "or set calibrated_cells to sequential or blocks"
+        )
+
+
 def _check_registered(params: Params) -> None:
     from impq.baselines import BASELINES
     from impq.export.base import EXPORTERS
@@ -141,6 +183,7 @@ def check_choices(params: Params) -> None:
             "the blocks in front of a block while it is calibrated",
         )  # fmt: skip
     _check_methods(params)
+    _check_database_cells(params)
     from impq.backends.base import BACKENDS
 
     if "export" in params.model_fields_set and params.export.backend in BACKENDS:

@@ -28,7 +28,7 @@ import os
 import socket
 import time
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,8 +36,8 @@ import numpy as np
 import torch
 
 from impq.artifacts import atomic_path, fingerprint, read_tensors, write_json
-from impq.backends import get_backend
-from impq.backends.base import DatabaseBackend
+from impq.backends import UnsupportedError, get_backend
+from impq.backends.base import DatabaseBackend, WeightDatabase, database_backends
 from impq.config import SPQE_ASSEMBLY_OPTIONS, SPQE_SAMPLING_EXCLUDES, ModelConfig, Params
 from impq.estimate import WALK_SAMPLERS, Checkpoint
 from impq.estimate.driver import ChunksLostError, drive_walks
@@ -69,6 +69,7 @@ __all__ = [
     "LocalFanout",
     "checkpoint_path",
     "evaluate_chunk",
+    "game_database",
     "game_facts",
     "game_quantizer",
     "load_samples",
@@ -166,12 +167,29 @@ class GameSpec:
         """
         backend = get_backend(self.backend)
         if isinstance(backend, DatabaseBackend) and not backend.data_free:
-            database = backend.weight_database(
-                model, ids, self.ladder, self.group_size, self.calibration_bits,
-                cache_dir=self.database_dir, progress=False,
-            )  # fmt: skip
+            database = self.database(model, ids)
             return database.quantizer(model), database.key
         return weight_quantizer(self.backend, self.group_size), ""
+
+    def database(self, model: torch.nn.Module, ids: torch.Tensor) -> WeightDatabase:
+        """The per-block database of :attr:`backend` that the game of ``model`` calibrated
+        on ``ids`` plays on: read from :attr:`database_dir` when built there before, else
+        built and kept there.
+
+        Raises:
+            UnsupportedError: the backend builds no per-block database (only gptq does),
+                or cannot quantize this model at these precisions.
+        """
+        backend = get_backend(self.backend)
+        if not isinstance(backend, DatabaseBackend) or backend.data_free:
+            raise UnsupportedError(
+                f"backend {self.backend!r} builds no per-block database; only "
+                f"{database_backends()} do"
+            )
+        return backend.weight_database(
+            model, ids, self.ladder, self.group_size, self.calibration_bits,
+            cache_dir=self.database_dir, progress=False,
+        )  # fmt: skip
 
     @property
     def n_steps(self) -> int:
@@ -546,8 +564,29 @@ def game_quantizer(params: Params, model: torch.nn.Module) -> tuple[WeightQuanti
     and its key, for a stage that plays the game again (evopress, verify, seeded): a
     calibrated backend's is the database of the sequences this stage samples on, read from
     where this stage keeps it (:meth:`GameSpec.quantizer`)."""
-    ids = read_tensors(calibration_path(params))[0]["input_ids"][: params.spqe.n_samples]
-    return GameSpec.from_params(params).quantizer(model, ids)
+    return GameSpec.from_params(params).quantizer(model, _game_ids(params))
+
+
+def game_database(
+    params: Params, model: torch.nn.Module, backend: str | None = None
+) -> WeightDatabase:
+    """The per-block database the SPQE game of ``params`` plays on with ``backend``
+    (default ``spqe.backend``), of ``model`` (the model ``params.model`` loads): the one
+    this stage built, read from where it keeps it, else built and kept there
+    (:meth:`GameSpec.database`); for the sweep's ``backends.calibrated_cells: database``.
+
+    Raises:
+        UnsupportedError: ``backend`` builds no per-block database (only gptq does).
+    """
+    spec = GameSpec.from_params(params)
+    if backend is not None:
+        spec = replace(spec, backend=backend)
+    return spec.database(model, _game_ids(params))
+
+
+def _game_ids(params: Params) -> torch.Tensor:
+    """The calibration sequences the game plays on: the first ``spqe.n_samples``."""
+    return read_tensors(calibration_path(params))[0]["input_ids"][: params.spqe.n_samples]
 
 
 def _recorded(params: Params) -> Recorded:

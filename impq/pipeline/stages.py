@@ -37,6 +37,7 @@ from impq.pipeline.code import code_deps, code_fingerprint
 __all__ = [
     "CALIBRATED_CELL_PARAMS",
     "CELL_PARAMS",
+    "DATABASE_CELL_PARAMS",
     "STAGES",
     "Out",
     "Stage",
@@ -337,6 +338,11 @@ CALIBRATED_CELL_PARAMS = ("backends.calibrated_cells",)
 """What else a calibrated backend's cell depends on (a data-free backend's cells are
 assembled from blocks either way)."""
 
+DATABASE_CELL_PARAMS = ("spqe.ladder", "spqe.calibration_bits", "spqe.n_samples")
+"""What else a cell assembled from the SPQE game's per-block database depends on
+(``backends.calibrated_cells: database``): the settings the database is built with, beside
+the model, the group size and the calibration ids every calibrated cell depends on."""
+
 STAGES: dict[str, Stage] = {
     s.name: s
     for s in (
@@ -545,6 +551,7 @@ STAGES: dict[str, Stage] = {
             params=(
                 *CELL_PARAMS,
                 *CALIBRATED_CELL_PARAMS,
+                *DATABASE_CELL_PARAMS,
                 # which cells there are, and the budget check's precisions
                 "budgets",
                 "backends.names",

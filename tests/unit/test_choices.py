@@ -60,6 +60,28 @@ BASE: dict[str, Any] = {"model": {"source": "org/model"}}
             ["verified", "spqe.n_samples"],
         ),
         ({"export": {"backend": "awq"}}, ["export", "awq"]),
+        (
+            {
+                "backends": {"names": ["gptq"], "calibrated_cells": "database"},
+                "solver": {"precisions": [2, 3, 4]},
+                "eval": {"methods": ["impq"]},
+            },
+            ["backends.calibrated_cells", "[3] bits", "spqe.ladder precisions [4, 2]"],
+        ),
+        (
+            {
+                "backends": {"names": ["gptq"], "calibrated_cells": "database"},
+                "eval": {"methods": ["impq", "uniform-8"]},
+            },
+            ["backends.calibrated_cells", "[8] bits", "uniform-<bits>"],
+        ),
+        (
+            {
+                "backends": {"names": ["gptq"], "calibrated_cells": "database"},
+                "spqe": {"calibration_bits": 5},
+            },
+            ["spqe.calibration_bits", "'gptq'", "not [5]", "game's database"],
+        ),
     ],
 )
 def test_a_bad_choice_names_the_key_and_the_choices(over: dict[str, Any], says: list[str]) -> None:
@@ -67,6 +89,17 @@ def test_a_bad_choice_names_the_key_and_the_choices(over: dict[str, Any], says: 
         parse_params({**BASE, **over})
     for text in says:
         assert text in str(err.value)
+
+
+def test_database_cells_need_a_backend_that_builds_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from impq.backends import base
+
+    over = {"backends": {"names": ["gptq", "hqq", "llamacpp"], "calibrated_cells": "database"}}
+    parse_params({**BASE, **over})  # data-free hqq and llamacpp's own runtime: no database
+    monkeypatch.setattr(base, "database_backends", lambda: [])  # were gptq to build none
+    with pytest.raises(ConfigError, match=r"'database' .* which \['gptq'\] do not build"):
+        parse_params({**BASE, **over})
+    parse_params({**BASE, "backends": {**over["backends"], "calibrated_cells": "sequential"}})
 
 
 def test_one_group_size_either_key_sets_both() -> None:

@@ -36,9 +36,14 @@ from impq.eval import PerplexityResult, perplexity
 from impq.models import block_linears, load_model
 from impq.pipeline.paths import calibration_path, sweep_float_path
 from impq.pipeline.prepare import EvalTokens, read_eval_tokens
-from impq.pipeline.stages import CALIBRATED_CELL_PARAMS, CELL_PARAMS, params_subset
+from impq.pipeline.stages import (
+    CALIBRATED_CELL_PARAMS,
+    CELL_PARAMS,
+    DATABASE_CELL_PARAMS,
+    params_subset,
+)
 from impq.pipeline.sweep import plan
-from impq.pipeline.sweep.cache import BlockCache, FloatModel
+from impq.pipeline.sweep.cache import BlockCache, FloatModel, from_database
 from impq.pipeline.sweep.plan import Combination, assignment_input_path, metrics_path
 
 __all__ = [
@@ -68,13 +73,21 @@ def input_fingerprint(
     backend and bits) adds :func:`~impq.pipeline.sweep.plan.bits_key`, the assignment's
     bits and not the rest of its file (a re-solve that picks the same bits with other
     timings keeps the cell); a calibrated backend's (not ``data_free``) the calibration
-    ids and :data:`~impq.pipeline.stages.CALIBRATED_CELL_PARAMS`; a scored backend's the
+    ids and :data:`~impq.pipeline.stages.CALIBRATED_CELL_PARAMS`; one assembled from the
+    game's database (:func:`~impq.pipeline.sweep.cache.from_database`) also
+    :data:`~impq.pipeline.stages.DATABASE_CELL_PARAMS`; a scored backend's the
     ``scorer``'s parts. Files enter by their contents (the same ids written again with
     other metadata keep every cell); the code does not enter (a refactor keeps an
     hour-long sweep).
     """
-    calibrated = cell is not None and not get_backend(cell[0]).data_free
-    keys = (*CELL_PARAMS, *(CALIBRATED_CELL_PARAMS if calibrated else ()))
+    engine = None if cell is None else get_backend(cell[0])
+    calibrated = engine is not None and not engine.data_free
+    database = engine is not None and from_database(params, engine)
+    keys = (
+        *CELL_PARAMS,
+        *(CALIBRATED_CELL_PARAMS if calibrated else ()),
+        *(DATABASE_CELL_PARAMS if database else ()),
+    )
     parts: list[str | Tensor] = [json.dumps(params_subset(params, *keys), sort_keys=True)]
     parts.append(tokens_fp)
     if cell is not None:
@@ -95,8 +108,9 @@ def _kept(path: Path, input_fp: str) -> dict[str, Any] | None:
 
 def _from_blocks(params: Params, engine: Backend) -> bool:
     """Whether the sweep assembles ``engine``'s models from cached blocks: always for a
-    data-free backend, for a calibrated one under ``backends.calibrated_cells: blocks``."""
-    return engine.data_free or params.backends.calibrated_cells == "blocks"
+    data-free backend, for a calibrated one under ``backends.calibrated_cells: blocks``
+    (or ``database``: the blocks of the game's database)."""
+    return engine.data_free or params.backends.calibrated_cells != "sequential"
 
 
 def quantize_one(
@@ -110,17 +124,29 @@ def quantize_one(
     With a ``cache`` the float model is the cache's (loaded once) and a data-free
     backend's blocks come from it (see :class:`BlockCache`), a calibrated backend's too
     under ``backends.calibrated_cells: blocks``; otherwise the backend quantizes a copy.
-    Without one the float model is loaded and quantized directly.
+    Without one the float model is loaded and quantized directly. Under
+    ``backends.calibrated_cells: database`` a calibrated backend's model is the one the
+    SPQE game scores for ``bits``, from the game's per-block database (through a cache
+    made here when none is given); it holds the shipped format's weights dequantized, so
+    its ``stored_bytes`` are those of that format for ``bits`` (its footprint, which
+    :meth:`~impq.backends.base.Backend.stored_bytes` of the shipped model equals).
 
     Returns:
         The quantized model and ``stored_bytes`` (measured), ``expected_bytes``
         (footprint model), ``bits_per_weight`` (stored bits per quantized weight, metadata
         included), ``quantize_seconds`` (loading excluded) and ``blocks_quantized``
-        (blocks quantized for this model, the rest came from the cache).
+        (blocks quantized for this model, the rest came from the cache; from the
+        database, blocks read from it for this model).
+
+    Raises:
+        ValueError: from the database, ``bits`` uses a precision not on ``spqe.ladder``.
     """
+    engine = get_backend(backend)
+    database = from_database(params, engine)
+    if database and cache is None:
+        cache = BlockCache(params)
     reference = cache.float_model.model if cache is not None else load_model(params.model)
     group = params.backends.group_size
-    engine = get_backend(backend)
     expected = expected_bytes(reference, bits, group, engine.footprint(reference))
     n_weights = sum(
         m.get_parameter("weight").numel()
@@ -137,7 +163,7 @@ def quantize_one(
             calibration = read_tensors(calibration_path(params))[0]["input_ids"]
         model = cache.float_model.copy() if cache is not None else reference
         quantized = engine.quantize(model, bits, group, calibration)
-    stored = engine.stored_bytes(quantized)
+    stored = expected if database else engine.stored_bytes(quantized)
     facts = {
         "stored_bytes": stored,
         "expected_bytes": expected,

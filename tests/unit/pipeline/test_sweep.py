@@ -24,7 +24,12 @@ from impq.pipeline import baselines, sweep
 from impq.pipeline.assign import assignment_path
 from impq.pipeline.params import parse_params
 from impq.pipeline.prepare import calibration_path, eval_tokens_path
-from impq.pipeline.stages import CALIBRATED_CELL_PARAMS, CELL_PARAMS, STAGES
+from impq.pipeline.stages import (
+    CALIBRATED_CELL_PARAMS,
+    CELL_PARAMS,
+    DATABASE_CELL_PARAMS,
+    STAGES,
+)
 
 METHODS = ["uniform", "random", "lim"]
 BUDGETS = [2.5, 3.0]
@@ -373,6 +378,14 @@ CELL_CHANGES: dict[str, Any] = {
 CALIBRATED_CHANGES: dict[str, Any] = {"backends.calibrated_cells": "blocks"}
 """A change of each of ``CALIBRATED_CELL_PARAMS``: a calibrated backend's cells depend on it."""
 
+DATABASE_CHANGES: dict[str, Any] = {
+    "spqe.ladder": [4, 3, 2],
+    "spqe.calibration_bits": 4,
+    "spqe.n_samples": 4,
+}
+"""A change of each of ``DATABASE_CELL_PARAMS``: only cells assembled from the game's
+database (``backends.calibrated_cells: database``) depend on it."""
+
 OTHER_CHANGES: dict[str, Any] = {
     "budgets": [2.5],
     "backends.names": ["gptq"],
@@ -389,10 +402,12 @@ def test_a_measurement_is_stale_exactly_when_what_it_depends_on_changes(tmp_path
     params = _setup(tmp_path, assignments=False)
     assert set(CELL_CHANGES) == set(CELL_PARAMS)
     assert set(CALIBRATED_CHANGES) == set(CALIBRATED_CELL_PARAMS)
+    assert set(DATABASE_CHANGES) == set(DATABASE_CELL_PARAMS)
     # the sweep stage declares the cells' params; what else it declares changes no cell
+    cell_params = {*CELL_PARAMS, *CALIBRATED_CELL_PARAMS, *DATABASE_CELL_PARAMS}
     declared = set(STAGES["sweep"].params)
-    assert declared >= {*CELL_PARAMS, *CALIBRATED_CELL_PARAMS}
-    assert declared - {*CELL_PARAMS, *CALIBRATED_CELL_PARAMS} <= set(OTHER_CHANGES)
+    assert declared >= cell_params
+    assert declared - cell_params <= set(OTHER_CHANGES)
     bits = {0: 2, 1: 4}
     cells = (None, ("quanto", bits), ("gptq", bits))  # float, data-free, calibrated
 
@@ -407,7 +422,7 @@ def test_a_measurement_is_stale_exactly_when_what_it_depends_on_changes(tmp_path
     for key, value in CALIBRATED_CHANGES.items():
         changed = keys(_with(params, key, value))
         assert changed[:2] == base[:2] and changed[2] != base[2], key
-    for key, value in OTHER_CHANGES.items():
+    for key, value in {**OTHER_CHANGES, **DATABASE_CHANGES}.items():  # no database cell
         assert keys(_with(params, key, value)) == base, key
     assert all(a != b for a, b in zip(base, keys(params, "other tokens"), strict=True))
     other_bits = [
@@ -417,6 +432,29 @@ def test_a_measurement_is_stale_exactly_when_what_it_depends_on_changes(tmp_path
     write_tensors(calibration_path(params), {"input_ids": torch.zeros(8, 32, dtype=torch.long)}, {})
     changed = keys(params)
     assert changed[:2] == base[:2] and changed[2] != base[2]
+
+
+def test_a_database_cell_is_stale_when_the_database_would_change(tmp_path: Path) -> None:
+    """``backends.calibrated_cells: database``: a gptq cell also depends on what the game's
+    database is built with; a data-free cell and the float reference do not."""
+    params = _setup(tmp_path, assignments=False)
+    database = _with(params, "backends.calibrated_cells", "database")
+    cells = (None, ("quanto", {0: 2, 1: 4}), ("gptq", {0: 2, 1: 4}))
+
+    def keys(p: Params) -> list[str]:
+        return [sweep.input_fingerprint(p, "tokens", cell) for cell in cells]
+
+    base, sequential = keys(database), keys(params)
+    assert base[:2] == sequential[:2] and base[2] != sequential[2]
+    for key, value in DATABASE_CHANGES.items():
+        changed = keys(_with(database, key, value))
+        assert changed[:2] == base[:2] and changed[2] != base[2], key
+    for key, value in {**CELL_CHANGES, **CALIBRATED_CHANGES}.items():
+        assert keys(_with(database, key, value))[2] != base[2], key
+    for key, value in OTHER_CHANGES.items():
+        assert keys(_with(database, key, value)) == base, key
+    write_tensors(calibration_path(params), {"input_ids": torch.zeros(8, 32, dtype=torch.long)}, {})
+    assert keys(database)[2] != base[2]
 
 
 def test_sweep_fails_loudly_when_a_model_exceeds_its_budget() -> None:
