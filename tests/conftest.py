@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    # Started as a background job (`cmd &`, nohup), the suite inherits SIGINT ignored, and so
+    # would every process it starts: the tests of what Ctrl-C stops would fail. A handled
+    # signal goes back to its default in a child, so handle it here as Python does.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE_MODEL = REPO / "models" / "ref-llama-12l"
