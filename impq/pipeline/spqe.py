@@ -35,7 +35,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from impq.artifacts import atomic_path, fingerprint, read_tensors, write_json
+from impq.artifacts import atomic_path, fingerprint, read_json, read_tensors, write_json
 from impq.backends import UnsupportedError, get_backend
 from impq.backends.base import DatabaseBackend, WeightDatabase, database_backends
 from impq.config import SPQE_ASSEMBLY_OPTIONS, SPQE_SAMPLING_EXCLUDES, ModelConfig, Params
@@ -535,8 +535,12 @@ def run(params: Params, progress: bool = True, fanout: Fanout | None = None) -> 
             },
         )
     evaluations = int(tally["evaluations"])
+    earlier = _earlier_costs(params) if recorded is not None else {}
     metrics = {
         "evaluations_this_run": evaluations,
+        # what the samples on disk cost, over this run and the runs whose samples it reused
+        "evaluations_all_runs": earlier.get("evaluations_all_runs", 0) + evaluations,
+        "chunk_seconds_all_runs": earlier.get("chunk_seconds_all_runs", 0.0) + tally["seconds"],
         "block_evaluations_this_run": int(tally["block_evaluations"]),
         "evaluations_reused": int(tally["reused"]),
         "block_evaluations_per_evaluation": tally["block_evaluations"] / max(evaluations, 1),
@@ -587,6 +591,20 @@ def game_database(
 def _game_ids(params: Params) -> torch.Tensor:
     """The calibration sequences the game plays on: the first ``spqe.n_samples``."""
     return read_tensors(calibration_path(params))[0]["input_ids"][: params.spqe.n_samples]
+
+
+def _earlier_costs(params: Params) -> dict[str, Any]:
+    """The ``*_all_runs`` costs of the samples on disk, from the metrics of the run that
+    wrote them (a file written before those keys: that run's own costs)."""
+    path = sampling_metrics_path(params)
+    try:
+        old = read_json(path)
+    except (OSError, ValueError):
+        return {}
+    return {
+        "evaluations_all_runs": old.get("evaluations_all_runs", old.get("evaluations_this_run", 0)),
+        "chunk_seconds_all_runs": old.get("chunk_seconds_all_runs", old.get("chunk_seconds", 0.0)),
+    }
 
 
 def _recorded(params: Params) -> Recorded:

@@ -378,7 +378,8 @@ STAGES: dict[str, Stage] = {
             # so a clone or a rerun resumes them
             outs=lambda p: [
                 Out(paths.samples_path(p), cache=False, persist=True),
-                Out(paths.sampling_metrics_path(p), cache=False),
+                # kept between runs: it carries what the kept samples cost
+                Out(paths.sampling_metrics_path(p), cache=False, persist=True),
             ],
             model=True,
             flow="flows.spqe:spqe_flow",

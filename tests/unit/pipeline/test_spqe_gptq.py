@@ -155,8 +155,12 @@ def test_other_calibration_bits_are_another_database_and_another_game(
     played: Params, spqe_checkpoint_keys: list[str]
 ) -> None:
     keys = spqe_checkpoint_keys
+    cost = read_json(spqe.sampling_metrics_path(played))["evaluations_all_runs"]
+    assert cost > 0
     spqe.run(played, progress=False)  # answered from its own samples
-    assert read_json(spqe.sampling_metrics_path(played))["evaluations_this_run"] == 0
+    again = read_json(spqe.sampling_metrics_path(played))
+    assert again["evaluations_this_run"] == 0
+    assert again["evaluations_all_runs"] == cost  # what the kept samples cost is kept
     before = _provenance(played)
     other = played.model_copy(
         update={"spqe": played.spqe.model_copy(update={"calibration_bits": 4})}
