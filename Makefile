@@ -15,15 +15,8 @@ LLAMACPP_JOBS ?= 2
 export IMPQ_LLAMACPP := $(LLAMACPP)
 
 # Text comes from ../shared/data when it sits beside the checkout; otherwise from the hub.
-SHARED_DATA := $(abspath $(wildcard ../shared/data))
-ifneq ($(SHARED_DATA),)
-export IMPQ_DATA_DIR ?= $(SHARED_DATA)
-export HF_HUB_OFFLINE ?= 1
-endif
-export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
-export MLFLOW_DISABLE_TELEMETRY ?= true
-export DO_NOT_TRACK ?= 1
-export PATH := $(abspath $(BIN)):$(PATH)
+ROOT := .
+include env.mk
 
 .PHONY: setup repro test lint llamacpp
 

@@ -26,7 +26,7 @@ from impq.pipeline.params import parse_params
 from impq.pipeline.paths import spqe_database_dir
 
 pytestmark = [
-    pytest.mark.usefixtures("one_torch_thread"),
+    pytest.mark.usefixtures("one_torch_thread", "no_game_kept"),
     pytest.mark.slow,
     pytest.mark.skipif(
         importlib.util.find_spec("gptqmodel") is None,
@@ -35,12 +35,6 @@ pytestmark = [
 ]
 
 LADDER = [4, 2]
-
-
-@pytest.fixture(autouse=True)
-def no_game_kept(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each run builds its game again, as a new process would (not this process's game)."""
-    monkeypatch.setattr(spqe, "_WORKER_GAMES", {})
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from impq.pipeline.paths import spqe_database_dir
 from impq.pipeline.prepare import calibration_path, eval_tokens_path, read_eval_tokens
 
 pytestmark = [
-    pytest.mark.usefixtures("one_torch_thread"),
+    pytest.mark.usefixtures("one_torch_thread", "no_game_kept"),
     pytest.mark.slow,
     pytest.mark.skipif(
         importlib.util.find_spec("gptqmodel") is None,
@@ -39,12 +39,6 @@ pytestmark = [
 LADDER = [4, 2]
 CALIBRATION_BITS = 2
 N_BLOCKS = 3
-
-
-@pytest.fixture(autouse=True)
-def no_game_kept(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each spqe run builds its game again, as a new process would."""
-    monkeypatch.setattr(spqe, "_WORKER_GAMES", {})
 
 
 @pytest.fixture(scope="module")
