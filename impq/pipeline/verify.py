@@ -224,16 +224,17 @@ def run(params: Params) -> list[Path]:
     quantize, quantizer_key = game_quantizer(params, model)
     game_inputs = game_inputs_key(model, quantizer_key, held_back)
     todo: dict[float, tuple[BitProblem, list[Candidate], int, str]] = {}
-    picks: dict[float, Assignment] = {}
+    picked: dict[float, dict[str, Any]] = {}  # budget -> its pick's facts
     for budget in params.budgets:
         problem, cands, limit = _candidates(params, result, budget)
         key = inputs_key(game_inputs, cands, limit)
-        if kept_facts(assignment_path(params, budget), key, field="inputs_key") is None:
+        kept = kept_facts(assignment_path(params, budget), key, field="inputs_key")
+        if kept is None:
             todo[budget] = (problem, cands, limit, key)
         else:
-            picks[budget] = Assignment.load(assignment_path(params, budget))
-    if picks:
-        log.info("verified @ %s bits: verified before with the same inputs, kept", sorted(picks))
+            picked[budget] = kept
+    if picked:
+        log.info("verified @ %s bits: verified before with the same inputs, kept", sorted(picked))
     metrics: dict[str, Any] = {
         "budgets_verified": len(params.budgets),
         "held_back_sequences": len(held_back),
@@ -244,7 +245,7 @@ def run(params: Params) -> list[Path]:
             for budget, (problem, cands, limit, key) in todo.items():
                 pick = _verify_budget(game, budget, problem, cands, limit, key, len(held_back))
                 pick.save(assignment_path(params, budget))
-                picks[budget] = pick
+                picked[budget] = pick.extra
                 log.info(
                     "verified @ %.3g bits: %s (held-back NLL %.5f vs %.5f for %s), "
                     "%d of %d candidates evaluated",
@@ -253,7 +254,7 @@ def run(params: Params) -> list[Path]:
                     pick.extra["evaluations"], pick.extra["candidates"],
                 )  # fmt: skip
     for budget in params.budgets:
-        extra = picks[budget].extra
+        extra = picked[budget]
         metrics.update(
             {
                 f"{float(budget)}/{k}": int(extra[k]) if isinstance(extra[k], bool) else extra[k]
