@@ -25,6 +25,25 @@ REPO = Path(__file__).resolve().parents[1]
 REFERENCE_MODEL = REPO / "models" / "ref-llama-12l"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Skip what this machine cannot run: ``gpu`` tests without a CUDA device, ``gptq``
+    tests without gptqmodel (the ``impq[gptq]`` extra)."""
+    import importlib.util
+
+    missing = {}
+    if any(item.get_closest_marker("gpu") for item in items):
+        import torch
+
+        if not torch.cuda.is_available():
+            missing["gpu"] = "needs a CUDA device"
+    if importlib.util.find_spec("gptqmodel") is None:
+        missing["gptq"] = "gptqmodel is not installed (impq[gptq])"
+    for item in items:
+        for marker, reason in missing.items():
+            if item.get_closest_marker(marker):
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _prefect_ends_while_output_is_captured() -> Iterator[None]:
     """Stop what Prefect started in this process (its log and event workers, its temporary

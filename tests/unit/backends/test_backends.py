@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import re
 from pathlib import Path
 
@@ -19,8 +18,6 @@ from impq.models.tiny import TINY_ARCHITECTURES, tiny_model
 
 GROUP = 32
 MIXED = {0: 2, 1: 4, 2: 2}  # block 3 stays in float
-HAS_GPTQ = importlib.util.find_spec("gptqmodel") is not None
-needs_gptq = pytest.mark.skipif(not HAS_GPTQ, reason="gptqmodel is not installed (impq[gptq])")
 
 PRECISIONS = {"quanto": (2, 4, 8), "hqq": (2, 3, 4, 8), "gptq": (2, 3, 4, 8)}
 """The bits each backend's library stores (optimum-quanto has no 3-bit type)."""
@@ -33,7 +30,7 @@ IN_PROCESS = [
 BACKEND_PARAMS = [
     "quanto",
     "hqq",
-    pytest.param("gptq", marks=[needs_gptq, pytest.mark.slow]),
+    pytest.param("gptq", marks=[pytest.mark.gptq, pytest.mark.slow]),
 ]
 
 
@@ -88,7 +85,7 @@ def test_each_precision_reads_back_stores_its_footprint_and_round_trips(
     assert torch.equal(loaded(ids).logits, logits)
 
 
-@needs_gptq
+@pytest.mark.gptq
 @pytest.mark.slow
 def test_gptq_reads_back_every_precision_in_one_model_and_stores_its_footprint() -> None:
     """One GPTQModel run with blocks at 2, 3, 4 and 8 bits (its ``dynamic`` overrides)."""
@@ -222,7 +219,7 @@ def test_registry_lists_valid_names_on_error() -> None:
     assert set(BACKENDS) == {"quanto", "hqq", "gptq", "llamacpp"}
 
 
-@needs_gptq
+@pytest.mark.gptq
 def test_gptq_needs_calibration() -> None:
     with pytest.raises(ValueError, match="calibration"):
         get_backend("gptq").quantize(tiny_model("llama", 2), {0: 4}, GROUP, None)
@@ -234,7 +231,6 @@ def test_gptq_dequantizes_no_weight_on_its_own() -> None:
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("name", ["quanto", "hqq"])
 def test_cuda_matches_cpu_sizes_and_runs(name: str) -> None:
     backend = get_backend(name)
@@ -246,7 +242,7 @@ def test_cuda_matches_cpu_sizes_and_runs(name: str) -> None:
     torch.testing.assert_close(gpu(ids.cuda()).logits.cpu(), cpu(ids).logits, rtol=0, atol=5e-2)
 
 
-@needs_gptq
+@pytest.mark.gptq
 @pytest.mark.slow
 def test_gptq_blocks_on_float_inputs_match_the_sequential_run_where_inputs_agree() -> None:
     """Block 0's q/k/v see the float embeddings in both ways of quantizing, so their packed
@@ -281,7 +277,7 @@ def test_gptq_blocks_on_float_inputs_match_the_sequential_run_where_inputs_agree
     assert torch.isfinite(assembled(ids).logits).all()
 
 
-@needs_gptq
+@pytest.mark.gptq
 def test_gptq_linears_multiply_in_float32_on_a_cpu_without_native_bfloat16(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -306,7 +302,7 @@ def test_gptq_linears_multiply_in_float32_on_a_cpu_without_native_bfloat16(
     assert torch.equal(copy.deepcopy(linear)(x), out)  # the hooks travel with a copy
 
 
-@needs_gptq
+@pytest.mark.gptq
 @pytest.mark.slow
 @pytest.mark.parametrize("bits", [3, 8])
 def test_gptq_blocks_on_float_inputs_store_their_footprint_at_3_and_8_bits(bits: int) -> None:

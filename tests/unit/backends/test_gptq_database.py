@@ -6,7 +6,6 @@ uses one is slow.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +21,7 @@ from impq.game import ModelGame
 from impq.models import block_linears
 from impq.models.tiny import tiny_model
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("gptqmodel") is None,
-    reason="gptqmodel is not installed (impq[gptq])",
-)
+pytestmark = pytest.mark.gptq
 
 GROUP = 32
 LADDER = (4, 2)

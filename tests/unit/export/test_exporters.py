@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -22,16 +21,12 @@ EVERY_PRECISION = {  # each block at another of the backend's precisions
     "hqq": {0: 2, 1: 3, 2: 4, 3: 8},
     "gptq": {0: 2, 1: 3, 2: 4, 3: 8},
 }
-HAS_GPTQ = importlib.util.find_spec("gptqmodel") is not None
 EXPORTER_PARAMS = [
     "quanto",
     "hqq",
     pytest.param(
         "gptq",
-        marks=[
-            pytest.mark.skipif(not HAS_GPTQ, reason="gptqmodel is not installed (impq[gptq])"),
-            pytest.mark.slow,
-        ],
+        marks=[pytest.mark.gptq, pytest.mark.slow],
     ),
 ]
 

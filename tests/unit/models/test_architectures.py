@@ -9,7 +9,6 @@ mixtures of experts (every expert's linears in the block's player, routers in fl
 from __future__ import annotations
 
 import copy
-import importlib.util
 import os
 import re
 import subprocess
@@ -34,10 +33,7 @@ from impq.models.tiny import TINY_INFERRED_ARCHITECTURES, TINY_SLIDING_WINDOW, t
 GROUP = 32
 MIXED = {0: 2, 1: 4, 2: 2}  # block 3 stays in float
 QUANTIZE = weight_quantizer("quanto", GROUP)
-needs_gptq = pytest.mark.skipif(
-    importlib.util.find_spec("gptqmodel") is None, reason="gptqmodel is not installed"
-)
-BACKEND_PARAMS = ["quanto", "hqq", pytest.param("gptq", marks=[needs_gptq, pytest.mark.slow])]
+BACKEND_PARAMS = ["quanto", "hqq", pytest.param("gptq", marks=[pytest.mark.gptq, pytest.mark.slow])]
 SEQLEN = 3 * TINY_SLIDING_WINDOW
 
 
@@ -169,7 +165,7 @@ def test_gptq_coverage_check_names_the_linears_it_left_out() -> None:
         _check_coverage(model, quantized, {1: 4})
 
 
-@needs_gptq
+@pytest.mark.gptq
 @pytest.mark.slow
 def test_gptq_quantizes_only_the_linears_a_declared_layout_names() -> None:
     from impq.models import LayerLayout, declare_layout
@@ -209,7 +205,7 @@ except UnsupportedError as err:
 """
 
 
-@needs_gptq
+@pytest.mark.gptq
 @pytest.mark.slow
 def test_gptq_names_an_architecture_its_definition_does_not_fit() -> None:
     # in a process of its own: were the backend to remove GPTQModel's offload folder while
@@ -225,7 +221,7 @@ def test_gptq_names_an_architecture_its_definition_does_not_fit() -> None:
     ), out.stdout[-2000:]
 
 
-@needs_gptq
+@pytest.mark.gptq
 @pytest.mark.slow
 def test_gptq_leaves_the_transformers_moe_classes_as_it_found_them() -> None:
     from transformers import AutoModelForCausalLM

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -298,9 +297,7 @@ def test_a_backend_that_needs_calibration_quantizes_a_copy(
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    importlib.util.find_spec("gptqmodel") is None, reason="gptqmodel is not installed"
-)
+@pytest.mark.gptq
 def test_gptq_cells_share_one_float_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     params = _setup(tmp_path)
     loads = _count_loads(monkeypatch)
@@ -317,9 +314,7 @@ def test_gptq_cells_share_one_float_model(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    importlib.util.find_spec("gptqmodel") is None, reason="gptqmodel is not installed"
-)
+@pytest.mark.gptq
 def test_gptq_cells_from_blocks_quantize_each_block_once_per_precision(tmp_path: Path) -> None:
     sequential = _setup(tmp_path)
     params = sequential.model_copy(

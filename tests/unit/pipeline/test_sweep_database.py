@@ -6,7 +6,6 @@ Every test builds or reads a GPTQ database (GPTQModel's import among the cost): 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -30,10 +29,7 @@ from impq.pipeline.prepare import calibration_path, eval_tokens_path, read_eval_
 pytestmark = [
     pytest.mark.usefixtures("one_torch_thread", "no_game_kept"),
     pytest.mark.slow,
-    pytest.mark.skipif(
-        importlib.util.find_spec("gptqmodel") is None,
-        reason="gptqmodel is not installed (impq[gptq])",
-    ),
+    pytest.mark.gptq,
 ]
 
 LADDER = [4, 2]
