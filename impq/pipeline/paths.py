@@ -13,6 +13,9 @@ from pathlib import Path
 from impq.config import Params
 
 __all__ = [
+    "assembled_cells_dir",
+    "assembled_metrics_path",
+    "assembled_result_path",
     "assign_dir",
     "assignment_path",
     "baseline_path",
@@ -229,6 +232,22 @@ def sweep_table_paths(params: Params) -> tuple[Path, Path]:
 def sweep_plot_dir(params: Params) -> Path:
     """The per-backend plots, ``ppl_vs_bits_<backend>.png`` (``sweep``)."""
     return Path(params.paths.plots) / "sweep"
+
+
+def assembled_cells_dir(params: Params) -> Path:
+    """One metrics file per combination measured on the game's database,
+    ``<backend>/<method>-<budget>.json`` (``assembled``)."""
+    return _metrics(params, "assembled")
+
+
+def assembled_metrics_path(params: Params) -> Path:
+    """The flat metrics of the assembled-against-shipped comparison."""
+    return _metrics(params, "assembled.json")
+
+
+def assembled_result_path(params: Params) -> Path:
+    """Its table, beside the results table (``assembled``)."""
+    return Path(params.paths.results) / "assembled.md"
 
 
 def compare_result_paths(params: Params) -> dict[str, Path]:

@@ -587,6 +587,38 @@ STAGES: dict[str, Stage] = {
             summary=_sweep_summary,
         ),
         Stage(
+            name="assembled",
+            help="the game's model (blocks from its database) against the sweep's shipped cells",
+            work="impq.pipeline.assembled:run",
+            task="assembled-cells",
+            params=(
+                *CELL_PARAMS,
+                *CALIBRATED_CELL_PARAMS,
+                *DATABASE_CELL_PARAMS,
+                "budgets",
+                "backends.names",
+                "eval.methods",
+                "spqe.backend",
+                "compare.level",
+                "compare.n_boot",
+                "compare.seed",
+            ),
+            inputs=lambda p: [
+                paths.eval_tokens_path(p),
+                paths.calibration_path(p),
+                *_assignment_dirs(p),
+                paths.sweep_cells_dir(p),  # the shipped cells it pairs with
+            ],
+            outs=lambda p: [
+                # one file per combination, kept between runs like the sweep's (in the
+                # DVC cache: on a data-free game the folder is empty, which git drops)
+                Out(paths.assembled_cells_dir(p), persist=True),
+                Out(paths.assembled_result_path(p), cache=False),
+                _metrics(paths.assembled_metrics_path(p)),
+            ],
+            model=True,
+        ),
+        Stage(
             name="compare",
             help="perplexity intervals and ratios to uniform-fit, the best isolated baseline and EvoPress",
             work="impq.pipeline.compare:run",

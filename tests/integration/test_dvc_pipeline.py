@@ -34,6 +34,7 @@ STAGE_NAMES = {
     "verify",
     "seeded",
     "sweep",
+    "assembled",
     "report",
     "compare",
     "export",
@@ -47,6 +48,7 @@ BUDGET_STAGES = {
     "verify",
     "seeded",
     "sweep",
+    "assembled",
     "compare",
     "export",
 }

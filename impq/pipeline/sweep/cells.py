@@ -247,6 +247,7 @@ def run_one(
     reuse: dict[str, dict[str, Any]] | None = None,
     cache: BlockCache | None = None,
     scorer: Scorer | None = None,
+    path: Path | None = None,
 ) -> dict[str, Any]:
     """Quantize, measure and evaluate one combination; write and return its flat metrics.
 
@@ -255,16 +256,19 @@ def run_one(
     give the same model, so the measurement is copied (noted in ``reused_from``);
     ``cache`` shares quantized blocks between combinations (:class:`BlockCache`);
     ``scorer`` (:func:`scorer_for`) measures a backend that runs out of process, made
-    here for this one combination when not given.
+    here for this one combination when not given; ``path`` is where its metrics go
+    (default: the sweep's file of the combination, :func:`metrics_path`).
 
     Raises:
         FileNotFoundError: the assignment or the evaluation tokens are missing.
     """
     if scorer is None and isinstance(get_backend(backend), ScoredBackend):
         with scorer_for(params, backend) as made:
-            return run_one(params, backend, method, budget, reuse=reuse, cache=cache, scorer=made)
+            return run_one(
+                params, backend, method, budget, reuse=reuse, cache=cache, scorer=made, path=path
+            )
     combo = Combination(backend, method, float(budget))
-    path = metrics_path(params, combo)
+    path = path or metrics_path(params, combo)
     assignment = Assignment.load(assignment_input_path(params, method, combo.budget))
     tokens = read_eval_tokens(params)
     input_fp = input_fingerprint(params, tokens.fingerprint, (backend, assignment.bits), scorer)

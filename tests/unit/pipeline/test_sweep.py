@@ -19,7 +19,7 @@ from impq.backends.base import OverBudgetError
 from impq.config import Params
 from impq.models import block_linears
 from impq.models.tiny import tiny_model
-from impq.pipeline import baselines, sweep
+from impq.pipeline import assembled, baselines, paths, sweep
 from impq.pipeline.assign import assignment_path
 from impq.pipeline.params import parse_params
 from impq.pipeline.prepare import calibration_path, eval_tokens_path
@@ -461,3 +461,16 @@ def test_sweep_fails_loudly_when_a_model_exceeds_its_budget() -> None:
     with pytest.raises(OverBudgetError, match="'hqq' stores"):
         sweep.check_budget(params, "hqq", a, model, stored)
     sweep.check_budget(params, "hqq", replace(a, budget_bits=4.0), model, stored)  # fits
+
+
+def test_the_assembled_stage_measures_nothing_on_a_data_free_game(tmp_path: Path) -> None:
+    """HQQ's and Quanto's game blocks are the blocks that ship: no cell to pair, and a
+    table that says so."""
+    params = _setup(tmp_path, assignments=False)
+    results = params.paths.model_copy(update={"results": str(tmp_path / "results")})
+    params = params.model_copy(update={"paths": results})
+    assert params.spqe.backend in params.backends.names
+    table, metrics = assembled.run(params)
+    assert json.loads(metrics.read_text()) == {"cells": 0}
+    assert "No cell" in table.read_text()
+    assert list(paths.assembled_cells_dir(params).iterdir()) == []  # DVC's output, empty

@@ -21,7 +21,7 @@ from impq.eval import batch_nll
 from impq.game import ModelGame
 from impq.models import block_linears, load_model
 from impq.models.tiny import tiny_model
-from impq.pipeline import baselines, spqe, sweep
+from impq.pipeline import assembled, baselines, spqe, sweep
 from impq.pipeline.params import parse_params
 from impq.pipeline.paths import spqe_database_dir
 from impq.pipeline.prepare import calibration_path, eval_tokens_path, read_eval_tokens
@@ -63,7 +63,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Params:
                 "methods": ["random-0", "uniform-2"],
             },
             "budgets": [3.0],
-            "paths": {k: str(root / k) for k in ("artifacts", "metrics", "plots")},
+            "paths": {k: str(root / k) for k in ("artifacts", "metrics", "plots", "results")},
         }
     )
     ids = torch.randint(0, 256, (1024,), generator=torch.Generator().manual_seed(0))
@@ -162,3 +162,35 @@ def test_a_missing_database_is_built_where_the_game_reads_it(
 def test_an_assignment_off_the_ladder_is_refused(project: Params) -> None:
     with pytest.raises(ValueError, match=r"\[3\] bits, not on spqe.ladder \[4, 2\]"):
         sweep.quantize_one(project, "gptq", {0: 4, 1: 3, 2: 4})
+
+
+def test_the_assembled_stage_pairs_the_games_model_with_the_shipped_cell(
+    project: Params, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the calibration bits the game's model is the shipped one (ratio 1, exactly); a
+    mixed cell is scored on the database beside its sequential cell; a rerun keeps both."""
+    shipped = _sequential(project)
+    spqe.run(shipped, progress=False)
+    baselines.run(shipped)
+    rows = {m: sweep.run_one(shipped, "gptq", m, 3.0) for m in shipped.eval.methods}
+    assert assembled.cells(shipped) == sweep.combinations(shipped)
+    assert assembled.cells(project) == []  # its sweep cells are the database's already
+
+    files = assembled.run(shipped)
+    metrics = json.loads(files[1].read_text())
+    assert metrics["cells"] == 2
+    at_calibration = metrics["gptq/uniform-2/3.0/ratio"]
+    assert at_calibration == 1.0 and metrics["gptq/uniform-2/3.0/ratio_ci_low"] == 1.0
+    assert metrics["gptq/uniform-2/3.0/ppl_assembled"] == rows["uniform-2"]["ppl"]
+    mixed = metrics["gptq/random-0/3.0/ratio"]
+    assert mixed != 1.0
+    assert metrics["gptq/random-0/3.0/ppl_shipped"] == rows["random-0"]["ppl"]
+    low, high = (
+        metrics["gptq/random-0/3.0/ratio_ci_low"],
+        metrics["gptq/random-0/3.0/ratio_ci_high"],
+    )
+    assert low <= mixed <= high
+    assert "| gptq | 3.00 | random-0 |" in files[0].read_text()
+
+    monkeypatch.setattr(sweep.cells, "quantize_one", _refuse)  # kept: nothing measured again
+    assert json.loads(assembled.run(shipped)[1].read_text()) == metrics
