@@ -47,15 +47,19 @@ def assembled_backends(params: Params) -> list[str]:
     """The backends of ``backends.names`` whose sweep cells are not the game's model: the
     game's own backend (``spqe.backend``) when it builds a per-block database, is measured
     in process and ``backends.calibrated_cells`` is not ``database``."""
+    return [] if _nothing_to_pair(params) else [params.spqe.backend]
+
+
+def _nothing_to_pair(params: Params) -> str | None:
+    """Why no sweep cell differs from the game's model, or None."""
     backend = params.spqe.backend
-    if (
-        backend not in params.backends.names
-        or backend not in database_backends()
-        or isinstance(get_backend(backend), ScoredBackend)
-        or params.backends.calibrated_cells == "database"
-    ):
-        return []
-    return [backend]
+    if backend not in params.backends.names:
+        return f"the sweep measures no cell on the game's backend ({backend})"
+    if backend not in database_backends() or isinstance(get_backend(backend), ScoredBackend):
+        return f"the game plays on {backend} blocks, the ones that ship"
+    if params.backends.calibrated_cells == "database":
+        return "the sweep's cells are the game's models already (calibrated_cells: database)"
+    return None
 
 
 def cells(params: Params) -> list[Combination]:
@@ -110,11 +114,11 @@ def compare_rows(
     return rows
 
 
-def format_markdown(rows: list[dict[str, Any]], level: float) -> str:
+def format_markdown(rows: list[dict[str, Any]], level: float, empty: str = "") -> str:
     """The rows as a table: both perplexities and their ratio (above 1: the game's model
-    is worse than the shipped one)."""
+    is worse than the shipped one); without rows, ``empty``: why there are none."""
     if not rows:
-        return "No cell: the game's blocks are the ones that ship (no calibrated backend).\n"
+        return f"No cell: {empty}.\n"
     pct = f"{round(100 * level)}%"
     lines = [
         f"| backend | budget | method | avg bits | shipped PPL | assembled PPL | "
@@ -159,10 +163,11 @@ def run(params: Params) -> list[Path]:
         )  # fmt: skip
         pairs.append((assembled, shipped))
     rows = compare_rows(params, pairs)
+    empty = _nothing_to_pair(params) or "no assignment is on spqe.ladder"
     out = result_path(params)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
-        tmp.write_text(format_markdown(rows, params.compare.level))
+        tmp.write_text(format_markdown(rows, params.compare.level, empty))
     flat: dict[str, Any] = {"cells": len(rows)}
     for r in rows:
         key = Combination(r["backend"], r["method"], r["budget"]).key
