@@ -38,7 +38,7 @@ from impq.pipeline.sweep import BlockCache, Combination, combinations, run_one
 from impq.pipeline.sweep import metrics_path as sweep_metrics_path
 from impq.pipeline.sweep.plan import assignment_input_path
 
-__all__ = ["assembled_backends", "cells", "compare_rows", "format_markdown", "run"]
+__all__ = ["assembled_backends", "cells", "format_markdown", "paired_rows", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -76,16 +76,12 @@ def cells(params: Params) -> list[Combination]:
     ]
 
 
-def _cell_path(params: Params, combo: Combination) -> Path:
-    return cells_dir(params) / combo.backend / f"{combo.method}-{combo.budget}.json"
-
-
 def _database(params: Params) -> Params:
     backends = params.backends.model_copy(update={"calibrated_cells": "database"})
     return params.model_copy(update={"backends": backends})
 
 
-def compare_rows(
+def paired_rows(
     params: Params, pairs: list[tuple[dict[str, Any], dict[str, Any]]]
 ) -> list[dict[str, Any]]:
     """One row per (assembled, shipped) pair of cell metrics: both perplexities and their
@@ -114,7 +110,7 @@ def compare_rows(
     return rows
 
 
-def format_markdown(rows: list[dict[str, Any]], level: float, empty: str = "") -> str:
+def format_markdown(rows: list[dict[str, Any]], level: float, empty: str) -> str:
     """The rows as a table: both perplexities and their ratio (above 1: the game's model
     is worse than the shipped one); without rows, ``empty``: why there are none."""
     if not rows:
@@ -159,10 +155,10 @@ def run(params: Params) -> list[Path]:
         shipped = read_json(sweep_metrics_path(params, c))
         assembled = run_one(
             database, c.backend, c.method, c.budget,
-            reuse=reuse, cache=cache, path=_cell_path(params, c),
+            reuse=reuse, cache=cache, path=sweep_metrics_path(params, c, cells_dir(params)),
         )  # fmt: skip
         pairs.append((assembled, shipped))
-    rows = compare_rows(params, pairs)
+    rows = paired_rows(params, pairs)
     empty = _nothing_to_pair(params) or "no assignment is on spqe.ladder"
     out = result_path(params)
     out.parent.mkdir(parents=True, exist_ok=True)

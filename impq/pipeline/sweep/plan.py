@@ -55,9 +55,11 @@ def assignment_input_path(params: Params, method: str, budget: float) -> Path:
     return methods.assignment_input_path(params, method, budget)
 
 
-def metrics_path(params: Params, combo: Combination) -> Path:
-    """``metrics/sweep/<backend>/<method>-<budget>.json``."""
-    return sweep_cells_dir(params) / combo.backend / f"{combo.method}-{combo.budget}.json"
+def metrics_path(params: Params, combo: Combination, root: Path | None = None) -> Path:
+    """``metrics/sweep/<backend>/<method>-<budget>.json`` (under ``root`` instead of the
+    sweep's folder when given: the same cell measured another way)."""
+    folder = sweep_cells_dir(params) if root is None else root
+    return folder / combo.backend / f"{combo.method}-{combo.budget}.json"
 
 
 def plot_paths(params: Params) -> dict[str, Path]:
