@@ -153,6 +153,9 @@ def run_in_server(argv: Sequence[str]) -> int | None:
 # -- server -----------------------------------------------------------------------------
 
 
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 class _Stop(Exception):
     """The server was told to stop (SIGTERM, SIGINT)."""
 
@@ -170,8 +173,8 @@ def serve(path: Path, preload: Callable[[], Any]) -> dict[str, Any] | None:
     """Serve requests on the socket ``path`` until SIGTERM or SIGINT, once ``preload()``
     imported what the children run.
 
-    Returns only in a forked child, with the request it is to run (None in the server,
-    once it stopped).
+    Returns only in a forked child, with the request it is to run and the stop signals'
+    handlers the process had before (None in the server, once it stopped).
 
     Raises:
         RuntimeError: the preloaded modules started a thread (forking would copy its
@@ -191,7 +194,7 @@ def serve(path: Path, preload: Callable[[], Any]) -> dict[str, Any] | None:
     listener.bind(str(tmp))
     listener.listen(16)
     os.replace(tmp, path)  # the socket appears once the server is ready
-    previous = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    previous = {s: signal.signal(s, _stop) for s in _STOP_SIGNALS}
     children: dict[int, socket.socket | None] = {}  # child -> its client (None: gone)
     log.info("fork server %d ready on %s", server, path)
     try:
@@ -208,6 +211,7 @@ def serve(path: Path, preload: Callable[[], Any]) -> dict[str, Any] | None:
                             other.close()
                         for s, handler in previous.items():
                             signal.signal(s, handler)
+                        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # see _accept
                         return request
                 elif not conn.recv(1, socket.MSG_PEEK):  # a client sends nothing: gone
                     pid = clients[conn]
@@ -261,6 +265,11 @@ def _accept(
         return None
     sys.stdout.flush()
     sys.stderr.flush()
+    # A stop signal waits until each side's handlers are its own: the child's until
+    # serve() restored the handlers it had before serving (a SIGTERM its client passes on
+    # would otherwise stop the child as the server, terminating every sibling), the
+    # server's until this child is in ``children`` (else a stop would leave it running).
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
     pid = os.fork()
     if pid == 0:
         try:
@@ -274,6 +283,7 @@ def _accept(
     for fd in fds:
         os.close(fd)
     children[pid] = conn
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     log.info("child %d: impq %s (in %s)", pid, " ".join(request["argv"]), request["cwd"])
     with contextlib.suppress(OSError):  # a client gone already is noticed in the loop
         conn.send(json.dumps({"pid": pid}).encode())

@@ -189,3 +189,57 @@ def test_an_unreadable_request_is_dropped_and_the_server_goes_on(
     log = _log_lines(server, start)
     assert any("dropped a request that could not be read" in line for line in log)
     assert any(" INFO child " in line and ": impq dvc-yaml" in line for line in log)
+
+
+WINDOW_COMMAND = '''
+"""A fork server's command whose second child gets a SIGTERM the moment it is forked,
+before the server's handlers are replaced by its own: what a client may pass on then."""
+import os, signal, time
+
+_fork = os.fork
+forks = 0
+
+
+def _fork_then_sigterm_the_second_child():
+    global forks
+    forks += 1
+    pid = _fork()
+    if pid == 0 and forks == 2:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return pid
+
+
+def preload():
+    os.fork = _fork_then_sigterm_the_second_child
+
+
+def main(argv):
+    time.sleep(120 if argv == ["sleep"] else 0)
+    return 0
+'''
+
+CLIENT = (
+    "import sys; from flows import forkserver; "
+    "code = forkserver.run_in_server(sys.argv[1:]); sys.exit(99 if code is None else code)"
+)
+
+
+def test_a_sigterm_as_a_child_is_forked_stops_that_child_alone(tmp_path: Path) -> None:
+    (tmp_path / "window_command.py").write_text(WINDOW_COMMAND)
+    server = ForkServer(tmp_path / "forkserver.log", command="window_command")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}"}
+    env[forkserver.ENV] = str(server.socket)
+    server.start(env, cwd=REPO)
+    try:
+        assert server.ready(timeout=60), server.log.read_text()
+        sleeper = subprocess.Popen([sys.executable, "-c", CLIENT, "sleep"], env=env)
+        sibling = _served_child(server, 0)
+        signalled = subprocess.run([sys.executable, "-c", CLIENT, "run"], env=env, timeout=60)
+        # the child dies of the signal, as a process of its own would, and leaves its
+        # sibling running (as the server it would have terminated every sibling)
+        assert signalled.returncode == 128 + signal.SIGTERM
+        assert sleeper.poll() is None and not _gone(sibling, timeout=1)
+        sleeper.terminate()
+        assert sleeper.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        server.stop()
