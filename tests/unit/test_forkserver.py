@@ -193,7 +193,7 @@ def test_an_unreadable_request_is_dropped_and_the_server_goes_on(
 
 WINDOW_COMMAND = '''
 """A fork server's command whose second child gets a SIGTERM the moment it is forked,
-before the server's handlers are replaced by its own: what a client may pass on then."""
+while it still has the server's signal handlers: what a client may pass on then."""
 import os, signal, time
 
 _fork = os.fork
